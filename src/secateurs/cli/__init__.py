@@ -1,0 +1,1 @@
+"""The ``secateurs`` command line: one module per command, wired up in :mod:`secateurs.cli.main`."""

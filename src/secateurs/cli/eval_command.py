@@ -1,0 +1,50 @@
+"""``secateurs eval``: accuracy of a saved model on a data set's test split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from secateurs.data import BatchLoader, load_split
+from secateurs.errors import SecateursError
+from secateurs.measure import evaluate
+from secateurs.store import load_model
+
+DESCRIPTION = """Evaluate a saved model on the test (or val) split of a data set.
+
+example:
+  secateurs eval runs/r20/model --data ../shared/data/cifar10 --json
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from secateurs.cli.parser import HelpFormatter
+
+    parser = commands.add_parser(
+        "eval", help="evaluate a saved model", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    parser.add_argument("model", help="a saved model directory")
+    parser.add_argument("--data", required=True, help="data set root (see `secateurs train -h`)")
+    parser.add_argument("--split", default="test", choices=["test", "train"])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model, manifest = load_model(args.model)
+    image_size = manifest.input_size[1] if manifest.input_size[1] != 32 else None
+    image_set = load_split(args.data, args.split, image_size)
+    if list(image_set.input_size) != manifest.input_size:
+        raise SecateursError(
+            f"{args.model} takes {tuple(manifest.input_size)} inputs but {args.data} holds "
+            f"{image_set.input_size}"
+        )
+    if image_set.classes != manifest.classes:
+        raise SecateursError(f"{args.data} does not have the classes {args.model} was trained on")
+    result = evaluate(model, BatchLoader(image_set, args.batch_size, manifest.mean, manifest.std))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['n']} images")
+    return 0

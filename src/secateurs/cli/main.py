@@ -1,0 +1,54 @@
+"""Entry point of the ``secateurs`` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from secateurs.cli import (
+    demo_command,
+    eval_command,
+    measure_command,
+    models_command,
+    train_command,
+)
+from secateurs.cli.parser import HelpFormatter, Parser
+from secateurs.errors import SecateursError
+
+COMMANDS = [train_command, eval_command, measure_command, models_command, demo_command]
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="secateurs",
+        description="Structured pruning that makes CNNs smaller and measurably faster.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.run(args)
+    except SecateursError as error:
+        print(f"secateurs: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("secateurs: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""``secateurs measure``: MACs, parameters and CPU latency of a saved model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from secateurs.measure import LatencySettings, count_cost, measure_latency
+from secateurs.store import load_model
+
+DESCRIPTION = """Count MACs and parameters and time CPU inference of a saved model.
+
+example:
+  secateurs measure runs/r20/model --batch-sizes 1 64 --threads 2 --json
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from secateurs.cli.parser import HelpFormatter
+
+    parser = commands.add_parser(
+        "measure", help="MACs, parameters, latency", description=DESCRIPTION,
+        formatter_class=HelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("model", help="a saved model directory")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model, manifest = load_model(args.model)
+    cost = count_cost(model, manifest.input_size)
+    settings = LatencySettings(
+        tuple(args.batch_sizes), args.threads, repeats=args.repeats, channels_last=args.channels_last
+    )
+    latency = measure_latency(model, manifest.input_size, settings)
+    result = {
+        **cost,
+        "latency_ms": {str(batch): round(row["median"], 3) for batch, row in latency.items()},
+        "latency_iqr_ms": {str(batch): round(row["iqr"], 3) for batch, row in latency.items()},
+        "threads": args.threads,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"MACs {cost['macs'] / 1e6:.2f} M   parameters {cost['params'] / 1e6:.3f} M")
+        for batch, row in latency.items():
+            print(f"batch {batch:>4}: {row['median']:.2f} ms (IQR {row['iqr']:.2f})")
+    return 0

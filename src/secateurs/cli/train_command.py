@@ -1,0 +1,75 @@
+"""``secateurs train``: train a model from the zoo (or continue a saved one) on a data set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from secateurs.train.config import TrainConfig, load_config
+from secateurs.train.run import run_training
+
+DESCRIPTION = """Train a model and save it (safetensors + manifest) in OUT/model.
+
+examples:
+  secateurs train --model resnet20 --data ../shared/data/cifar10 --epochs 40 --out runs/r20
+  secateurs train --resume --out runs/r20          # continue a run that was stopped
+  torchrun --nproc_per_node 2 -m secateurs train --model resnet20 --data DATA --out runs/ddp
+"""
+
+# flags that map one-to-one onto TrainConfig fields: (flag, type, help)
+FLAGS: list[tuple[str, type, str]] = [
+    ("model", str, "registered model name, or a saved model directory to fine-tune"),
+    ("data", str, "'digits', an ImageFolder root with train/ and test/, or cifar-10-batches-py"),
+    ("image-size", int, "resize ImageFolder images to this size (ImageNet layout)"),
+    ("epochs", int, "epochs to train"),
+    ("batch-size", int, "global batch size"),
+    ("lr", float, "peak learning rate"),
+    ("weight-decay", float, "weight decay on conv and linear weights"),
+    ("schedule", str, "cosine or step"),
+    ("warmup-epochs", float, "linear warm-up length in epochs"),
+    ("label-smoothing", float, "label smoothing factor"),
+    ("momentum", float, "SGD momentum"),
+    ("padding", int, "random-crop shift in pixels"),
+    ("train-subset", int, "train on this many images (a fixed draw)"),
+    ("test-subset", int, "evaluate on this many images"),
+    ("threads", int, "torch threads"),
+    ("seed", int, "random seed"),
+]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from secateurs.cli.parser import HelpFormatter
+
+    parser = commands.add_parser(
+        "train", help="train a model", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    defaults = TrainConfig()
+    for flag, kind, text in FLAGS:
+        default = getattr(defaults, flag.replace("-", "_"))
+        parser.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} [{default}]")
+    parser.add_argument("--config", help="TOML file of settings (flags override it)")
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--no-flip", action="store_true", help="no random left-right flips")
+    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--channels-last", action="store_true", default=None)
+    parser.add_argument("--deterministic", action="store_true", default=None)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, *_ in FLAGS}
+    overrides.update(
+        nesterov=args.nesterov,
+        channels_last=args.channels_last,
+        deterministic=args.deterministic,
+        flip=False if args.no_flip else None,
+    )
+    config: TrainConfig = load_config(args.config, overrides)
+    summary = run_training(config, args.out, resume=args.resume)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%  ->  {args.out}/model")
+    return 0

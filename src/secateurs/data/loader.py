@@ -1,0 +1,96 @@
+"""Batches from an in-memory :class:`ImageSet`: shuffled by a distributed sampler, augmented and
+normalised as whole tensors.
+
+Everything random is a function of (seed, epoch, rank), so the batches of epoch ``e`` are the same
+whether or not the run was interrupted before it: resuming needs no loader state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import DistributedSampler
+
+from secateurs.data.augment import random_crop, random_flip
+from secateurs.data.dataset import ImageSet
+
+
+class _Indices:
+    """The minimal "dataset" a sampler needs: a length."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class BatchLoader:
+    """Iterate (images, labels) batches; images are float, normalised with ``mean``/``std``.
+
+    ``train=True`` shuffles, drops the last partial batch and augments (random crop with
+    ``padding`` pixels, and left-right flips when ``flip``). Under DDP each rank reads its own
+    ``1/world_size`` share.
+    """
+
+    def __init__(
+        self,
+        image_set: ImageSet,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        train: bool = False,
+        padding: int = 4,
+        flip: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        self.image_set = image_set
+        self.batch_size = batch_size
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std).view(1, -1, 1, 1) * 255
+        self.train = train
+        self.padding = padding
+        self.flip = flip
+        self.seed = seed
+        self.rank = rank
+        self.channels_last = channels_last
+        self.sampler = DistributedSampler(
+            _Indices(len(image_set)),  # type: ignore[arg-type]
+            num_replicas=world_size,
+            rank=rank,
+            shuffle=train,
+            seed=seed,
+            drop_last=train,
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        count = len(self.sampler)
+        return count // self.batch_size if self.train else -(-count // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        indices = torch.tensor(list(self.sampler), dtype=torch.int64)
+        generator = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + self.epoch) * 1_009 + self.rank
+        )
+        for batch_index in range(len(self)):
+            index = indices[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+            images = self.image_set.images[index].float()
+            if self.train:
+                images = random_crop(images, self.padding, generator)
+                if self.flip:
+                    images = random_flip(images, generator)
+            images = (images - self.mean) / self.std
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, self.image_set.labels[index]

@@ -1,0 +1,113 @@
+"""A saved model is a directory: ``model.safetensors`` (weights) and ``manifest.json`` (how to
+rebuild the architecture, the classes, the input size and normalisation, metrics).
+
+Nothing is pickled, so loading a model never executes code from a file. A pruned model's manifest
+also records the pruning that was applied (``pruning``), which is replayed on the freshly built base
+architecture before the weights are loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from secateurs import __version__
+from secateurs.errors import SecateursError
+from secateurs.models import create_model
+
+WEIGHTS_FILE = "model.safetensors"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass
+class Manifest:
+    architecture: str
+    arguments: dict[str, Any]
+    classes: list[str]
+    input_size: list[int]  # (channels, height, width)
+    mean: list[float]
+    std: list[float]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    pruning: dict[str, Any] | None = None
+    secateurs_version: str = __version__
+    format: int = MANIFEST_FORMAT
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: Path) -> Manifest:
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{key: value for key, value in data.items() if key in known})
+        except TypeError as error:
+            raise SecateursError(f"{source} is not a secateurs manifest: {error}") from None
+
+
+def build_model(manifest: Manifest) -> nn.Module:
+    """The architecture a manifest describes, pruned as it records, with untrained weights."""
+    model = create_model(manifest.architecture, **manifest.arguments)
+    if manifest.pruning:
+        from secateurs.pruning.history import replay_pruning
+
+        replay_pruning(model, manifest.pruning, manifest.input_size)
+    return model
+
+
+def save_model(model: nn.Module, directory: str | Path, manifest: Manifest) -> Path:
+    """Write ``model`` and ``manifest`` to ``directory`` (created; files replaced atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    weights_tmp = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(state, weights_tmp)
+    manifest_tmp = directory / (MANIFEST_FILE + ".tmp")
+    manifest_tmp.write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+    os.replace(weights_tmp, directory / WEIGHTS_FILE)
+    os.replace(manifest_tmp, directory / MANIFEST_FILE)
+    return directory
+
+
+def read_manifest(directory: str | Path) -> Manifest:
+    directory = Path(directory)
+    path = directory / MANIFEST_FILE
+    if not directory.is_dir():
+        raise SecateursError(f"no such model directory: {directory}")
+    if not path.is_file():
+        raise SecateursError(f"{directory} is not a secateurs model: it has no {MANIFEST_FILE}")
+    try:
+        return Manifest.from_json(json.loads(path.read_text()), path)
+    except json.JSONDecodeError as error:
+        raise SecateursError(f"{path} is not valid JSON: {error}") from None
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file; anything else (a pickle, say) is refused, never run."""
+    if not path.is_file():
+        raise SecateursError(f"missing weights file: {path}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise SecateursError(f"{path} is not a safetensors file ({error}); refusing it") from None
+
+
+def load_model(directory: str | Path) -> tuple[nn.Module, Manifest]:
+    """Rebuild and load the model saved in ``directory``; it is returned in eval mode."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    model = build_model(manifest)
+    state = read_weights(directory / WEIGHTS_FILE)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[:2]
+        raise SecateursError(
+            f"the weights in {directory} do not fit {manifest.architecture}: {' '.join(first)}"
+        ) from None
+    return model.eval(), manifest

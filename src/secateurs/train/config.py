@@ -1,0 +1,78 @@
+"""Training configuration: defaults here, a TOML file over them, command-line flags over both.
+The resolved configuration is saved in the run directory."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from secateurs.errors import SecateursError
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    model: str = "resnet20"  # a registered name, or a saved model directory to start from
+    model_args: dict[str, Any] = field(default_factory=dict)
+    data: str = "digits"  # "digits", an ImageFolder root, or a cifar-10-batches-py folder
+    image_size: int | None = None  # resize ImageFolder images to this (ImageNet layout)
+    train_subset: int | None = None  # train on this many images (a fixed draw)
+    test_subset: int | None = None
+    # optimisation
+    epochs: int = 40
+    batch_size: int = 128  # global, split across DDP ranks
+    lr: float = 0.1  # peak learning rate, reached after the warm-up
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # applied to conv and linear weights, not to BN or biases
+    schedule: str = "cosine"  # "cosine" (to zero) or "step"
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions, for "step"
+    gamma: float = 0.1  # step decay factor
+    warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs
+    label_smoothing: float = 0.1
+    # augmentation
+    padding: int = 4  # random-crop shift in pixels
+    flip: bool = True  # random left-right flips
+    # execution
+    channels_last: bool = False
+    threads: int | None = None  # torch.set_num_threads; None leaves torch's default
+    deterministic: bool = False  # torch.use_deterministic_algorithms
+    seed: int = 0
+    eval_batch_size: int = 256
+
+    def validate(self) -> TrainConfig:
+        if self.epochs < 1:
+            raise SecateursError(f"epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1:
+            raise SecateursError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.lr <= 0:
+            raise SecateursError(f"learning rate must be positive, not {self.lr}")
+        if self.schedule not in ("cosine", "step"):
+            raise SecateursError(f"schedule must be 'cosine' or 'step', not {self.schedule!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise SecateursError("label smoothing must be in [0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the TOML file at ``path`` (if any), then ``overrides`` (None values skipped)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except OSError as error:
+            raise SecateursError(f"cannot read config {path}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise SecateursError(f"{path} is not valid TOML: {error}") from None
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SecateursError(f"unknown config keys: {', '.join(unknown)}")
+    return TrainConfig(**values).validate()

@@ -1,0 +1,169 @@
+"""A whole training run from a :class:`TrainConfig`: data, model, trainer, run directory, and the
+saved model at the end. ``secateurs train`` is a thin shell around :func:`run_training`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from secateurs import __version__
+from secateurs.data import ImageSet, load_split
+from secateurs.errors import SecateursError
+from secateurs.models import create_model
+from secateurs.store import Manifest, load_model, save_model
+from secateurs.train.callback import Callback
+from secateurs.train.config import TrainConfig
+from secateurs.train.distributed import DistributedContext, init_distributed
+from secateurs.train.trainer import CHECKPOINT_FILE, Trainer
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "torch": torch.__version__}
+    found["secateurs"] = __version__
+    for name in ("torchvision", "torch_pruning"):
+        try:
+            found[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+        ).stdout.strip()
+        if commit:
+            found["git_commit"] = commit
+    except OSError:
+        pass
+    return found
+
+
+def apply_runtime_settings(config: TrainConfig) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.use_deterministic_algorithms(config.deterministic)
+    torch.manual_seed(config.seed)
+
+
+def load_data(config: TrainConfig) -> tuple[ImageSet, ImageSet]:
+    train_set = load_split(config.data, "train", config.image_size)
+    test_set = load_split(config.data, "test", config.image_size)
+    if config.train_subset:
+        train_set = train_set.subset(config.train_subset, seed=config.seed)
+    if config.test_subset:
+        test_set = test_set.subset(config.test_subset, seed=config.seed)
+    if train_set.classes != test_set.classes:
+        raise SecateursError("the train and test splits have different classes")
+    return train_set, test_set
+
+
+def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Module, Manifest]:
+    """A fresh registered architecture, or the model saved in a directory (to fine-tune it)."""
+    if Path(config.model).is_dir():
+        model, manifest = load_model(config.model)
+        if manifest.classes != train_set.classes:
+            raise SecateursError(
+                f"{config.model} was trained on classes {manifest.classes[:4]}..., "
+                f"not this data set's {train_set.classes[:4]}..."
+            )
+        return model.train(), manifest
+    channels = train_set.input_size[0]
+    arguments = {"num_classes": len(train_set.classes), "in_channels": channels}
+    arguments.update(config.model_args)
+    model = create_model(config.model, **arguments)
+    mean, std = train_set.channel_stats()
+    manifest = Manifest(
+        config.model, arguments, train_set.classes, list(train_set.input_size), mean, std
+    )
+    return model, manifest
+
+
+def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> TrainConfig:
+    """Create ``run_dir`` for a new run, or read back the configuration of the run to resume."""
+    config_path = run_dir / CONFIG_FILE
+    if resume and config_path.exists():
+        saved = json.loads(config_path.read_text())
+        return TrainConfig(**saved).validate()
+    if not resume and (run_dir / CHECKPOINT_FILE).exists():
+        raise SecateursError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
+    return config
+
+
+def run_training(
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> dict[str, Any]:
+    """Train as ``config`` says into ``run_dir``; returns the summary written to summary.json."""
+    run_dir = Path(run_dir)
+    context = init_distributed()
+    config = prepare_run_dir(run_dir, config, resume) if context.is_main else config
+    if context.enabled:
+        _wait_for_main(context)
+        config = TrainConfig(**json.loads((run_dir / CONFIG_FILE).read_text()))
+    apply_runtime_settings(config)
+    train_set, test_set = load_data(config)
+    model, manifest = build_start_model(config, train_set)
+    trainer = Trainer(
+        model,
+        train_set,
+        test_set,
+        config,
+        run_dir,
+        manifest.mean,
+        manifest.std,
+        callbacks=callbacks or [],
+        context=context,
+    )
+    if resume:
+        trainer.resume()
+    history = trainer.fit()
+    digests = trainer.rank_digests()
+    final = history[-1]
+    manifest.metrics = {
+        "top1": final["test_top1"],
+        "top5": final["test_top5"],
+        "epochs": config.epochs,
+        "data": str(config.data),
+    }
+    summary = {
+        "run_dir": str(run_dir),
+        "top1": final["test_top1"],
+        "top5": final["test_top5"],
+        "epochs": len(history),
+        "train_seconds": round(sum(r["epoch_seconds"] for r in history), 1),
+        "images_per_s": round(sum(r["images_per_s"] for r in history) / len(history), 1),
+        "rank_weight_digests": digests,
+    }
+    if context.is_main:
+        save_model(trainer.model, run_dir / "model", manifest)
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _wait_for_main(context: DistributedContext) -> None:
+    import torch.distributed as dist
+
+    if context.enabled:
+        dist.barrier()
+
+

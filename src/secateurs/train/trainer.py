@@ -1,0 +1,256 @@
+"""The training loop: SGD with warm-up and a cosine or step schedule, label smoothing, optional
+channels-last and DDP, a checkpoint every epoch, and exact resumption.
+
+A run directory holds ``config.json``, ``versions.json``, ``metrics.jsonl`` (one line an epoch),
+``checkpoint.pt`` (model, optimizer, scheduler, RNG, epoch, callbacks) and, at the end, ``model/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from secateurs.data import BatchLoader, ImageSet
+from secateurs.errors import SecateursError
+from secateurs.measure.accuracy import evaluate
+from secateurs.progress import progress_bar
+from secateurs.train.callback import Callback
+from secateurs.train.checkpoint import load_checkpoint, save_checkpoint
+from secateurs.train.config import TrainConfig
+from secateurs.train.distributed import DistributedContext, all_gather, all_sum
+from secateurs.train.schedule import warmup_cosine, warmup_step
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A short hash of every parameter and buffer: equal digests mean bitwise-equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv and linear weights only; BatchNorm scales and biases are not decayed."""
+    decayed = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    plain = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ]
+
+
+class Trainer:
+    """Train ``model`` on ``train_set``, evaluating on ``test_set`` after every epoch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_set: ImageSet,
+        test_set: ImageSet,
+        config: TrainConfig,
+        run_dir: Path,
+        mean: Sequence[float],
+        std: Sequence[float],
+        callbacks: Sequence[Callback] = (),
+        context: DistributedContext | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.context = context or DistributedContext()
+        self.callbacks = list(callbacks)
+        self.model = model
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_model: nn.Module = (
+            DistributedDataParallel(self.model) if self.context.enabled else self.model
+        )
+        self.train_loader = BatchLoader(
+            train_set,
+            max(1, config.batch_size // self.context.world_size),
+            mean,
+            std,
+            train=True,
+            padding=config.padding,
+            flip=config.flip,
+            seed=config.seed,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+            channels_last=config.channels_last,
+        )
+        if len(self.train_loader) == 0:
+            raise SecateursError(
+                f"{len(train_set)} training images make no full batch of {config.batch_size}"
+            )
+        self.test_loader = BatchLoader(
+            test_set, config.eval_batch_size, mean, std, channels_last=config.channels_last
+        )
+        self.optimizer = torch.optim.SGD(
+            parameter_groups(self.model, config.weight_decay),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov and config.momentum > 0,
+        )
+        self.steps_per_epoch = len(self.train_loader)
+        total = config.epochs * self.steps_per_epoch
+        warmup = round(config.warmup_epochs * self.steps_per_epoch)
+        if config.schedule == "cosine":
+            factor = lambda step: warmup_cosine(step, total, warmup)  # noqa: E731
+        else:
+            factor = lambda step: warmup_step(  # noqa: E731
+                step, total, warmup, config.milestones, config.gamma
+            )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps completed
+        self.history: list[dict[str, Any]] = []
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_FILE
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": json.dumps(self.history),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": json.dumps(_numpy_state()),
+                "python": json.dumps(_python_state()),
+            },
+            "callbacks": [callback.state_dict() for callback in self.callbacks],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.history = json.loads(state["history"])
+        torch.set_rng_state(state["rng"]["torch"])
+        _set_numpy_state(json.loads(state["rng"]["numpy"]))
+        _set_python_state(json.loads(state["rng"]["python"]))
+        for callback, callback_state in zip(self.callbacks, state["callbacks"], strict=True):
+            callback.load_state_dict(callback_state)
+
+    def resume(self) -> bool:
+        """Load the run directory's checkpoint if it has one; True when it did."""
+        if not self.checkpoint_path.exists():
+            return False
+        self.load_state_dict(load_checkpoint(self.checkpoint_path))
+        log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
+        return True
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> list[dict[str, Any]]:
+        """Train the remaining epochs; returns the per-epoch metrics of the whole run."""
+        for callback in self.callbacks:
+            callback.on_train_start(self)
+        while self.epoch < self.config.epochs:
+            record = self._train_epoch()
+            record.update({f"test_{k}": v for k, v in self.evaluate().items()})
+            self.epoch += 1
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, self.epoch)
+            self.history.append(record)
+            log.info(
+                "epoch %d/%d  loss %.4f  test top-1 %.2f%%  %.0f images/s",
+                record["epoch"],
+                self.config.epochs,
+                record["train_loss"],
+                record["test_top1"],
+                record["images_per_s"],
+            )
+            if self.context.is_main:
+                with (self.run_dir / METRICS_FILE).open("a") as file:
+                    file.write(json.dumps(record) + "\n")
+                save_checkpoint(self.state_dict(), self.checkpoint_path)
+        return self.history
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(self.model, self.test_loader)
+
+    def _train_epoch(self) -> dict[str, Any]:
+        self.train_model.train()
+        self.train_loader.set_epoch(self.epoch)
+        loss_sum = correct = seen = 0.0
+        started = time.perf_counter()
+        with progress_bar() as bar:
+            task = bar.add_task(
+                f"epoch {self.epoch + 1}/{self.config.epochs}", total=len(self.train_loader), rate=""
+            )
+            for images, labels in self.train_loader:
+                for callback in self.callbacks:
+                    callback.before_step(self)
+                logits = self.train_model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                for callback in self.callbacks:
+                    callback.after_backward(self)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                for callback in self.callbacks:
+                    callback.after_step(self)
+                loss_sum += loss.item() * len(labels)
+                correct += (logits.argmax(1) == labels).sum().item()
+                seen += len(labels)
+                rate = seen * self.context.world_size / (time.perf_counter() - started)
+                bar.update(task, advance=1, rate=f"{rate:.0f} img/s")
+        seconds = time.perf_counter() - started
+        loss_sum, correct, seen = all_sum([loss_sum, correct, seen], self.context)
+        return {
+            "epoch": self.epoch + 1,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / seen,
+            "train_top1": 100.0 * correct / seen,
+            "epoch_seconds": round(seconds, 2),
+            "images_per_s": round(seen / seconds, 1),
+        }
+
+    def rank_digests(self) -> list[str]:
+        """Each rank's :func:`weights_digest` (one entry when not distributed)."""
+        return [str(d) for d in all_gather(weights_digest(self.model), self.context)]
+
+
+def _numpy_state() -> list:
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), position, has_gauss, cached]
+
+
+def _set_numpy_state(state: list) -> None:
+    name, keys, position, has_gauss, cached = state
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+
+
+def _python_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_python_state(state: list) -> None:
+    version, internal, gauss = state
+    random.setstate((version, tuple(internal), gauss))
