@@ -1,0 +1,42 @@
+"""BatchNorm-scale pruning (Liu, Li, Shen, Huang, Yan, Zhang; "Learning Efficient Convolutional
+Networks through Network Slimming", ICCV 2017).
+
+A channel's importance is |gamma| of the BatchNorm that follows its producer; tied channels (a
+residual stream) sum the |gamma| of every BatchNorm in the group. The paper trains with an L1
+penalty on gamma first; this scores any trained model as it is. A group with no BatchNorm (a
+linear hidden layer, say) falls back to the L1 norm of its producing weights, normalised to the
+same mean as the BatchNorm scores, so that it can still be ranked globally.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.methods.base import PruningMethod, ScoringData, register_method, scatter
+from secateurs.pruning.methods.norm import filter_norms
+
+
+@register_method
+class BatchNormScale(PruningMethod):
+    name = "bn_scale"
+    summary = "|gamma| of each channel's BatchNorm (network slimming, Liu et al. 2017)"
+
+    def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
+        scores, missing = {}, []
+        for group in graph.prunable_groups:
+            norms = group.layers("out", (nn.modules.batchnorm._BatchNorm,))
+            if not norms:
+                missing.append(group.root)
+                continue
+            total = torch.zeros(group.size, dtype=torch.float64)
+            for member in norms:
+                total += scatter(group, member, member.module.weight.detach().abs())
+            scores[group.root] = total
+        if missing:
+            reference = torch.cat(list(scores.values())).mean() if scores else torch.tensor(1.0)
+            l1 = filter_norms(graph, power=1)
+            for root in missing:
+                scores[root] = l1[root] / l1[root].mean().clamp_min(1e-12) * reference
+        return scores

@@ -1,0 +1,72 @@
+"""First-order Taylor pruning with BatchNorm gates (Molchanov, Mallya, Tyree, Frosio, Kautz;
+"Importance Estimation for Neural Network Pruning", CVPR 2019).
+
+Imagine a gate g = 1 multiplying each channel after its BatchNorm. The first-order estimate of the
+loss change when the channel is removed is (g dL/dg)^2 per minibatch. Since the BatchNorm output is
+y = gamma * x_hat + beta, dL/dg = sum over the batch and positions of y dL/dy
+= gamma dL/dgamma + beta dL/dbeta, so no gate module is needed. Channels tied across a residual
+stream share one gate: the contributions of all their BatchNorms add up before squaring, and the
+score is divided by the number of BatchNorms sharing it (the paper's rule for skip connections).
+Without a BatchNorm, the gate sits after the producing layer: dL/dg = sum W dL/dW + b dL/db.
+Scores are averaged over the minibatches given. The model is scored in eval mode, so running
+statistics are untouched. Ranking is global with no per-layer normalisation, as in the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from secateurs.errors import SecateursError
+from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.methods.base import (
+    PruningMethod,
+    ScoringData,
+    producing_layers,
+    register_method,
+    scatter,
+)
+
+
+def _gate_gradient(module: nn.Module) -> Tensor:
+    """g dL/dg for a gate after ``module``, per output channel (gradients must be populated)."""
+    total = (module.weight * module.weight.grad).flatten(1).sum(1) if module.weight.ndim > 1 else (
+        module.weight * module.weight.grad
+    )  # fmt: skip
+    if getattr(module, "bias", None) is not None and module.bias.grad is not None:
+        total = total + module.bias * module.bias.grad
+    return total.detach()
+
+
+@register_method
+class Taylor(PruningMethod):
+    name = "taylor"
+    summary = "first-order Taylor estimate of the loss change, BN gates (Molchanov et al. 2019)"
+    needs_data = True
+
+    def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
+        if not data.batches:
+            raise SecateursError("taylor needs data batches to compute gradients")
+        model = graph.model
+        was_training = model.training
+        model.eval()
+        sums = {g.root: torch.zeros(g.size, dtype=torch.float64) for g in graph.prunable_groups}
+        gates = {}
+        for group in graph.prunable_groups:
+            norms = group.layers("out", (nn.modules.batchnorm._BatchNorm,))
+            gates[group.root] = norms or producing_layers(group)
+        with torch.enable_grad():
+            for images, labels in data.batches:
+                model.zero_grad(set_to_none=True)
+                data.loss(model(images), labels).backward()
+                for group in graph.prunable_groups:
+                    gate = torch.zeros(group.size, dtype=torch.float64)
+                    for member in gates[group.root]:
+                        gate += scatter(group, member, _gate_gradient(member.module))
+                    sums[group.root] += gate.pow(2)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        count = len(data.batches)
+        return {
+            root: total / count / max(1, len(gates[root])) for root, total in sums.items()
+        }

@@ -1,0 +1,43 @@
+"""Physical removal of a plan's channels through Torch-Pruning's groups.
+
+This module knows plans and graphs, never the methods that made the plan. The surgery is recorded
+as Torch-Pruning's pruning history, a JSON-able list that :mod:`secateurs.pruning.history` replays
+on a freshly built model to reload a pruned model without unpickling it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from secateurs.errors import SecateursError
+from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.plan import PruningPlan
+
+
+def remove_channels(graph: ChannelGraph, plan: PruningPlan) -> list[list[Any]]:
+    """Remove ``plan``'s channels from ``graph.model`` in place; returns the pruning history.
+
+    The graph is spent afterwards (its groups describe the old shapes): build a new one to prune
+    again.
+    """
+    plan.validate(graph)
+    model = graph.model
+    with torch.no_grad():
+        before = model.eval()(torch.zeros(1, *graph.input_size)).shape
+    history_start = len(graph.dependency_graph.pruning_history())
+    for group in graph.groups:
+        indices = plan.removals.get(group.root, [])
+        if not indices:
+            continue
+        try:
+            graph.torch_pruning_group(group, indices).prune()
+        except (RuntimeError, IndexError, ValueError) as error:
+            raise SecateursError(f"surgery failed on group {group.root}: {error}") from None
+    with torch.no_grad():
+        after = model(torch.zeros(1, *graph.input_size)).shape
+    if after != before:
+        raise SecateursError(f"surgery changed the output shape from {before} to {after}")
+    history = graph.dependency_graph.pruning_history()[history_start:]
+    return [[name, bool(is_out), [int(i) for i in indices]] for name, is_out, indices in history]
