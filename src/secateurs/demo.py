@@ -1,21 +1,22 @@
 """The demo: train a CIFAR-style ResNet-20 on scikit-learn's bundled digits (8x8, no download),
-then measure accuracy, MACs, parameters and latency, and print them as a table."""
+prune it to half its MACs with two methods, fine-tune briefly, and print accuracy, MACs,
+parameters and latency before and after as one table."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from secateurs.data import BatchLoader, load_split
-from secateurs.measure import LatencySettings, count_cost, evaluate, measure_latency
-from secateurs.store import load_model
+from secateurs.pipeline import PruneJob, run_prune
 from secateurs.train.config import TrainConfig
 from secateurs.train.run import run_training
 
 log = logging.getLogger(__name__)
+DEMO_METHODS = ("l1", "taylor")
 
 
 def demo_config(epochs: int) -> TrainConfig:
@@ -26,33 +27,42 @@ def demo_config(epochs: int) -> TrainConfig:
     )  # fmt: skip
 
 
-def run_demo(out: str | Path, epochs: int = 15) -> dict[str, float]:
-    """Train, reload from disk, measure; returns the row printed."""
+def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 3) -> list[dict[str, Any]]:
+    """Train, prune with each demo method, print the table; returns one report per method."""
     out = Path(out)
     log.info("training resnet20 on the digits set for %d epochs", epochs)
     run_training(demo_config(epochs), out / "train", resume=(out / "train").exists())
-    model, manifest = load_model(out / "train" / "model")
-    test_set = load_split("digits", "test")
-    accuracy = evaluate(model, BatchLoader(test_set, 256, manifest.mean, manifest.std))
-    cost = count_cost(model, manifest.input_size)
-    latency = measure_latency(model, manifest.input_size, LatencySettings(repeats=20))
-    row = {
-        "top1": accuracy["top1"],
-        "macs": cost["macs"],
-        "params": cost["params"],
-        "latency_1_ms": latency[1]["median"],
-        "latency_64_ms": latency[64]["median"],
-    }
-    table = Table(title="secateurs demo: resnet20 on digits (8x8)")
-    for column in ("model", "top-1 %", "MACs (M)", "params (K)", "batch 1 (ms)", "batch 64 (ms)"):
+    reports = []
+    for method in DEMO_METHODS:
+        log.info("pruning with %s to 50%% of the MACs, then %d epochs of fine-tuning",
+                 method, finetune_epochs)  # fmt: skip
+        job = PruneJob(
+            model_dir=out / "train" / "model", method=method, out=out / f"pruned-{method}",
+            target_ratio=0.5, data="digits", finetune_epochs=finetune_epochs, batch_size=64,
+            finetune_lr=0.01, latency_repeats=20, resume=(out / f"pruned-{method}").exists(),
+        )  # fmt: skip
+        reports.append(run_prune(job))
+    Console().print(demo_table(reports))
+    log.info("reports and plots: %s/pruned-*/report.{md,png}", out)
+    return reports
+
+
+def demo_table(reports: list[dict[str, Any]]) -> Table:
+    table = Table(title="secateurs demo: resnet20 on digits (8x8), pruned to 50% of MACs")
+    for column in ("model", "top-1 %", "MACs (M)", "params (K)", "batch 1 (ms)",
+                   "batch 64 (ms)", "speed-up b64"):  # fmt: skip
         table.add_column(column, justify="right")
+    first = reports[0]
     table.add_row(
-        "dense",
-        f"{row['top1']:.2f}",
-        f"{row['macs'] / 1e6:.2f}",
-        f"{row['params'] / 1e3:.1f}",
-        f"{row['latency_1_ms']:.2f}",
-        f"{row['latency_64_ms']:.2f}",
-    )
-    Console().print(table)
-    return row
+        "dense", f"{first['top1_before']:.2f}", f"{first['macs_before'] / 1e6:.2f}",
+        f"{first['params_before'] / 1e3:.1f}", f"{first['latency']['1']['before_ms']:.2f}",
+        f"{first['latency']['64']['before_ms']:.2f}", "1.00x",
+    )  # fmt: skip
+    for report in reports:
+        table.add_row(
+            report["method"], f"{report['top1_after']:.2f}", f"{report['macs_after'] / 1e6:.2f}",
+            f"{report['params_after'] / 1e3:.1f}", f"{report['latency']['1']['after_ms']:.2f}",
+            f"{report['latency']['64']['after_ms']:.2f}",
+            f"{report['latency']['64']['speedup']:.2f}x",
+        )  # fmt: skip
+    return table

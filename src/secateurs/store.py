@@ -38,8 +38,10 @@ class Manifest:
     std: list[float]
     metrics: dict[str, Any] = field(default_factory=dict)
     pruning: dict[str, Any] | None = None
+    training: dict[str, Any] = field(default_factory=dict)  # the recipe it was trained with
     secateurs_version: str = __version__
     format: int = MANIFEST_FORMAT
+    image_size: int | None = None  # the --image-size the training data was read with
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: Path) -> Manifest:

@@ -27,14 +27,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="data set root (see `secateurs train -h`)")
     parser.add_argument("--split", default="test", choices=["test", "train"])
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--subset",
+        type=int,
+        help="evaluate on a fixed draw of this many images (the draw `train --test-subset` makes)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --subset draw")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model, manifest = load_model(args.model)
-    image_size = manifest.input_size[1] if manifest.input_size[1] != 32 else None
-    image_set = load_split(args.data, args.split, image_size)
+    # read the images as training did (resized only if it was given --image-size)
+    image_set = load_split(args.data, args.split, manifest.image_size)
     if list(image_set.input_size) != manifest.input_size:
         raise SecateursError(
             f"{args.model} takes {tuple(manifest.input_size)} inputs but {args.data} holds "
@@ -42,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if image_set.classes != manifest.classes:
         raise SecateursError(f"{args.data} does not have the classes {args.model} was trained on")
+    if args.subset:
+        image_set = image_set.subset(args.subset, seed=args.seed)
     result = evaluate(model, BatchLoader(image_set, args.batch_size, manifest.mean, manifest.std))
     if args.json:
         print(json.dumps(result))

@@ -10,13 +10,23 @@ from secateurs.cli import (
     demo_command,
     eval_command,
     measure_command,
+    methods_command,
     models_command,
+    prune_command,
     train_command,
 )
 from secateurs.cli.parser import HelpFormatter, Parser
 from secateurs.errors import SecateursError
 
-COMMANDS = [train_command, eval_command, measure_command, models_command, demo_command]
+COMMANDS = [
+    train_command,
+    eval_command,
+    measure_command,
+    prune_command,
+    models_command,
+    methods_command,
+    demo_command,
+]
 
 
 def build_parser() -> Parser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from secateurs.train.config import TrainConfig, load_config
 from secateurs.train.run import run_training
@@ -38,10 +39,12 @@ FLAGS: list[tuple[str, type, str]] = [
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from secateurs.cli.parser import HelpFormatter
-
+    # the flags' help already shows TrainConfig's defaults; theirs are None ("not given")
     parser = commands.add_parser(
-        "train", help="train a model", description=DESCRIPTION, formatter_class=HelpFormatter
+        "train",
+        help="train a model",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = TrainConfig()
     for flag, kind, text in FLAGS:
@@ -68,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     )
     config: TrainConfig = load_config(args.config, overrides)
     summary = run_training(config, args.out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(summary))
     else:

@@ -82,7 +82,7 @@ def _resnet(depth: int):
     return factory
 
 
-for _depth, _params in ((20, "0.27M"), (32, "0.46M"), (56, "0.85M"), (110, "1.7M")):
+for _depth, _params in ((20, "0.27M"), (32, "0.47M"), (56, "0.86M"), (110, "1.7M")):
     register_model(f"resnet{_depth}", f"CIFAR ResNet-{_depth} (He et al. 2016), {_params} params")(
         _resnet(_depth)
     )

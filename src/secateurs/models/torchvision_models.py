@@ -41,7 +41,10 @@ def torchvision_entry(name: str) -> ModelEntry:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise SecateursError(f"torchvision has no classification model {name!r}{hint}")
 
-    def factory(num_classes: int = 1000, **kwargs: object) -> nn.Module:
+    def factory(num_classes: int = 1000, in_channels: int = 3, **kwargs: object) -> nn.Module:
+        # secateurs passes in_channels to every model; torchvision's models take RGB only
+        if in_channels != 3:
+            raise SecateursError(f"torchvision:{name} takes 3-channel images, not {in_channels}")
         return models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
 
     size = 299 if name == "inception_v3" else 224

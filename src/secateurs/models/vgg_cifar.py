@@ -78,7 +78,7 @@ def vgg16_bn(num_classes: int = 10, in_channels: int = 3) -> CifarVGG:
 
 @register_model(
     "vgg11_bn_half",
-    "VGG-11-BN at half width with two hidden FC layers (256) on a 2x2 map, 1.7M params",
+    "VGG-11-BN at half width with two hidden FC layers (256) on a 2x2 map, 2.6M params",
 )
 def vgg11_bn_half(num_classes: int = 10, in_channels: int = 3) -> CifarVGG:
     return CifarVGG(VGG11_HALF_LAYERS, num_classes, in_channels, hidden=(256, 256), spatial=2)

@@ -123,7 +123,8 @@ class ChannelGraph:
             )
             self._check_prunable(group)
             groups.append(group)
-        return groups
+        order = {name: position for position, name in enumerate(self.names.values())}
+        return sorted(groups, key=lambda group: order[group.root])
 
     def _check_prunable(self, group: ChannelGroup) -> None:
         for member in group.members:

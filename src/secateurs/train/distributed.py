@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,15 @@ def all_gather(value: object, context: DistributedContext) -> list[object]:
     gathered: list[object] = [None] * context.world_size
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def broadcast_buffers(model: nn.Module, context: DistributedContext) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward pass, but the last training forward
+    updates each rank's statistics with its own batch, so without this the ranks' models differ.
+    """
+    if not context.enabled:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)

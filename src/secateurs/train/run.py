@@ -86,7 +86,13 @@ def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Modu
     model = create_model(config.model, **arguments)
     mean, std = train_set.channel_stats()
     manifest = Manifest(
-        config.model, arguments, train_set.classes, list(train_set.input_size), mean, std
+        config.model,
+        arguments,
+        train_set.classes,
+        list(train_set.input_size),
+        mean,
+        std,
+        image_size=config.image_size,
     )
     return model, manifest
 
@@ -139,6 +145,8 @@ def run_training(
     history = trainer.fit()
     digests = trainer.rank_digests()
     final = history[-1]
+    if not manifest.training:
+        manifest.training = config.to_dict()
     manifest.metrics = {
         "top1": final["test_top1"],
         "top5": final["test_top5"],

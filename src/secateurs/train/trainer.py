@@ -29,7 +29,12 @@ from secateurs.progress import progress_bar
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import load_checkpoint, save_checkpoint
 from secateurs.train.config import TrainConfig
-from secateurs.train.distributed import DistributedContext, all_gather, all_sum
+from secateurs.train.distributed import (
+    DistributedContext,
+    all_gather,
+    all_sum,
+    broadcast_buffers,
+)
 from secateurs.train.schedule import warmup_cosine, warmup_step
 
 log = logging.getLogger(__name__)
@@ -143,6 +148,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["callbacks"]) != len(self.callbacks):
+            raise SecateursError(
+                f"{self.checkpoint_path} holds the state of {len(state['callbacks'])} callbacks, "
+                f"but this run has {len(self.callbacks)}: resume with the same method"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -221,6 +231,7 @@ class Trainer:
                 rate = seen * self.context.world_size / (time.perf_counter() - started)
                 bar.update(task, advance=1, rate=f"{rate:.0f} img/s")
         seconds = time.perf_counter() - started
+        broadcast_buffers(self.model, self.context)
         loss_sum, correct, seen = all_sum([loss_sum, correct, seen], self.context)
         return {
             "epoch": self.epoch + 1,

@@ -1,0 +1,108 @@
+"""``secateurs prune``: prune a saved model, fine-tune it, and report before and after."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from secateurs.errors import SecateursError
+from secateurs.pipeline import PruneJob, run_prune
+from secateurs.pruning.allocation import STRATEGIES
+
+DESCRIPTION = """Prune a saved model to a MACs or parameter target, fine-tune, and write the pruned
+model with report.json, report.md and report.png to OUT.
+
+examples:
+  secateurs prune runs/r20/model --method l1 --target-macs 0.5 -o runs/r20-l1
+  secateurs prune runs/r20/model --method taylor --target-macs 0.5 --data ../shared/data/cifar10 \\
+      --finetune-epochs 10 -o runs/r20-taylor
+  secateurs prune runs/r20/model --method l1 --layer-ratios layer1.0.conv1=0.5 -o runs/r20-one
+"""
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a ratio must be between 0 and 1 exclusive, not {value}")
+    return value
+
+
+def _layer_ratios(items: list[str]) -> dict[str, float]:
+    ratios = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            ratios[name] = float(value)
+        except ValueError:
+            raise SecateursError(f"--layer-ratios takes LAYER=RATIO, not {item!r}") from None
+    return ratios
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from secateurs.cli.parser import HelpFormatter
+
+    parser = commands.add_parser(
+        "prune", help="prune a model", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    parser.add_argument("model", help="a saved model directory")
+    parser.add_argument("--method", required=True, help="a method (`secateurs methods`)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--target-macs", type=_ratio, help="keep this fraction of the MACs")
+    target.add_argument("--target-params", type=_ratio, help="keep this fraction of parameters")
+    target.add_argument("--layer-ratios", nargs="+", metavar="LAYER=RATIO",
+                        help="prune these fractions of these groups (by root layer)")  # fmt: skip
+    parser.add_argument("--strategy", choices=STRATEGIES, default="global")
+    parser.add_argument("--normalize", choices=["none", "mean", "max"],
+                        help="per-layer score normalisation for global ranking [method's]")  # fmt: skip
+    parser.add_argument("--round-to", type=int, default=1, help="channel count multiple")
+    parser.add_argument("--steps", type=int, default=1, help="prune in this many steps")
+    parser.add_argument("--data", help="data set root: scoring data, accuracy, fine-tuning")
+    parser.add_argument("--finetune-epochs", type=int, default=0)
+    parser.add_argument("--finetune-lr", type=float, default=0.01)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--scoring-batches", type=int, default=8)
+    parser.add_argument("--train-subset", type=int, help="use this many training images")
+    parser.add_argument("--test-subset", type=int, help="evaluate on this many test images")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--latency-repeats", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("-o", "--out", required=True, help="output directory (must be new)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    job = PruneJob(
+        model_dir=Path(args.model),
+        method=args.method,
+        out=Path(args.out),
+        target_kind="params" if args.target_params else "macs",
+        target_ratio=args.target_params or args.target_macs or 0.5,
+        layer_ratios=_layer_ratios(args.layer_ratios) if args.layer_ratios else None,
+        strategy=args.strategy,
+        normalize=args.normalize,
+        round_to=args.round_to,
+        data=args.data,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        batch_size=args.batch_size,
+        scoring_batches=args.scoring_batches,
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        latency_repeats=args.latency_repeats,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        resume=args.resume,
+    )
+    report = run_prune(job)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print((Path(args.out) / "report.md").read_text())
+    return 0

@@ -1,0 +1,240 @@
+"""A whole pruning run, as ``secateurs prune`` does it: measure the model, prune it, fine-tune it,
+measure again side by side, and write the pruned model with its report.
+
+Output directory layout: ``model.safetensors`` + ``manifest.json`` (the pruned, fine-tuned model),
+``report.json``/``report.md``/``report.png``, ``oneshot/`` (the model right after pruning) and
+``finetune/`` (the fine-tuning run, checkpointed every epoch: ``--resume`` continues it).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from secateurs.data import BatchLoader, ImageSet, load_split
+from secateurs.errors import SecateursError
+from secateurs.measure import LatencySettings, compare, count_cost, evaluate
+from secateurs.pruning.allocation import Allocation, Target
+from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.methods import ScoringData, create_method
+from secateurs.pruning.prune import prune_model
+from secateurs.report import write_report
+from secateurs.store import Manifest, load_model, save_model
+from secateurs.train.config import TrainConfig
+from secateurs.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+# fine-tuning keeps the augmentation and regularisation the model was trained with
+FINETUNE_INHERITS = ("padding", "flip", "label_smoothing", "weight_decay", "momentum", "nesterov")
+
+
+@dataclass
+class PruneJob:
+    model_dir: Path
+    method: str
+    out: Path
+    target_kind: str = "macs"
+    target_ratio: float = 0.5
+    layer_ratios: dict[str, float] | None = None
+    strategy: str = "global"
+    normalize: str | None = None  # None: the method's default
+    round_to: int = 1
+    min_channels: int = 1
+    data: str | None = None
+    image_size: int | None = None
+    finetune_epochs: int = 0
+    finetune_lr: float = 0.01
+    batch_size: int = 128
+    scoring_batches: int = 8
+    steps: int = 1
+    seed: int = 0
+    threads: int = 2
+    latency_batches: tuple[int, ...] = (1, 64)
+    latency_repeats: int = 30
+    train_subset: int | None = None
+    test_subset: int | None = None
+    resume: bool = False
+
+
+def check_job(job: PruneJob) -> None:
+    """Reject bad input before anything is written."""
+    from secateurs.pruning.methods import method_class
+
+    method_class(job.method)
+    if job.layer_ratios is None:
+        Target(job.target_kind, job.target_ratio)
+    if job.finetune_epochs < 0 or job.steps < 1:
+        raise SecateursError("fine-tuning epochs must be >= 0 and steps >= 1")
+    if job.finetune_epochs and not job.data:
+        raise SecateursError("fine-tuning needs --data")
+    if job.out.exists() and any(job.out.iterdir()) and not job.resume:
+        raise SecateursError(f"{job.out} exists and is not empty; choose another -o (or --resume)")
+
+
+def _data(job: PruneJob, manifest: Manifest) -> tuple[ImageSet | None, ImageSet | None]:
+    if not job.data:
+        return None, None
+    train_set = load_split(job.data, "train", job.image_size)
+    test_set = load_split(job.data, "test", job.image_size)
+    if job.train_subset:
+        train_set = train_set.subset(job.train_subset, job.seed)
+    if job.test_subset:
+        test_set = test_set.subset(job.test_subset, job.seed)
+    if test_set.classes != manifest.classes or list(test_set.input_size) != manifest.input_size:
+        raise SecateursError(
+            f"{job.data} ({len(test_set.classes)} classes, {test_set.input_size}) is not the data "
+            f"{job.model_dir} was trained for ({len(manifest.classes)} classes, "
+            f"{tuple(manifest.input_size)})"
+        )
+    return train_set, test_set
+
+
+def _scoring_data(job: PruneJob, train_set: ImageSet | None, manifest: Manifest) -> ScoringData:
+    if train_set is None:
+        return ScoringData()
+    sample = train_set.subset(job.scoring_batches * job.batch_size, job.seed)
+    loader = BatchLoader(sample, job.batch_size, manifest.mean, manifest.std)
+    return ScoringData(list(loader))
+
+
+def _accuracy(model: nn.Module, test_set: ImageSet | None, manifest: Manifest) -> dict[str, float]:
+    if test_set is None:
+        return {}
+    return evaluate(model, BatchLoader(test_set, 256, manifest.mean, manifest.std))
+
+
+def _fine_tune(model, job, train_set, test_set, manifest, epochs, run_dir) -> dict[str, Any]:
+    recipe = {key: manifest.training[key] for key in FINETUNE_INHERITS if key in manifest.training}
+    config = TrainConfig(
+        model=str(job.model_dir), data=str(job.data), epochs=epochs, batch_size=job.batch_size,
+        lr=job.finetune_lr, warmup_epochs=0, seed=job.seed, threads=job.threads, **recipe,
+    )  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, train_set, test_set, config, run_dir, manifest.mean, manifest.std)
+    trainer.resume()
+    history = trainer.fit()
+    return {"epochs": len(history), "seconds": sum(r["epoch_seconds"] for r in history)}
+
+
+def _channels(before: ChannelGraph, after_model: nn.Module) -> dict[str, dict[str, int]]:
+    after = {g.root: g.size for g in ChannelGraph(after_model, before.input_size).groups}
+    return {
+        g.root: {"before": g.size, "after": after.get(g.root, g.size)}
+        for g in before.groups
+        if g.prunable
+    }
+
+
+def run_prune(job: PruneJob) -> dict[str, Any]:
+    """Do the whole run; returns the report (also written to ``job.out``)."""
+    check_job(job)
+    torch.manual_seed(job.seed)
+    original, manifest = load_model(job.model_dir)
+    train_set, test_set = _data(job, manifest)
+    input_size = manifest.input_size
+    method = create_method(job.method, seed=job.seed)
+    target = None if job.layer_ratios is not None else Target(job.target_kind, job.target_ratio)
+    allocation = Allocation(
+        strategy=job.strategy,
+        normalize=job.normalize or method.normalize,
+        round_to=job.round_to,
+        min_channels=job.min_channels,
+    )
+    job.out.mkdir(parents=True, exist_ok=True)
+    oneshot_dir = job.out / "oneshot"
+    before_graph = ChannelGraph(original, input_size)
+    accuracy_before = _accuracy(original, test_set, manifest)
+    if job.resume and (oneshot_dir / "manifest.json").exists():
+        model, pruned_manifest = load_model(oneshot_dir)
+        pruning_seconds = pruned_manifest.metrics.get("pruning_seconds", 0.0)
+        log.info("resuming from the pruned model in %s", oneshot_dir)
+    else:
+        model = copy.deepcopy(original)
+        steps_epochs = job.finetune_epochs // job.steps if job.steps > 1 else 0
+
+        def between(pruned: nn.Module, step: int) -> None:
+            if steps_epochs and train_set is not None:
+                _fine_tune(pruned, job, train_set, test_set, manifest, steps_epochs,
+                           job.out / f"step{step + 1}")  # fmt: skip
+
+        outcome = prune_model(
+            model, input_size, method, target, allocation,
+            _scoring_data(job, train_set, manifest), job.layer_ratios, job.steps, between,
+        )  # fmt: skip
+        record = outcome.record(method, target)
+        previous = manifest.pruning or {}
+        record["rounds"] = list(previous.get("rounds", [])) + record["rounds"]
+        record["mode"] = "deterministic"
+        pruned_manifest = replace(manifest, pruning=record, metrics={
+            "pruning_seconds": round(outcome.seconds, 3)})  # fmt: skip
+        pruning_seconds = outcome.seconds
+        save_model(model, oneshot_dir, pruned_manifest)
+    accuracy_oneshot = _accuracy(model, test_set, manifest)
+    finetune: dict[str, Any] = {"epochs": 0, "seconds": 0.0}
+    final_epochs = job.finetune_epochs - (job.finetune_epochs // job.steps) * (job.steps - 1)
+    if job.finetune_epochs and train_set is not None and final_epochs > 0:
+        finetune = _fine_tune(model.train(), job, train_set, test_set, manifest, final_epochs,
+                              job.out / "finetune")  # fmt: skip
+    model.eval()
+    accuracy_after = _accuracy(model, test_set, manifest)
+    report = _measure(job, original, model, manifest, before_graph)
+    report.update(
+        top1_before=accuracy_before.get("top1"),
+        top5_before=accuracy_before.get("top5"),
+        top1_oneshot=accuracy_oneshot.get("top1"),
+        top5_oneshot=accuracy_oneshot.get("top5"),
+        top1_after=accuracy_after.get("top1"),
+        top5_after=accuracy_after.get("top5"),
+        test_images=accuracy_after.get("n"),
+        pruning_seconds=round(pruning_seconds, 3),
+        finetune_epochs=finetune["epochs"],
+        finetune_seconds=round(finetune["seconds"], 1),
+        method_params=method.params(),
+        strategy=job.strategy,
+        selection="deterministic",
+    )
+    pruned_manifest.metrics = {
+        key: report[key] for key in ("top1_after", "top5_after", "macs_after", "params_after")
+    }
+    save_model(model, job.out, pruned_manifest)
+    write_report(report, job.out)
+    return report
+
+
+def _measure(job, original, model, manifest, before_graph) -> dict[str, Any]:
+    input_size = manifest.input_size
+    cost_before = count_cost(original, input_size)
+    cost_after = count_cost(model, input_size)
+    settings = LatencySettings(job.latency_batches, job.threads, repeats=job.latency_repeats)
+    timings = compare([original.eval(), model.eval()], input_size, settings)
+    reduction = cost_before["macs"] / cost_after["macs"]
+    latency = {
+        str(batch): {
+            "before_ms": round(rows[0]["median"], 4),
+            "after_ms": round(rows[1]["median"], 4),
+            "speedup": round(rows[1]["ratio"], 4),
+            "realisation": round(rows[1]["ratio"] / reduction, 4),
+        }
+        for batch, rows in timings.items()
+    }
+    return {
+        "model": manifest.architecture,
+        "model_dir": str(job.model_dir),
+        "method": job.method,
+        "target_kind": job.target_kind,
+        "target_ratio": job.target_ratio,
+        "achieved_ratio": round(cost_after[job.target_kind] / cost_before[job.target_kind], 5),
+        "macs_before": cost_before["macs"],
+        "macs_after": cost_after["macs"],
+        "params_before": cost_before["params"],
+        "params_after": cost_after["params"],
+        "latency": latency,
+        "latency_threads": job.threads,
+        "channels": _channels(before_graph, model),
+    }

@@ -1,0 +1,58 @@
+"""The before/after record of a pruning run: ``report.json`` for machines, ``report.md`` for
+people, ``report.png`` for people who would rather look than read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value / scale:.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """A table of the before/after figures and the settings that produced them."""
+    rows = [
+        ("top-1 (%)", report.get("top1_before"), report.get("top1_oneshot"), report.get("top1_after")),
+        ("top-5 (%)", report.get("top5_before"), report.get("top5_oneshot"), report.get("top5_after")),
+        ("MACs (M)", report["macs_before"] / 1e6, None, report["macs_after"] / 1e6),
+        ("parameters (K)", report["params_before"] / 1e3, None, report["params_after"] / 1e3),
+    ]  # fmt: skip
+    for batch, entry in report.get("latency", {}).items():
+        rows.append((f"latency, batch {batch} (ms)", entry["before_ms"], None, entry["after_ms"]))
+    lines = [
+        f"# Pruning report: {report['model']} with {report['method']}",
+        "",
+        f"Target: {report['target_kind']} ratio {report['target_ratio']:g}; achieved "
+        f"{report['achieved_ratio']:.4f}. Fine-tuning: {report['finetune_epochs']} epochs. "
+        f"Pruning took {report['pruning_seconds']:.1f} s.",
+        "",
+        "| measure | before | after pruning | after fine-tuning |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, before, oneshot, after in rows:
+        lines.append(f"| {name} | {_fmt(before)} | {_fmt(oneshot)} | {_fmt(after)} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines.append(f"| MACs reduction | {report['macs_before'] / report['macs_after']:.2f}x |")
+    for batch, entry in report.get("latency", {}).items():
+        lines.append(f"| speed-up, batch {batch} | {entry['speedup']:.2f}x |")
+        lines.append(f"| latency realisation, batch {batch} | {entry['realisation']:.2f} |")
+    lines += [
+        "",
+        "Latency: median of interleaved runs (before, after, before, ...), "
+        f"{report.get('latency_threads', '?')} threads. Realisation = speed-up / MACs reduction.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], directory: Path) -> None:
+    (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (directory / "report.md").write_text(markdown(report))
+    from secateurs.plot import plot_report
+
+    plot_report(report, directory / "report.png")
