@@ -142,7 +142,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
     target = None if job.layer_ratios is not None else Target(job.target_kind, job.target_ratio)
     allocation = Allocation(
         strategy=job.strategy,
-        normalize=job.normalize or method.normalize,
+        normalize=job.normalize,
         round_to=job.round_to,
         min_channels=job.min_channels,
     )

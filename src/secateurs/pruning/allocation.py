@@ -51,7 +51,8 @@ class Target:
 @dataclass
 class Allocation:
     strategy: str = "global"
-    normalize: str = "none"  # per-group score normalisation for global ranking: none, mean, max
+    normalize: str | None = None  # per-group normalisation for global ranking: none, mean, max;
+    # None: the method's own choice
     round_to: int = 1
     min_channels: int = 1
     tolerance: float = 0.01  # relative error allowed on the achieved ratio

@@ -9,8 +9,8 @@ allocation overrides :meth:`PruningMethod.plan`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -46,12 +46,18 @@ class PruningMethod:
         raise NotImplementedError
 
     def plan(
-        self, graph: ChannelGraph, data: ScoringData, target: Target, allocation: Allocation
+        self,
+        graph: ChannelGraph,
+        data: ScoringData | None,
+        target: Target,
+        allocation: Allocation,
     ) -> tuple[PruningPlan, float]:
         """The plan meeting ``target``; returns it and the achieved ratio."""
+        data = data or ScoringData()
         if self.needs_data and not data.batches:
             raise SecateursError(f"method {self.name!r} needs data: pass --data")
-        allocation.normalize = allocation.normalize or self.normalize
+        if allocation.normalize is None:
+            allocation = replace(allocation, normalize=self.normalize)
         return Allocator(graph, self.score(graph, data), allocation).meet(target)
 
     def params(self) -> dict[str, Any]:
@@ -100,5 +106,3 @@ def create_method(name: str, **params: Any) -> PruningMethod:
     return method_class(name)(**params)
 
 
-def batches_of(data: ScoringData) -> Iterable[tuple[Tensor, Tensor]]:
-    return data.batches

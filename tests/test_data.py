@@ -1,0 +1,430 @@
+"""Data: ImageFolder and CIFAR pickle readers, the decode cache, digits, augmentation, batches."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shlex
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from secateurs.data import BatchLoader, ImageSet, cache, imagefolder, load_split
+from secateurs.data.augment import random_crop, random_flip
+from secateurs.data.digits import read_digits
+from secateurs.errors import SecateursError
+
+CLASSES = ["cat", "ant", "bee"]  # written unsorted: the label order must be the sorted one
+
+
+def write_image(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def make_tree(
+    root: Path,
+    splits: tuple[str, ...] = ("train", "test"),
+    per_class: int = 4,
+    size: tuple[int, int] = (8, 8),  # (height, width)
+    seed: int = 0,
+) -> dict[str, dict[str, list[np.ndarray]]]:
+    """``root/<split>/<class>/img<i>.png`` with random RGB pixels; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    written: dict[str, dict[str, list[np.ndarray]]] = {}
+    for split in splits:
+        written[split] = {}
+        for name in CLASSES:
+            arrays = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(per_class)]
+            for index, array in enumerate(arrays):
+                write_image(root / split / name / f"img{index}.png", array)
+            written[split][name] = arrays
+    return written
+
+
+class Evil:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+# -- ImageFolder ---------------------------------------------------------------------------------
+def test_image_folder_shapes_labels_classes_and_pixels(tmp_path: Path) -> None:
+    written = make_tree(tmp_path)
+    for split in ("train", "test"):
+        image_set = load_split(tmp_path, split)
+        assert image_set.classes == ["ant", "bee", "cat"]
+        assert image_set.images.shape == (12, 3, 8, 8)
+        assert image_set.images.dtype == torch.uint8
+        assert image_set.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+        # PNG is lossless: every pixel comes back, in (class, file name) order, as (C, H, W)
+        expected = np.stack([a for name in sorted(CLASSES) for a in written[split][name]])
+        assert torch.equal(image_set.images, torch.from_numpy(expected).permute(0, 3, 1, 2))
+
+
+def test_image_folder_reads_val_as_test_and_grayscale_as_one_channel(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (5, 6), dtype=np.uint8)
+    write_image(tmp_path / "train" / "a" / "0.png", pixels)
+    write_image(tmp_path / "val" / "a" / "0.png", pixels)
+    image_set = load_split(tmp_path, "test")
+    assert image_set.images.shape == (1, 1, 5, 6)
+    assert torch.equal(image_set.images[0, 0], torch.from_numpy(pixels))
+
+
+def test_cache_entry_is_written_and_read_back(tmp_path: Path, monkeypatch) -> None:
+    make_tree(tmp_path)
+    first = load_split(tmp_path, "train")
+    files = imagefolder.scan(tmp_path / "train")[1]
+    key = cache.cache_key(files, "imagefolder|None")
+    entry = Path(os.environ["SECATEURS_CACHE"]) / f"{key}.safetensors"
+    assert entry.is_file()
+    assert cache.cache_dir() == Path(os.environ["SECATEURS_CACHE"])
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image although the cache holds the set")
+
+    monkeypatch.setattr(imagefolder, "_decode", no_decoding)
+    second = load_split(tmp_path, "train")
+    assert torch.equal(second.images, first.images)
+    assert torch.equal(second.labels, first.labels)
+    assert second.classes == first.classes
+
+
+def test_cache_key_changes_when_a_file_changes(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    first = load_split(tmp_path, "train")
+    files = imagefolder.scan(tmp_path / "train")[1]
+    old_key = cache.cache_key(files, "imagefolder|None")
+
+    changed = tmp_path / "train" / "bee" / "img2.png"  # image 6 (bee is label 1)
+    new_pixels = np.full((8, 8, 3), 7, dtype=np.uint8)
+    write_image(changed, new_pixels)
+    stat = changed.stat()
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert cache.cache_key(files, "imagefolder|None") != old_key
+
+    second = load_split(tmp_path, "train")
+    assert torch.equal(second.images[6], torch.full((3, 8, 8), 7, dtype=torch.uint8))
+    assert not torch.equal(first.images[6], second.images[6])
+    assert torch.equal(second.images[:6], first.images[:6])
+
+    # the modification time alone changes the key (same bytes, touched file)
+    key = cache.cache_key(files, "imagefolder|None")
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    assert cache.cache_key(files, "imagefolder|None") != key
+    # and so does the resize setting
+    assert cache.cache_key(files, "imagefolder|8") != cache.cache_key(files, "imagefolder|None")
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(SecateursError, match=re.escape(str(missing))):
+        load_split(missing, "train")
+
+
+def test_missing_test_split(tmp_path: Path) -> None:
+    make_tree(tmp_path, splits=("train",))
+    with pytest.raises(SecateursError) as error:
+        load_split(tmp_path, "test")
+    assert str(tmp_path / "test") in str(error.value)
+    assert "test split" in str(error.value)
+
+
+def test_empty_class_folder(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    empty = tmp_path / "train" / "dog"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image suffix, so ignored")
+    with pytest.raises(SecateursError, match=re.escape(f"class folder {empty} holds no images")):
+        load_split(tmp_path, "train")
+
+
+def test_no_class_folders(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    with pytest.raises(SecateursError, match="has no class folders"):
+        load_split(tmp_path, "train")
+
+
+@pytest.mark.parametrize("name", ["x.jpg", "a_first.jpg"])  # after, and before, the valid images
+def test_corrupt_image_file(tmp_path: Path, name: str) -> None:
+    make_tree(tmp_path)
+    bad = tmp_path / "train" / "bee" / name
+    bad.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SecateursError, match=re.escape(f"cannot read image {bad}")):
+        load_split(tmp_path, "train")
+
+
+def test_text_file_with_image_suffix(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    bad = tmp_path / "train" / "cat" / "readme.png"
+    bad.write_text("hello, I am not a picture\n")
+    with pytest.raises(SecateursError, match=re.escape(f"cannot read image {bad}")):
+        load_split(tmp_path, "train")
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    bad = tmp_path / "train" / "cat" / "truncated.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(bad)
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    with pytest.raises(SecateursError, match=re.escape(f"cannot read image {bad}")):
+        load_split(tmp_path, "train")
+
+
+def test_mixed_image_sizes(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    odd = tmp_path / "train" / "cat" / "wide.png"
+    write_image(odd, np.zeros((8, 12, 3), dtype=np.uint8))
+    with pytest.raises(SecateursError) as error:
+        load_split(tmp_path, "train")
+    message = str(error.value)
+    assert str(odd) in message
+    assert "12x8" in message  # width x height
+    assert "--image-size" in message
+
+
+def test_image_size_resizes_mixed_sizes(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    write_image(tmp_path / "train" / "cat" / "wide.png", np.full((8, 12, 3), 200, np.uint8))
+    write_image(tmp_path / "train" / "cat" / "big.png", np.full((20, 20, 3), 50, np.uint8))
+    image_set = load_split(tmp_path, "train", image_size=6)
+    assert image_set.images.shape == (14, 3, 6, 6)
+    assert image_set.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 6
+    # cat's files in order: big.png, img0..3.png, wide.png; flat images stay flat when resized
+    assert torch.equal(image_set.images[8], torch.full((3, 6, 6), 50, dtype=torch.uint8))
+    assert torch.equal(image_set.images[13], torch.full((3, 6, 6), 200, dtype=torch.uint8))
+
+
+# -- CIFAR-10 pickle release ---------------------------------------------------------------------
+def write_cifar_pickles(root: Path, per_batch: int = 2) -> tuple[np.ndarray, list[int]]:
+    """A tiny ``cifar-10-batches-py``: byte-string keys and uint8 arrays, like the real one."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    images, labels = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        batch_labels = [int(v) for v in rng.integers(0, 10, per_batch)]
+        batch = {b"batch_label": name.encode(), b"labels": batch_labels, b"data": data}
+        (root / name).write_bytes(pickle.dumps(batch, protocol=2))
+        images.append(data)
+        labels += batch_labels
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer"]
+    names += [b"dog", b"frog", b"horse", b"ship", b"truck"]
+    meta = {b"label_names": names, b"num_cases_per_batch": per_batch, b"num_vis": 3072}
+    (root / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return np.concatenate(images).reshape(-1, 3, 32, 32), labels
+
+
+def test_cifar_pickle_folder(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    images, labels = write_cifar_pickles(root)
+    train = load_split(root, "train")
+    test = load_split(root, "test")
+    assert train.images.shape == (10, 3, 32, 32)
+    assert test.images.shape == (2, 3, 32, 32)
+    assert torch.equal(train.images, torch.from_numpy(images[:10]))
+    assert torch.equal(test.images, torch.from_numpy(images[10:]))
+    assert train.labels.tolist() == labels[:10]
+    assert test.labels.tolist() == labels[10:]
+    assert train.classes[:3] == ["airplane", "automobile", "bird"]
+    assert len(train.classes) == 10
+
+
+def test_cifar_pickle_without_meta_numbers_the_classes(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar_pickles(root)
+    (root / "batches.meta").unlink()
+    assert load_split(root, "test").classes == [str(i) for i in range(10)]
+
+
+def test_cifar_pickle_missing_batch(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar_pickles(root)
+    (root / "data_batch_3").unlink()
+    with pytest.raises(
+        SecateursError, match=re.escape(f"missing CIFAR-10 batch file: {root}/data_batch_3")
+    ):
+        load_split(root, "train")
+
+
+def test_malicious_cifar_pickle_is_refused_not_run(tmp_path: Path) -> None:
+    # the bait works: plain pickle runs the command
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(Evil(control), protocol=2))
+    assert control.exists()
+
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar_pickles(root)
+    marker = tmp_path / "pwned"
+    (root / "data_batch_1").write_bytes(pickle.dumps(Evil(marker), protocol=2))
+    with pytest.raises(
+        SecateursError, match=re.escape(f"not a CIFAR-10 batch file: {root}/data_batch_1")
+    ):
+        load_split(root, "train")
+    assert not marker.exists()
+
+    # also when hidden inside an otherwise valid batch dictionary
+    payload = {b"labels": [0], b"data": np.zeros((1, 3072), np.uint8), b"x": Evil(marker)}
+    (root / "test_batch").write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(SecateursError, match="refusing to load"):
+        load_split(root, "test")
+    assert not marker.exists()
+
+
+# -- digits -------------------------------------------------------------------------------------
+def test_digits_split() -> None:
+    from sklearn.datasets import load_digits
+
+    train, test = read_digits("train"), read_digits("test")
+    assert train.images.shape == (1437, 1, 8, 8)
+    assert test.images.shape == (360, 1, 8, 8)
+    assert len(train) + len(test) == 1797
+    assert train.classes == test.classes == [str(d) for d in range(10)]
+    assert int(train.images.max()) == 255 and int(train.images.min()) == 0
+    # train and test partition the data set: together they hold every image exactly once
+    bunch = load_digits()
+    full = torch.from_numpy(bunch.images).mul(255 / 16).round().to(torch.uint8)
+
+    def rows(images: torch.Tensor, labels) -> Counter:
+        return Counter(
+            (image.numpy().tobytes(), int(label))
+            for image, label in zip(images, labels, strict=True)
+        )
+
+    together = rows(train.images[:, 0], train.labels) + rows(test.images[:, 0], test.labels)
+    assert together == rows(full, bunch.target)
+    # stratified: every class has 35 to 37 test images
+    assert set(Counter(test.labels.tolist()).values()) <= {35, 36, 37}
+    # deterministic
+    again = read_digits("test")
+    assert torch.equal(again.images, test.images) and torch.equal(again.labels, test.labels)
+    assert torch.equal(load_split("digits", "train").images, train.images)
+
+
+# -- augmentation -------------------------------------------------------------------------------
+def test_random_crop_without_padding_is_identity() -> None:
+    images = torch.rand(5, 3, 6, 7)
+    assert torch.equal(random_crop(images, 0, torch.Generator().manual_seed(0)), images)
+
+
+def test_random_crop_shifts_each_image() -> None:
+    padding, batch, height, width = 2, 16, 6, 7
+    images = torch.rand(batch, 3, height, width) + 0.5  # no zeros, so shifts are visible
+    out = random_crop(images, padding, torch.Generator().manual_seed(3))
+    assert out.shape == images.shape
+
+    replay = torch.Generator().manual_seed(3)
+    dy = torch.randint(0, 2 * padding + 1, (batch,), generator=replay)
+    dx = torch.randint(0, 2 * padding + 1, (batch,), generator=replay)
+    assert len(set(zip(dy.tolist(), dx.tolist(), strict=True))) > 4  # a real mix of shifts
+    padded = F.pad(images, (padding,) * 4)
+    for b in range(batch):
+        y, x = int(dy[b]), int(dx[b])
+        assert torch.equal(out[b], padded[b, :, y : y + height, x : x + width])
+        # and no other shift gives this crop
+        others = [
+            (i, j)
+            for i in range(2 * padding + 1)
+            for j in range(2 * padding + 1)
+            if torch.equal(out[b], padded[b, :, i : i + height, j : j + width])
+        ]
+        assert others == [(y, x)]
+
+
+def test_random_flip_flips_about_half() -> None:
+    images = torch.rand(1000, 2, 3, 4)
+    out = random_flip(images, torch.Generator().manual_seed(0))
+    same = (out == images).flatten(1).all(1)
+    flipped = (out == images.flip(3)).flatten(1).all(1)
+    assert bool((same ^ flipped).all())  # every image is exactly one of the two
+    assert 450 <= int(flipped.sum()) <= 550
+    replay = torch.rand(1000, generator=torch.Generator().manual_seed(0)) < 0.5
+    assert torch.equal(flipped, replay)
+
+
+# -- batches ------------------------------------------------------------------------------------
+def numbered_set(count: int, channels: int = 3, size: int = 4) -> ImageSet:
+    """Image i has label i (so a batch tells which images it holds)."""
+    generator = torch.Generator().manual_seed(count)
+    images = torch.randint(0, 256, (count, channels, size, size), generator=generator)
+    return ImageSet(images.to(torch.uint8), torch.arange(count), [str(i) for i in range(count)])
+
+
+MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.5]
+
+
+def normalised(image_set: ImageSet, index: torch.Tensor) -> torch.Tensor:
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    return (image_set.images[index].float() / 255 - mean) / std
+
+
+def test_eval_batches_cover_everything_in_order() -> None:
+    image_set = numbered_set(10)
+    loader = BatchLoader(image_set, 4, MEAN, STD)
+    batches = list(loader)
+    assert len(loader) == 3
+    assert [len(labels) for _, labels in batches] == [4, 4, 2]
+    labels = torch.cat([labels for _, labels in batches])
+    assert labels.tolist() == list(range(10))
+    images = torch.cat([images for images, _ in batches])
+    torch.testing.assert_close(images, normalised(image_set, torch.arange(10)))
+    assert list(loader)[1][1].tolist() == [4, 5, 6, 7]  # a second pass is the same
+
+
+def test_train_batches_shuffle_by_seed_and_epoch_and_drop_the_last() -> None:
+    image_set = numbered_set(10)
+
+    def order(seed: int, epoch: int) -> list[int]:
+        loader = BatchLoader(image_set, 4, MEAN, STD, train=True, padding=0, flip=False, seed=seed)
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        assert len(loader) == 2 and [len(b[1]) for b in batches] == [4, 4]
+        for images, labels in batches:  # no augmentation: images are the labelled ones
+            torch.testing.assert_close(images, normalised(image_set, labels))
+        return torch.cat([labels for _, labels in batches]).tolist()
+
+    first = order(0, 0)
+    assert len(set(first)) == 8
+    assert first != sorted(first)
+    assert order(0, 0) == first
+    assert order(0, 1) != first
+    assert order(0, 1) == order(0, 1)
+    assert order(1, 0) != first
+
+
+def test_train_batches_augment_deterministically() -> None:
+    image_set = numbered_set(16)
+    loader = BatchLoader(image_set, 8, MEAN, STD, train=True, padding=1, flip=True, seed=5)
+    loader.set_epoch(2)
+    first = [images for images, _ in loader]
+    again = [images for images, _ in loader]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    labels = torch.cat([labels for _, labels in loader])
+    assert not torch.equal(torch.cat(first), normalised(image_set, labels))  # augmented
+
+
+def test_ranks_read_disjoint_shares() -> None:
+    image_set = numbered_set(21)
+    for epoch in (0, 1):
+        shares = []
+        for rank in (0, 1):
+            loader = BatchLoader(
+                image_set, 5, MEAN, STD, train=True, padding=0, seed=3, rank=rank, world_size=2
+            )
+            loader.set_epoch(epoch)
+            shares.append({int(v) for _, labels in loader for v in labels})
+        assert len(shares[0]) == len(shares[1]) == 10
+        assert not shares[0] & shares[1]
+        assert len(shares[0] | shares[1]) == 2 * (21 // 2)

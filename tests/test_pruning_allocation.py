@@ -1,0 +1,91 @@
+"""Targets, rankings, rounding and per-layer ratios."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from secateurs.measure import count_cost
+from secateurs.models import create_model
+from secateurs.pruning import Allocation, ChannelGraph, Target, remove_channels
+from secateurs.pruning.allocation import Allocator, allocate_layer_ratios
+from secateurs.pruning.cost_model import CostModel
+from secateurs.pruning.methods import create_method
+from secateurs.pruning.prune import prune_model, step_targets
+
+INPUT = (3, 32, 32)
+
+
+@pytest.mark.parametrize("strategy", ["global", "uniform"])
+@pytest.mark.parametrize(("kind", "ratio"), [("macs", 0.5), ("macs", 0.3), ("params", 0.4)])
+def test_target_met_within_two_percent(strategy: str, kind: str, ratio: float) -> None:
+    model = create_model("resnet20")
+    before = count_cost(model, INPUT)[kind]
+    graph = ChannelGraph(model, INPUT)
+    allocation = Allocation(strategy=strategy)
+    plan, achieved = create_method("l2").plan(graph, None, Target(kind, ratio), allocation)
+    remove_channels(graph, plan)
+    measured = count_cost(model, INPUT)[kind] / before
+    assert measured == pytest.approx(achieved, rel=1e-9)
+    assert abs(measured / ratio - 1) <= 0.02
+
+
+def test_uniform_keeps_the_same_fraction_everywhere() -> None:
+    graph = ChannelGraph(create_model("resnet56"), INPUT)
+    allocator = Allocator(graph, create_method("l1").score(graph, None), Allocation("uniform"))
+    kept = allocator.plan_uniform(0.5).kept(graph)
+    fractions = {kept[g.root] / g.size for g in graph.prunable_groups}
+    assert fractions == {0.5}
+
+
+def test_channel_counts_are_rounded_to_the_multiple() -> None:
+    graph = ChannelGraph(create_model("resnet20"), INPUT)
+    plan, _ = create_method("l1").plan(
+        graph, None, Target("macs", 0.5), Allocation(round_to=4, tolerance=0.05)
+    )
+    kept = plan.kept(graph)
+    assert all(kept[g.root] % 4 == 0 for g in graph.prunable_groups)
+
+
+def test_cost_model_predicts_surgery_for_resnet() -> None:
+    model = create_model("resnet20")
+    graph = ChannelGraph(model, INPUT)
+    allocator = Allocator(graph, create_method("random").score(graph, None), Allocation())
+    plan = allocator.plan_global(150)
+    predicted = allocator.predicted_ratio(plan, "params")
+    assert allocator.measured_ratio(plan, "params") == pytest.approx(predicted, rel=1e-4)
+    assert isinstance(allocator.cost_model, CostModel)
+
+
+def test_layer_ratios_prune_exactly_those_groups() -> None:
+    graph = ChannelGraph(create_model("resnet20"), INPUT)
+    scores = create_method("l1").score(graph, None)
+    plan = allocate_layer_ratios(graph, scores, {"layer1.0.conv1": 0.5, "layer3.1.conv1": 0.25},
+                                 Allocation())  # fmt: skip
+    assert {root: len(idx) for root, idx in plan.removals.items()} == {
+        "layer1.0.conv1": 8,
+        "layer3.1.conv1": 16,
+    }
+    lowest = torch.argsort(scores["layer1.0.conv1"])[:8].sort().values.tolist()
+    assert plan.removals["layer1.0.conv1"] == lowest
+
+
+def test_global_ranking_removes_lowest_scores_first() -> None:
+    graph = ChannelGraph(create_model("resnet20"), INPUT)
+    scores = {
+        g.root: torch.arange(g.size, dtype=torch.float64) + 100 for g in graph.prunable_groups
+    }
+    scores["layer2.1.conv1"] = torch.arange(32, dtype=torch.float64)  # far below every other
+    plan = Allocator(graph, scores, Allocation()).plan_global(10)
+    assert plan.removals == {"layer2.1.conv1": list(range(10))}
+
+
+def test_iterative_steps_reach_the_target_geometrically() -> None:
+    assert step_targets(0.25, 2) == pytest.approx([0.5, 0.25])
+    model = create_model("resnet20")
+    calls = []
+    outcome = prune_model(model, INPUT, create_method("l1"), Target("macs", 0.4), steps=3,
+                          between_steps=lambda m, step: calls.append(step))  # fmt: skip
+    assert calls == [0, 1]
+    assert len(outcome.rounds) == 3
+    assert abs(outcome.achieved / 0.4 - 1) <= 0.02

@@ -1,0 +1,114 @@
+"""The wrapper's guards over Torch-Pruning's footguns, each with the error a user sees."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from secateurs.errors import SecateursError
+from secateurs.models import create_model
+from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
+from secateurs.pruning.allocation import Allocator, check_scores
+from secateurs.pruning.methods import create_method
+
+INPUT = (3, 32, 32)
+
+
+def test_tracing_works_inside_no_grad() -> None:
+    model = create_model("resnet20")
+    with torch.no_grad():
+        graph = ChannelGraph(model, INPUT)
+    assert len(graph.groups) == 13  # 9 block-internal, 3 stage streams, the classifier
+
+
+def test_classifier_is_protected_and_keeps_its_outputs() -> None:
+    model = create_model("resnet20", num_classes=10)
+    graph = ChannelGraph(model, INPUT)
+    fc_group = graph.group("fc")
+    assert not fc_group.prunable and "model's output" in fc_group.reason
+    with pytest.raises(SecateursError, match="cannot prune group fc"):
+        PruningPlan({"fc": [0, 1]}).validate(graph)
+    # even the harshest plan leaves the output alone
+    plan, _ = create_method("l1").plan(graph, None, Target("macs", 0.3), Allocation())
+    remove_channels(graph, plan)
+    assert model.fc.out_features == 10
+
+
+def test_scores_of_the_wrong_length_are_refused() -> None:
+    graph = ChannelGraph(create_model("resnet20"), INPUT)
+    scores = {group.root: torch.ones(group.size) for group in graph.prunable_groups}
+    root = graph.prunable_groups[0].root
+    scores[root] = torch.ones(graph.prunable_groups[0].size + 1)
+    with pytest.raises(SecateursError, match=f"scores for group {root} have shape"):
+        check_scores(graph, scores)
+    scores[root] = torch.full((graph.prunable_groups[0].size,), float("nan"))
+    with pytest.raises(SecateursError, match="not all finite"):
+        check_scores(graph, scores)
+    del scores[root]
+    with pytest.raises(SecateursError, match="no scores for group"):
+        check_scores(graph, scores)
+
+
+class GroupedNet(nn.Module):
+    """A grouped (not depthwise) convolution after a concatenation: Torch-Pruning 1.6.1 fails on
+    this with 'INDICES element is out of DATA bounds'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(3, 8, 3, padding=1)
+        self.grouped = nn.Conv2d(16, 16, 3, padding=1, groups=4)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.grouped(torch.cat([self.a(x), self.b(x)], 1))
+        return self.head(x.mean((2, 3)))
+
+
+def test_unsupported_structure_is_named() -> None:
+    graph = ChannelGraph(GroupedNet(), INPUT)
+    refused = {g.root: g.reason for g in graph.groups if not g.prunable}
+    assert "a" in refused and "grouped convolution (groups=4)" in refused["a"]
+    assert "grouped" in refused["a"]
+    with pytest.raises(SecateursError, match="grouped is a grouped convolution"):
+        PruningPlan({"a": [0]}).validate(graph)
+
+
+def test_plan_that_empties_a_layer_is_refused() -> None:
+    graph = ChannelGraph(create_model("resnet20"), INPUT)
+    with pytest.raises(SecateursError, match="would empty layer layer1.0.conv1"):
+        PruningPlan({"layer1.0.conv1": list(range(16))}).validate(graph)
+
+
+def test_unreachable_target_is_refused() -> None:
+    graph = ChannelGraph(create_model("resnet20"), INPUT)
+    allocation = Allocation(min_channels=8)
+    with pytest.raises(SecateursError, match="cannot be met without emptying a layer"):
+        create_method("l1").plan(graph, None, Target("macs", 0.05), allocation)
+
+
+def test_bad_targets_are_refused() -> None:
+    for ratio in (0.0, 1.0, 1.5, -0.2):
+        with pytest.raises(SecateursError, match="between 0 and 1"):
+            Target("macs", ratio)
+    with pytest.raises(SecateursError, match="'macs' or 'params'"):
+        Target("latency", 0.5)
+
+
+def test_untraceable_model_gives_one_line_error() -> None:
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("no forward here")
+
+    with pytest.raises(SecateursError, match="cannot trace Broken"):
+        ChannelGraph(Broken(), INPUT)
+
+
+def test_allocator_never_empties_a_group() -> None:
+    graph = ChannelGraph(create_model("resnet20"), INPUT)
+    scores = create_method("l1").score(graph, None)
+    allocator = Allocator(graph, scores, Allocation(strategy="global", min_channels=2))
+    plan = allocator.plan_global(10_000)
+    kept = plan.kept(graph)
+    assert min(kept[g.root] for g in graph.prunable_groups) == 2

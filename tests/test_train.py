@@ -1,0 +1,180 @@
+"""Training: schedules, configuration precedence, and exact resumption of an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from secateurs.errors import SecateursError
+from secateurs.store import load_model
+from secateurs.train.callback import Callback
+from secateurs.train.checkpoint import load_checkpoint
+from secateurs.train.config import TrainConfig, load_config
+from secateurs.train.run import run_training
+from secateurs.train.schedule import warmup_cosine, warmup_step
+from secateurs.train.trainer import CHECKPOINT_FILE, METRICS_FILE, weights_digest
+
+TIMING = ("epoch_seconds", "images_per_s")
+
+
+# -- schedules ----------------------------------------------------------------------------------
+def test_warmup_cosine_values() -> None:
+    total, warmup = 110, 10
+    assert warmup_cosine(0, total, warmup) == pytest.approx(0.1)  # first step: 1/warmup
+    assert warmup_cosine(4, total, warmup) == pytest.approx(0.5)
+    assert warmup_cosine(9, total, warmup) == pytest.approx(1.0)  # last warm-up step
+    assert warmup_cosine(10, total, warmup) == pytest.approx(1.0)  # cosine starts at the peak
+    assert warmup_cosine(60, total, warmup) == pytest.approx(0.5)  # cosine midpoint
+    assert warmup_cosine(35, total, warmup) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert warmup_cosine(110, total, warmup) == pytest.approx(0.0, abs=1e-12)  # the end
+    assert warmup_cosine(200, total, warmup) == pytest.approx(0.0, abs=1e-12)  # stays there
+    assert warmup_cosine(0, 100, 0) == 1.0  # no warm-up
+
+
+def test_warmup_step_values() -> None:
+    def factor(step: int) -> float:
+        return warmup_step(step, 100, 10, [0.5, 0.75], 0.1)
+
+    assert factor(0) == pytest.approx(0.1)
+    assert factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0)
+    assert factor(49) == pytest.approx(1.0)
+    assert factor(50) == pytest.approx(0.1)  # first milestone: 0.5 x 100 steps
+    assert factor(74) == pytest.approx(0.1)
+    assert factor(75) == pytest.approx(0.01)  # second milestone
+    assert factor(99) == pytest.approx(0.01)
+
+
+# -- configuration ------------------------------------------------------------------------------
+def test_config_precedence(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('epochs = 7\nlr = 0.2\nschedule = "step"\nmilestones = [0.3]\n')
+    config = load_config(path, {"lr": 0.3, "epochs": None, "batch_size": 32})
+    assert config.epochs == 7  # file over default, and a None override is "not given"
+    assert config.lr == 0.3  # override over file
+    assert config.batch_size == 32  # override over default
+    assert config.schedule == "step" and config.milestones == [0.3]
+    assert config.momentum == TrainConfig().momentum == 0.9  # default
+    assert load_config(None, {}) == TrainConfig()
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text("epochs = 3\nlearning_rate = 0.1\nbatch-size = 3\n")
+    with pytest.raises(SecateursError, match="unknown config keys: batch-size, learning_rate"):
+        load_config(path, {})
+    with pytest.raises(SecateursError, match="unknown config keys: colour"):
+        load_config(None, {"colour": "blue"})
+    path.write_text("epochs = = 3\n")
+    with pytest.raises(SecateursError, match=f"{path} is not valid TOML"):
+        load_config(path, {})
+    with pytest.raises(SecateursError, match="cannot read config"):
+        load_config(tmp_path / "absent.toml", {})
+    with pytest.raises(SecateursError, match="epochs must be at least 1"):
+        load_config(None, {"epochs": 0})
+    with pytest.raises(SecateursError, match="schedule must be"):
+        load_config(None, {"schedule": "linear"})
+
+
+# -- resuming -----------------------------------------------------------------------------------
+def small_config() -> TrainConfig:
+    return TrainConfig(
+        model="resnet20",
+        data="digits",
+        epochs=3,
+        batch_size=64,
+        deterministic=True,
+        threads=1,
+        train_subset=256,
+        test_subset=64,
+    )
+
+
+class Interrupt(Callback):
+    """Raises KeyboardInterrupt (like Ctrl-C) at the first step of epoch ``at_epoch + 1``."""
+
+    def __init__(self, at_epoch: int | None) -> None:
+        self.at_epoch = at_epoch
+
+    def before_step(self, trainer) -> None:
+        if trainer.epoch == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / METRICS_FILE).read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """An uninterrupted 3-epoch run."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    try:
+        summary = run_training(small_config(), run_dir, callbacks=[Interrupt(None)])
+    finally:
+        torch.use_deterministic_algorithms(False)
+    return run_dir, summary
+
+
+def test_resumed_run_is_bitwise_identical(tmp_path: Path, finished_run) -> None:
+    run_a, summary_a = finished_run
+    run_b = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        run_training(small_config(), run_b, callbacks=[Interrupt(1)])
+    assert load_checkpoint(run_b / CHECKPOINT_FILE)["epoch"] == 1
+    assert len(metrics(run_b)) == 1
+    assert not (run_b / "model").exists()
+
+    # the checkpoint holds the callback's state: resuming without the callback is refused
+    before = (run_b / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(SecateursError, match="holds the state of 1 callbacks"):
+        run_training(small_config(), run_b, resume=True)
+    assert (run_b / CHECKPOINT_FILE).read_bytes() == before
+
+    summary_b = run_training(small_config(), run_b, resume=True, callbacks=[Interrupt(None)])
+
+    model_a, manifest_a = load_model(run_a / "model")
+    model_b, manifest_b = load_model(run_b / "model")
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for name in state_a:
+        assert torch.equal(state_a[name], state_b[name]), name
+    assert weights_digest(model_a) == weights_digest(model_b)
+    assert summary_a["rank_weight_digests"] == summary_b["rank_weight_digests"]
+    assert summary_a["rank_weight_digests"] == [weights_digest(model_a)]
+    assert metrics(run_a) == metrics(run_b)
+    assert summary_b["epochs"] == 3 and summary_b["top1"] == summary_a["top1"]
+    assert manifest_a.metrics == manifest_b.metrics
+    # 4 steps an epoch, warm-up of one epoch, cosine to zero over the 8 steps after it
+    assert [m["lr"] for m in metrics(run_a)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-12)
+    assert [m["epoch"] for m in metrics(run_a)] == [1, 2, 3]
+
+
+def test_existing_run_needs_resume(finished_run) -> None:
+    run_dir, _ = finished_run
+    checkpoint = run_dir / CHECKPOINT_FILE
+    before = (checkpoint.read_bytes(), checkpoint.stat().st_mtime_ns)
+    config_before = (run_dir / "config.json").read_text()
+    with pytest.raises(SecateursError, match="already holds a run; pass --resume"):
+        run_training(small_config(), run_dir)
+    assert (checkpoint.read_bytes(), checkpoint.stat().st_mtime_ns) == before
+    assert (run_dir / "config.json").read_text() == config_before
+
+
+def test_run_directory_contents(finished_run) -> None:
+    run_dir, summary = finished_run
+    assert json.loads((run_dir / "config.json").read_text()) == small_config().to_dict()
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    _, manifest = load_model(run_dir / "model")
+    assert manifest.architecture == "resnet20"
+    assert manifest.arguments == {"num_classes": 10, "in_channels": 1}
+    assert manifest.input_size == [1, 8, 8]
+    assert manifest.metrics["top1"] == summary["top1"]
+    history = metrics(run_dir)
+    assert manifest.metrics["top1"] == history[-1]["test_top1"]
+    assert all(0 < m["test_n"] == 64 for m in history)
