@@ -17,7 +17,7 @@ pytest.importorskip("torchvision")
 INPUT = (3, 64, 64)
 PRUNABLE = [
     "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "densenet121", "googlenet",
-    "efficientnet_b0", "regnet_x_400mf", "shufflenet_v2_x1_0", "vgg16_bn",
+    "efficientnet_b0", "regnet_x_400mf", "vgg16_bn",
 ]  # fmt: skip
 
 
@@ -51,3 +51,11 @@ def test_convnext_only_prunes_mlp_channels_and_says_why() -> None:
         from secateurs.pruning import PruningPlan
 
         PruningPlan({refused[0].root: [0]}).validate(graph)
+
+
+def test_shufflenet_is_refused_with_a_clear_error() -> None:
+    """ShuffleNetV2's channel shuffle (view, transpose, view) breaks Torch-Pruning 1.6.1's reshape
+    index mapping (a division by zero) at any input size; the user gets one line naming it."""
+    model = create_model("torchvision:shufflenet_v2_x1_0", num_classes=10)
+    with pytest.raises(SecateursError, match="cannot trace ShuffleNetV2.*update_reshape_index"):
+        ChannelGraph(model, INPUT)

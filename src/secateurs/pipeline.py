@@ -146,7 +146,6 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
         round_to=job.round_to,
         min_channels=job.min_channels,
     )
-    job.out.mkdir(parents=True, exist_ok=True)
     oneshot_dir = job.out / "oneshot"
     before_graph = ChannelGraph(original, input_size)
     accuracy_before = _accuracy(original, test_set, manifest)

@@ -15,6 +15,7 @@ not depthwise) are marked unprunable with the layer named.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -78,8 +79,10 @@ class ChannelGraph:
                     model, torch.randn(1, *self.input_size), verbose=False
                 )
         except Exception as error:  # Torch-Pruning raises bare assertions and runtime errors
+            where = traceback.extract_tb(error.__traceback__)[-1].name
             raise SecateursError(
-                f"cannot trace {type(model).__name__} for pruning: {type(error).__name__}: {error}"
+                f"cannot trace {type(model).__name__} for pruning: Torch-Pruning's dependency "
+                f"graph failed in {where} ({type(error).__name__}: {error})"
             ) from None
         finally:
             model.train(was_training)

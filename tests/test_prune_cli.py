@@ -1,0 +1,101 @@
+"""``secateurs prune`` end to end on a tiny trained model, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from secateurs.cli.main import main
+from secateurs.train.config import TrainConfig
+from secateurs.train.run import run_training
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("digits-run")
+    config = TrainConfig(model="resnet20", data="digits", epochs=2, batch_size=64, padding=1,
+                         flip=False, lr=0.05, threads=1)  # fmt: skip
+    run_training(config, run_dir)
+    return run_dir / "model"
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "pruned"
+    code, _, _ = _run([
+        "prune", str(trained), "--method", "taylor", "--target-macs", "0.5", "--data", "digits",
+        "--finetune-epochs", "1", "--batch-size", "64", "--threads", "1",
+        "--latency-repeats", "3", "-o", str(out), "--json",
+    ], capsys)  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert abs(report["macs_after"] / report["macs_before"] / 0.5 - 1) <= 0.02
+    assert report["params_after"] < report["params_before"]
+    for key in ("top1_before", "top1_oneshot", "top1_after"):
+        assert 0 <= report[key] <= 100
+    assert set(report["latency"]) == {"1", "64"}
+    assert report["finetune_epochs"] == 1
+    assert (out / "report.md").read_text().startswith("# Pruning report: resnet20 with taylor")
+    assert (out / "report.png").stat().st_size > 10_000
+    # the saved pruned model evaluates to the reported accuracy
+    code, stdout, _ = _run(["eval", str(out), "--data", "digits", "--json"], capsys)
+    assert code == 0
+    assert json.loads(stdout)["top1"] == pytest.approx(report["top1_after"], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--method", "l1", "--target-macs", "0"], "between 0 and 1"),
+        (["--method", "l1", "--target-macs", "1"], "between 0 and 1"),
+        (["--method", "l1", "--target-macs", "1.5"], "between 0 and 1"),
+        (["--method", "tailor", "--target-macs", "0.5"], "did you mean 'taylor'"),
+        (["--method", "l1", "--target-macs", "0.001"], "without emptying a layer"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, argv, message) -> None:
+    out = tmp_path / "out"
+    code, _, err = _run(["prune", str(trained), *argv, "-o", str(out), "--latency-repeats", "2"],
+                        capsys)  # fmt: skip
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0]
+    assert not out.exists()  # nothing written before the input was found bad
+
+
+def test_existing_output_is_not_overwritten(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, _, err = _run(["prune", str(trained), "--method", "l1", "-o", str(out)], capsys)
+    assert code == 2 and "not empty" in err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_model_directory_of_another_architecture(trained: Path, tmp_path: Path, capsys) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    manifest = json.loads((trained / "manifest.json").read_text())
+    manifest["architecture"] = "resnet32"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    (other / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
+    code, _, err = _run(["prune", str(other), "--method", "l1", "-o", str(tmp_path / "x")], capsys)
+    assert code == 2 and "do not fit resnet32" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_methods_command_lists_baselines(capsys) -> None:
+    code, out, _ = _run(["methods"], capsys)
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {"l1", "l2", "taylor", "bn_scale", "random"} <= set(names)
