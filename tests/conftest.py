@@ -27,7 +27,7 @@ def _image_cache(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(autouse=True)
 def _restore_torch_globals():
-    """Training sets the thread count, determinism and the seed for the whole process."""
+    """Training sets the thread count and determinism for the whole process: undo it."""
     deterministic = torch.are_deterministic_algorithms_enabled()
     yield
     torch.set_num_threads(1)

@@ -88,7 +88,8 @@ def test_cache_entry_is_written_and_read_back(tmp_path: Path, monkeypatch) -> No
     files = imagefolder.scan(tmp_path / "train")[1]
     key = cache.cache_key(files, "imagefolder|None")
     entry = Path(os.environ["SECATEURS_CACHE"]) / f"{key}.safetensors"
-    assert entry.is_file()
+    assert entry.is_file() and entry.with_suffix(".json").is_file()
+    assert not list(entry.parent.glob("*.tmp"))  # temporary files were renamed into place
     assert cache.cache_dir() == Path(os.environ["SECATEURS_CACHE"])
 
     def no_decoding(*args, **kwargs):
@@ -257,6 +258,18 @@ def test_cifar_pickle_missing_batch(tmp_path: Path) -> None:
         SecateursError, match=re.escape(f"missing CIFAR-10 batch file: {root}/data_batch_3")
     ):
         load_split(root, "train")
+
+
+def test_cifar_pickle_of_the_wrong_shape(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar_pickles(root)
+    bad = root / "test_batch"
+    bad.write_bytes(pickle.dumps([1, 2, 3], protocol=2))  # a list, not a batch dictionary
+    with pytest.raises(SecateursError, match=re.escape(f"not a CIFAR-10 batch file: {bad}")):
+        load_split(root, "test")
+    bad.write_bytes(pickle.dumps({b"labels": [1], b"data": np.zeros((1, 7), np.uint8)}))
+    with pytest.raises(SecateursError, match=re.escape(f"not a CIFAR-10 batch file: {bad}")):
+        load_split(root, "test")
 
 
 def test_malicious_cifar_pickle_is_refused_not_run(tmp_path: Path) -> None:

@@ -15,8 +15,16 @@ from secateurs.train.run import run_training
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("digits-run")
-    config = TrainConfig(model="resnet20", data="digits", epochs=2, batch_size=64, padding=1,
-                         flip=False, lr=0.05, threads=1)  # fmt: skip
+    config = TrainConfig(
+        model="resnet20",
+        data="digits",
+        epochs=2,
+        batch_size=64,
+        padding=1,
+        flip=False,
+        lr=0.05,
+        threads=1,
+    )
     run_training(config, run_dir)
     return run_dir / "model"
 
@@ -32,11 +40,30 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 
 def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "pruned"
-    code, _, _ = _run([
-        "prune", str(trained), "--method", "taylor", "--target-macs", "0.5", "--data", "digits",
-        "--finetune-epochs", "1", "--batch-size", "64", "--threads", "1",
-        "--latency-repeats", "3", "-o", str(out), "--json",
-    ], capsys)  # fmt: skip
+    code, _, _ = _run(
+        [
+            "prune",
+            str(trained),
+            "--method",
+            "taylor",
+            "--target-macs",
+            "0.5",
+            "--data",
+            "digits",
+            "--finetune-epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--threads",
+            "1",
+            "--latency-repeats",
+            "3",
+            "-o",
+            str(out),
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert abs(report["macs_after"] / report["macs_before"] / 0.5 - 1) <= 0.02
@@ -65,8 +92,9 @@ def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) ->
 )
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, argv, message) -> None:
     out = tmp_path / "out"
-    code, _, err = _run(["prune", str(trained), *argv, "-o", str(out), "--latency-repeats", "2"],
-                        capsys)  # fmt: skip
+    code, _, err = _run(
+        ["prune", str(trained), *argv, "-o", str(out), "--latency-repeats", "2"], capsys
+    )
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0]

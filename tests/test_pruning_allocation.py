@@ -60,8 +60,9 @@ def test_cost_model_predicts_surgery_for_resnet() -> None:
 def test_layer_ratios_prune_exactly_those_groups() -> None:
     graph = ChannelGraph(create_model("resnet20"), INPUT)
     scores = create_method("l1").score(graph, None)
-    plan = allocate_layer_ratios(graph, scores, {"layer1.0.conv1": 0.5, "layer3.1.conv1": 0.25},
-                                 Allocation())  # fmt: skip
+    plan = allocate_layer_ratios(
+        graph, scores, {"layer1.0.conv1": 0.5, "layer3.1.conv1": 0.25}, Allocation()
+    )
     assert {root: len(idx) for root, idx in plan.removals.items()} == {
         "layer1.0.conv1": 8,
         "layer3.1.conv1": 16,
@@ -84,8 +85,14 @@ def test_iterative_steps_reach_the_target_geometrically() -> None:
     assert step_targets(0.25, 2) == pytest.approx([0.5, 0.25])
     model = create_model("resnet20")
     calls = []
-    outcome = prune_model(model, INPUT, create_method("l1"), Target("macs", 0.4), steps=3,
-                          between_steps=lambda m, step: calls.append(step))  # fmt: skip
+    outcome = prune_model(
+        model,
+        INPUT,
+        create_method("l1"),
+        Target("macs", 0.4),
+        steps=3,
+        between_steps=lambda m, step: calls.append(step),
+    )
     assert calls == [0, 1]
     assert len(outcome.rounds) == 3
     assert abs(outcome.achieved / 0.4 - 1) <= 0.02

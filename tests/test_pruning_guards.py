@@ -77,7 +77,7 @@ def test_unsupported_structure_is_named() -> None:
 
 def test_plan_that_empties_a_layer_is_refused() -> None:
     graph = ChannelGraph(create_model("resnet20"), INPUT)
-    with pytest.raises(SecateursError, match="would empty layer layer1.0.conv1"):
+    with pytest.raises(SecateursError, match=r"would empty layer layer1\.0\.conv1"):
         PruningPlan({"layer1.0.conv1": list(range(16))}).validate(graph)
 
 

@@ -1,4 +1,4 @@
-"""A pruned model saves as safetensors + JSON and reloads, in a fresh process, to the same outputs."""
+"""A pruned model saves as safetensors + JSON and reloads in a fresh process to the same outputs."""
 
 from __future__ import annotations
 
@@ -31,15 +31,24 @@ def test_pruned_model_reloads_in_a_fresh_process(tmp_path: Path) -> None:
     model = create_model("mobilenetv2", num_classes=10)
     method = create_method("l1")
     outcome = prune_model(model, INPUT, method, Target("macs", 0.5), steps=2)
-    manifest = Manifest("mobilenetv2", {"num_classes": 10}, [str(i) for i in range(10)],
-                        list(INPUT), [0.5] * 3, [0.25] * 3,
-                        pruning=outcome.record(method, Target("macs", 0.5)))  # fmt: skip
+    manifest = Manifest(
+        "mobilenetv2",
+        {"num_classes": 10},
+        [str(i) for i in range(10)],
+        list(INPUT),
+        [0.5] * 3,
+        [0.25] * 3,
+        pruning=outcome.record(method, Target("macs", 0.5)),
+    )
     save_model(model.eval(), tmp_path / "pruned", manifest)
     stored = json.loads((tmp_path / "pruned" / "manifest.json").read_text())
     assert len(stored["pruning"]["rounds"]) == 2
     result = tmp_path / "out.pt"
-    subprocess.run([sys.executable, "-c", RELOAD, str(tmp_path / "pruned"), str(result)],
-                   check=True, env={"OMP_NUM_THREADS": "1", "PATH": ""})  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", RELOAD, str(tmp_path / "pruned"), str(result)],
+        check=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+    )
     torch.manual_seed(0)
     with torch.no_grad():
         expected = model(torch.randn(3, 3, 32, 32))

@@ -16,9 +16,16 @@ from secateurs.pruning.methods import create_method
 pytest.importorskip("torchvision")
 INPUT = (3, 64, 64)
 PRUNABLE = [
-    "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "densenet121", "googlenet",
-    "efficientnet_b0", "regnet_x_400mf", "vgg16_bn",
-]  # fmt: skip
+    "resnet18",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "densenet121",
+    "googlenet",
+    "efficientnet_b0",
+    "regnet_x_400mf",
+    "vgg16_bn",
+]
 
 
 @pytest.mark.slow
@@ -27,7 +34,7 @@ def test_torchvision_model_pruned_to_half_macs(name: str) -> None:
     torch.manual_seed(0)
     model = randomise_batchnorm(create_model(f"torchvision:{name}", num_classes=10))
     graph = ChannelGraph(model, INPUT)
-    plan, achieved = create_method("l1").plan(graph, None, Target("macs", 0.5), Allocation())
+    plan, _ = create_method("l1").plan(graph, None, Target("macs", 0.5), Allocation())
     images = torch.randn(2, *INPUT)
     masked, pruned, pruned_model = masked_and_pruned_outputs(model, plan, INPUT, images)
     assert pruned.shape == (2, 10)
@@ -57,5 +64,5 @@ def test_shufflenet_is_refused_with_a_clear_error() -> None:
     """ShuffleNetV2's channel shuffle (view, transpose, view) breaks Torch-Pruning 1.6.1's reshape
     index mapping (a division by zero) at any input size; the user gets one line naming it."""
     model = create_model("torchvision:shufflenet_v2_x1_0", num_classes=10)
-    with pytest.raises(SecateursError, match="cannot trace ShuffleNetV2.*update_reshape_index"):
+    with pytest.raises(SecateursError, match=r"cannot trace ShuffleNetV2.*update_reshape_index"):
         ChannelGraph(model, INPUT)

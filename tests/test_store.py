@@ -95,6 +95,9 @@ def test_unknown_manifest_keys_are_ignored_and_missing_ones_refused(tmp_path: Pa
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(data))
     with pytest.raises(SecateursError, match="is not a secateurs manifest"):
         load_model(tmp_path)
+    (tmp_path / MANIFEST_FILE).write_text("[1, 2]")
+    with pytest.raises(SecateursError, match="is not a secateurs manifest"):
+        load_model(tmp_path)
     (tmp_path / MANIFEST_FILE).write_text("{not json")
     with pytest.raises(SecateursError, match="is not valid JSON"):
         load_model(tmp_path)

@@ -76,6 +76,9 @@ def test_config_errors(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml", {})
     with pytest.raises(SecateursError, match="epochs must be at least 1"):
         load_config(None, {"epochs": 0})
+    path.write_text('epochs = "40"\n')
+    with pytest.raises(SecateursError, match="invalid config value"):
+        load_config(path, {})
     with pytest.raises(SecateursError, match="schedule must be"):
         load_config(None, {"schedule": "linear"})
 

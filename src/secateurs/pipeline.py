@@ -112,9 +112,16 @@ def _accuracy(model: nn.Module, test_set: ImageSet | None, manifest: Manifest) -
 def _fine_tune(model, job, train_set, test_set, manifest, epochs, run_dir) -> dict[str, Any]:
     recipe = {key: manifest.training[key] for key in FINETUNE_INHERITS if key in manifest.training}
     config = TrainConfig(
-        model=str(job.model_dir), data=str(job.data), epochs=epochs, batch_size=job.batch_size,
-        lr=job.finetune_lr, warmup_epochs=0, seed=job.seed, threads=job.threads, **recipe,
-    )  # fmt: skip
+        model=str(job.model_dir),
+        data=str(job.data),
+        epochs=epochs,
+        batch_size=job.batch_size,
+        lr=job.finetune_lr,
+        warmup_epochs=0,
+        seed=job.seed,
+        threads=job.threads,
+        **recipe,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, train_set, test_set, config, run_dir, manifest.mean, manifest.std)
     trainer.resume()
@@ -159,27 +166,43 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
 
         def between(pruned: nn.Module, step: int) -> None:
             if steps_epochs and train_set is not None:
-                _fine_tune(pruned, job, train_set, test_set, manifest, steps_epochs,
-                           job.out / f"step{step + 1}")  # fmt: skip
+                _fine_tune(
+                    pruned,
+                    job,
+                    train_set,
+                    test_set,
+                    manifest,
+                    steps_epochs,
+                    job.out / f"step{step + 1}",
+                )
 
         outcome = prune_model(
-            model, input_size, method, target, allocation,
-            _scoring_data(job, train_set, manifest), job.layer_ratios, job.steps, between,
-        )  # fmt: skip
+            model,
+            input_size,
+            method,
+            target,
+            allocation,
+            _scoring_data(job, train_set, manifest),
+            job.layer_ratios,
+            job.steps,
+            between,
+        )
         record = outcome.record(method, target)
         previous = manifest.pruning or {}
         record["rounds"] = list(previous.get("rounds", [])) + record["rounds"]
         record["mode"] = "deterministic"
-        pruned_manifest = replace(manifest, pruning=record, metrics={
-            "pruning_seconds": round(outcome.seconds, 3)})  # fmt: skip
+        pruned_manifest = replace(
+            manifest, pruning=record, metrics={"pruning_seconds": round(outcome.seconds, 3)}
+        )
         pruning_seconds = outcome.seconds
         save_model(model, oneshot_dir, pruned_manifest)
     accuracy_oneshot = _accuracy(model, test_set, manifest)
     finetune: dict[str, Any] = {"epochs": 0, "seconds": 0.0}
     final_epochs = job.finetune_epochs - (job.finetune_epochs // job.steps) * (job.steps - 1)
     if job.finetune_epochs and train_set is not None and final_epochs > 0:
-        finetune = _fine_tune(model.train(), job, train_set, test_set, manifest, final_epochs,
-                              job.out / "finetune")  # fmt: skip
+        finetune = _fine_tune(
+            model.train(), job, train_set, test_set, manifest, final_epochs, job.out / "finetune"
+        )
     model.eval()
     accuracy_after = _accuracy(model, test_set, manifest)
     report = _measure(job, original, model, manifest, before_graph)

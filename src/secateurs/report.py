@@ -16,12 +16,13 @@ def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """A table of the before/after figures and the settings that produced them."""
+    stages = ("before", "oneshot", "after")
     rows = [
-        ("top-1 (%)", report.get("top1_before"), report.get("top1_oneshot"), report.get("top1_after")),
-        ("top-5 (%)", report.get("top5_before"), report.get("top5_oneshot"), report.get("top5_after")),
+        ("top-1 (%)", *(report.get(f"top1_{stage}") for stage in stages)),
+        ("top-5 (%)", *(report.get(f"top5_{stage}") for stage in stages)),
         ("MACs (M)", report["macs_before"] / 1e6, None, report["macs_after"] / 1e6),
         ("parameters (K)", report["params_before"] / 1e3, None, report["params_after"] / 1e3),
-    ]  # fmt: skip
+    ]
     for batch, entry in report.get("latency", {}).items():
         rows.append((f"latency, batch {batch} (ms)", entry["before_ms"], None, entry["after_ms"]))
     lines = [

@@ -46,6 +46,8 @@ class Manifest:
     @classmethod
     def from_json(cls, data: dict[str, Any], source: Path) -> Manifest:
         known = set(cls.__dataclass_fields__)
+        if not isinstance(data, dict):
+            raise SecateursError(f"{source} is not a secateurs manifest: not a JSON object")
         try:
             return cls(**{key: value for key, value in data.items() if key in known})
         except TypeError as error:

@@ -21,7 +21,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     from secateurs.cli.parser import HelpFormatter
 
     parser = commands.add_parser(
-        "eval", help="evaluate a saved model", description=DESCRIPTION, formatter_class=HelpFormatter
+        "eval",
+        help="evaluate a saved model",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("model", help="a saved model directory")
     parser.add_argument("--data", required=True, help="data set root (see `secateurs train -h`)")

@@ -17,6 +17,7 @@ from secateurs.cli import (
 )
 from secateurs.cli.parser import HelpFormatter, Parser
 from secateurs.errors import SecateursError
+from secateurs.train.distributed import shutdown_distributed
 
 COMMANDS = [
     train_command,
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("secateurs: interrupted", file=sys.stderr)
         return 130
+    finally:
+        shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     from secateurs.cli.parser import HelpFormatter
 
     parser = commands.add_parser(
-        "measure", help="MACs, parameters, latency", description=DESCRIPTION,
+        "measure",
+        help="MACs, parameters, latency",
+        description=DESCRIPTION,
         formatter_class=HelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("model", help="a saved model directory")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--threads", type=int, default=2)
@@ -35,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     model, manifest = load_model(args.model)
     cost = count_cost(model, manifest.input_size)
     settings = LatencySettings(
-        tuple(args.batch_sizes), args.threads, repeats=args.repeats, channels_last=args.channels_last
+        tuple(args.batch_sizes),
+        args.threads,
+        repeats=args.repeats,
+        channels_last=args.channels_last,
     )
     latency = measure_latency(model, manifest.input_size, settings)
     result = {

@@ -53,11 +53,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--target-macs", type=_ratio, help="keep this fraction of the MACs")
     target.add_argument("--target-params", type=_ratio, help="keep this fraction of parameters")
-    target.add_argument("--layer-ratios", nargs="+", metavar="LAYER=RATIO",
-                        help="prune these fractions of these groups (by root layer)")  # fmt: skip
+    target.add_argument(
+        "--layer-ratios",
+        nargs="+",
+        metavar="LAYER=RATIO",
+        help="prune these fractions of these groups (by root layer)",
+    )
     parser.add_argument("--strategy", choices=STRATEGIES, default="global")
-    parser.add_argument("--normalize", choices=["none", "mean", "max"],
-                        help="per-layer score normalisation for global ranking [method's]")  # fmt: skip
+    parser.add_argument(
+        "--normalize",
+        choices=["none", "mean", "max"],
+        help="per-layer score normalisation for global ranking [method's]",
+    )
     parser.add_argument("--round-to", type=int, default=1, help="channel count multiple")
     parser.add_argument("--steps", type=int, default=1, help="prune in this many steps")
     parser.add_argument("--data", help="data set root: scoring data, accuracy, fine-tuning")

@@ -62,7 +62,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, *_ in FLAGS}
+    overrides = {
+        flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, *_ in FLAGS
+    }
     overrides.update(
         nesterov=args.nesterov,
         channels_last=args.channels_last,

@@ -54,10 +54,10 @@ def store(key: str, image_set: ImageSet) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{key}.safetensors"
         meta = path.with_suffix(".json")
-        meta_tmp = meta.with_suffix(".json.tmp")
+        meta_tmp = meta.with_suffix(f".json.{os.getpid()}.tmp")  # ranks may write at once
         meta_tmp.write_text(json.dumps({"classes": image_set.classes}))
         os.replace(meta_tmp, meta)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         save_file({"images": image_set.images.contiguous(), "labels": image_set.labels}, tmp)
         os.replace(tmp, path)
     except OSError as error:  # a read-only home must not stop training

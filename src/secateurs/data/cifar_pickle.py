@@ -55,7 +55,7 @@ def read_cifar_pickle(root: Path, split: str) -> ImageSet:
         try:
             data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             labels += list(batch[b"labels"])
-        except (KeyError, ValueError) as error:
+        except (KeyError, ValueError, TypeError) as error:
             raise SecateursError(f"not a CIFAR-10 batch file: {root / name} ({error})") from None
         images.append(data)
     meta = root / "batches.meta"

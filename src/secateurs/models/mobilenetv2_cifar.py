@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from secateurs.models.registry import register_model
 
-# (expansion, output channels, blocks, first stride); strides of the first two stages are 1 for CIFAR.
+# (expansion, output channels, blocks, first stride); the first two stages keep stride 1 for CIFAR.
 CIFAR_SETTINGS = [
     (1, 16, 1, 1),
     (6, 24, 2, 1),
@@ -24,7 +24,9 @@ CIFAR_SETTINGS = [
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int, groups: int = 1):
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.Conv2d(
+            in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False
+        ),
         nn.BatchNorm2d(out_channels),
         nn.ReLU6(inplace=True),
     )
@@ -58,7 +60,9 @@ class CifarMobileNetV2(nn.Module):
         for expansion, out, blocks, stride in CIFAR_SETTINGS:
             out = int(out * width)
             for index in range(blocks):
-                layers.append(InvertedResidual(channels, out, stride if index == 0 else 1, expansion))
+                layers.append(
+                    InvertedResidual(channels, out, stride if index == 0 else 1, expansion)
+                )
                 channels = out
         last = int(1280 * max(1.0, width))
         layers.append(_conv_bn_relu(channels, last, 1, 1))

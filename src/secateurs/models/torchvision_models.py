@@ -17,7 +17,7 @@ def _torchvision_models():
         import torchvision.models
     except ImportError:
         raise SecateursError(
-            "torchvision is not installed: pip install 'secateurs[vision]' to use torchvision models"
+            "torchvision is not installed: pip install 'secateurs[vision]' for torchvision models"
         ) from None
     return torchvision.models
 

@@ -45,7 +45,9 @@ class Target:
         if self.kind not in ("macs", "params"):
             raise SecateursError(f"a target is 'macs' or 'params', not {self.kind!r}")
         if not 0 < self.ratio < 1:
-            raise SecateursError(f"a target ratio must be between 0 and 1 exclusive, not {self.ratio}")
+            raise SecateursError(
+                f"a target ratio must be between 0 and 1 exclusive, not {self.ratio}"
+            )
 
 
 @dataclass
@@ -187,7 +189,9 @@ class Allocator:
         """A plan achieving ``target`` within the tolerance; returns it and the achieved ratio."""
         asked = target.ratio
         lowest_plan = (
-            self.plan_uniform(0.0) if self.settings.strategy == "uniform" else self.plan_global(len(self.global_order))
+            self.plan_uniform(0.0)
+            if self.settings.strategy == "uniform"
+            else self.plan_global(len(self.global_order))
         )
         lowest = self.measured_ratio(lowest_plan, target.kind)
         if lowest > asked * (1 + self.settings.tolerance):
@@ -211,8 +215,12 @@ class Allocator:
         return best[1], best[2]
 
 
-def allocate_layer_ratios(graph: ChannelGraph, scores: Mapping[str, Tensor],
-                          ratios: Mapping[str, float], settings: Allocation) -> PruningPlan:  # fmt: skip
+def allocate_layer_ratios(
+    graph: ChannelGraph,
+    scores: Mapping[str, Tensor],
+    ratios: Mapping[str, float],
+    settings: Allocation,
+) -> PruningPlan:
     """Prune ``ratios[root]`` of each named group's channels (its lowest scores)."""
     checked = check_scores(graph, scores)
     removals = {}

@@ -57,7 +57,9 @@ class CostModel:
                 channels = _channels(member.module, member.direction)
                 if member.module in self.layer_cost and channels:
                     root_index = torch.tensor(member.root_indices, dtype=torch.long)
-                    self.links.append((group.root, member.module, member.direction, channels, root_index))
+                    self.links.append(
+                        (group.root, member.module, member.direction, channels, root_index)
+                    )
 
     def predict(self, removed: Mapping[str, Tensor]) -> dict[str, float]:
         lost: dict[nn.Module, dict[str, float]] = {}

@@ -52,9 +52,7 @@ class ChannelGroup:
     _root_module: nn.Module | None = field(default=None, repr=False)
 
     def layers(self, direction: str, types: tuple[type, ...] = (nn.Module,)) -> list[Member]:
-        return [
-            m for m in self.members if m.direction == direction and isinstance(m.module, types)
-        ]
+        return [m for m in self.members if m.direction == direction and isinstance(m.module, types)]
 
 
 def _is_grouped_not_depthwise(module: nn.Module) -> bool:
@@ -104,7 +102,9 @@ class ChannelGraph:
     def _collect_groups(self) -> list[ChannelGroup]:
         graph = self.dependency_graph
         groups = []
-        for tp_group in graph.get_all_groups(root_module_types=(nn.modules.conv._ConvNd, nn.Linear)):
+        for tp_group in graph.get_all_groups(
+            root_module_types=(nn.modules.conv._ConvNd, nn.Linear)
+        ):
             root_module = tp_group[0].dep.target.module
             members = []
             for item in tp_group:

@@ -51,8 +51,11 @@ class ChannelMasks:
             if not removed:
                 continue
             for member in group.layers(OUT, MASKED_TYPES):
-                hits = {i for i, r in zip(member.indices, member.root_indices, strict=True)
-                        if r in removed}  # fmt: skip
+                hits = {
+                    i
+                    for i, r in zip(member.indices, member.root_indices, strict=True)
+                    if r in removed
+                }
                 per_module.setdefault(member.module, set()).update(hits)
         for module, indices in per_module.items():
             dim = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) else 0

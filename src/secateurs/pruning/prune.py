@@ -44,7 +44,7 @@ class PruneOutcome:
 
 
 def step_targets(ratio: float, steps: int) -> list[float]:
-    """Cost ratios (of the original) after each of ``steps`` steps: geometric, ending at ``ratio``."""
+    """Cost ratios (of the original) after each of ``steps`` steps, geometric, ending at ratio."""
     return [ratio ** ((step + 1) / steps) for step in range(steps)]
 
 

@@ -60,7 +60,7 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the TOML file at ``path`` (if any), then ``overrides`` (None values skipped)."""
+    """Defaults, then the TOML file at ``path`` (if any), then ``overrides`` (None: not given)."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -75,4 +75,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
     unknown = sorted(set(values) - known)
     if unknown:
         raise SecateursError(f"unknown config keys: {', '.join(unknown)}")
-    return TrainConfig(**values).validate()
+    try:
+        return TrainConfig(**values).validate()
+    except TypeError as error:  # e.g. epochs = "40" in the file
+        raise SecateursError(f"invalid config value: {error}") from None

@@ -62,3 +62,10 @@ def broadcast_buffers(model: nn.Module, context: DistributedContext) -> None:
         return
     for buffer in model.buffers():
         dist.broadcast(buffer.data, src=0)
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, if one was joined, before the interpreter exits: Gloo's worker
+    threads still alive at interpreter shutdown can abort the process (SIGABRT)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

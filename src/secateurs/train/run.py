@@ -3,6 +3,7 @@ saved model at the end. ``secateurs train`` is a thin shell around :func:`run_tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -32,10 +33,8 @@ def versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "torch": torch.__version__}
     found["secateurs"] = __version__
     for name in ("torchvision", "torch_pruning"):
-        try:
+        with contextlib.suppress(ImportError):
             found[name] = __import__(name).__version__
-        except ImportError:
-            pass
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -173,5 +172,3 @@ def _wait_for_main(context: DistributedContext) -> None:
 
     if context.enabled:
         dist.barrier()
-
-

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Linear from ~0 to 1 over ``warmup_steps``, then half a cosine from 1 to 0 at ``total_steps``."""
+    """Linear from ~0 to 1 over ``warmup_steps``, then half a cosine to 0 at ``total_steps``."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)

@@ -209,7 +209,9 @@ class Trainer:
         started = time.perf_counter()
         with progress_bar() as bar:
             task = bar.add_task(
-                f"epoch {self.epoch + 1}/{self.config.epochs}", total=len(self.train_loader), rate=""
+                f"epoch {self.epoch + 1}/{self.config.epochs}",
+                total=len(self.train_loader),
+                rate="",
             )
             for images, labels in self.train_loader:
                 for callback in self.callbacks:

@@ -104,5 +104,3 @@ def method_class(name: str) -> type[PruningMethod]:
 
 def create_method(name: str, **params: Any) -> PruningMethod:
     return method_class(name)(**params)
-
-

@@ -30,9 +30,11 @@ from secateurs.pruning.methods.base import (
 
 def _gate_gradient(module: nn.Module) -> Tensor:
     """g dL/dg for a gate after ``module``, per output channel (gradients must be populated)."""
-    total = (module.weight * module.weight.grad).flatten(1).sum(1) if module.weight.ndim > 1 else (
-        module.weight * module.weight.grad
-    )  # fmt: skip
+    total = (
+        (module.weight * module.weight.grad).flatten(1).sum(1)
+        if module.weight.ndim > 1
+        else (module.weight * module.weight.grad)
+    )
     if getattr(module, "bias", None) is not None and module.bias.grad is not None:
         total = total + module.bias * module.bias.grad
     return total.detach()
@@ -67,6 +69,4 @@ class Taylor(PruningMethod):
         model.zero_grad(set_to_none=True)
         model.train(was_training)
         count = len(data.batches)
-        return {
-            root: total / count / max(1, len(gates[root])) for root, total in sums.items()
-        }
+        return {root: total / count / max(1, len(gates[root])) for root, total in sums.items()}

@@ -1,0 +1,137 @@
+"""The ``secateurs`` command: listing, argument errors as one line, and train -> eval -> measure
+end to end, with eval and measure reading the saved model in a new process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from secateurs.cli.main import build_parser, main
+from secateurs.models import list_models
+
+
+def command_names() -> list[str]:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(commands.choices)
+
+
+def test_models_lists_the_zoo(capsys) -> None:
+    assert main(["models"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == list_models()
+    assert "resnet20" in names
+    assert main(["models", "resnet*"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["resnet110", "resnet20", "resnet32", "resnet56"]
+
+
+@pytest.mark.parametrize("command", command_names())
+def test_help_has_an_example(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "example" in capsys.readouterr().out
+
+
+def test_train_help_shows_the_real_defaults(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "epochs to train [40]" in out
+    assert "(default: None)" not in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["models", "--bogus"],  # unknown flag
+        ["train", "--model", "resnet20"],  # missing --out
+        ["train", "--epochs", "many", "--out", "x"],  # not a number
+        ["frobnicate"],  # unknown command
+        [],  # no command
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("secateurs") and "error:" in lines[0]
+    assert captured.out == ""
+
+
+def test_eval_of_a_missing_model_in_a_new_process(tmp_path: Path, run_secateurs) -> None:
+    missing = tmp_path / "no-model"
+    done = run_secateurs("eval", missing, "--data", "digits")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"secateurs: error: no such model directory: {missing}"]
+    assert done.stdout == ""
+
+
+def test_existing_run_without_resume_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    assert main(["train", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "pass --resume" in err[0]
+
+
+@pytest.mark.slow
+def test_train_eval_measure_cifar10(tmp_path: Path, cifar10_root: Path, capsys, run_secateurs):
+    out = tmp_path / "run"
+    argv = ["train", "--model", "resnet20", "--data", str(cifar10_root), "--epochs", "1"]
+    argv += ["--train-subset", "1000", "--test-subset", "500", "--threads", "1"]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 1
+
+    # a new process reads the saved model and evaluates the same 500 test images
+    done = run_secateurs("eval", out / "model", "--data", cifar10_root, "--subset", 500, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["n"] == 500
+    assert abs(result["top1"] - summary["top1"]) < 1e-9
+    assert abs(result["top5"] - summary["top5"]) < 1e-9
+
+    done = run_secateurs("measure", out / "model", "--repeats", "3", "--threads", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stdout)
+    assert measured["macs"] == 41_407_114  # resnet20 on 3x32x32 (see test_measure)
+    assert measured["params"] == 272_474
+    assert sorted(measured["latency_ms"]) == ["1", "64"]
+    assert 0 < measured["latency_ms"]["1"] < measured["latency_ms"]["64"]
+    assert measured["threads"] == 1
+
+
+def write_mixed_tree(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("a", "b", "c"):
+            for index in range(4):
+                size = (10, 12) if index == 0 else (8, 8)  # mixed sizes: needs --image-size
+                array = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                path = root / split / name / f"{index}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(path)
+
+
+def test_eval_reads_images_as_training_did(tmp_path: Path, capsys) -> None:
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_mixed_tree(data)
+    # 32 is CIFAR's size: eval must still resize, because training did
+    argv = ["train", "--model", "resnet20", "--data", str(data), "--image-size", "32"]
+    argv += ["--epochs", "1", "--batch-size", "4", "--threads", "1", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert json.loads((out / "model" / "manifest.json").read_text())["image_size"] == 32
+    assert main(["eval", str(out / "model"), "--data", str(data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 12
+    assert result["top1"] == summary["top1"]

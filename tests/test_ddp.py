@@ -1,0 +1,63 @@
+"""Distributed training: two CPU processes under torchrun end with identical weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from secateurs.store import load_model
+from secateurs.train.trainer import weights_digest
+
+
+@pytest.mark.slow
+def test_two_ranks_end_with_the_same_weights(tmp_path: Path, child_env: dict[str, str]) -> None:
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "secateurs",
+        "train",
+        "--model",
+        "resnet20",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--train-subset",
+        "256",
+        "--test-subset",
+        "64",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=child_env, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    digests = summary["rank_weight_digests"]
+    assert len(digests) == 2
+    assert digests[0] == digests[1]  # BatchNorm statistics included
+    # only rank 0 prints the summary
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [summary]
+    # the saved model is the ranks' model
+    model, manifest = load_model(out / "model")
+    assert weights_digest(model) == digests[0]
+    assert manifest.metrics["top1"] == summary["top1"]
+    # each rank trained on its half of 256 images, in batches of 32: 4 steps of 64 images
+    (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert record["epoch"] == 1 and record["test_n"] == 64
