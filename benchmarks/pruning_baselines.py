@@ -1,12 +1,15 @@
-"""Benchmark: every baseline method (and Torch-Pruning's own pruner) on one trained model at one
-MACs target, with the same fine-tuning budget; random pruning with several seeds.
+"""Benchmark: every baseline method, and Torch-Pruning's own pruner, on one trained model at one
+MACs target with the same fine-tuning budget; random pruning with several seeds.
 
-Each run writes OUT/<name>/report.json and is skipped when that exists, so the benchmark resumes
-after an interruption (a run stopped mid-fine-tune continues from its checkpoint). At the end the
-table is printed as Markdown (``--summary-only`` prints it from what exists).
+Phase 1 prunes and fine-tunes (no timing): each run writes OUT/<run>/ (the pruned model and
+report.json) and is skipped when report.json exists, so the benchmark resumes after an
+interruption; ``--workers 2 --worker i`` splits the runs over two single-threaded processes.
+Phase 2 (``--latency``), run alone on a quiet machine, times the dense model and every pruned one
+interleaved in one loop and writes OUT/latency.json. ``--summary`` prints the Markdown table.
 
-    python benchmarks/pruning_baselines.py --model benchmarks/baselines/resnet20-cifar10 \
-        --data ../shared/data/cifar10 --target-macs 0.5 --epochs 10 --out runs/bench-baselines
+    python benchmarks/pruning_baselines.py --threads 1 --workers 2 --worker 0 &
+    python benchmarks/pruning_baselines.py --threads 1 --workers 2 --worker 1 &
+    wait; python benchmarks/pruning_baselines.py --latency --summary
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import copy
 import json
 import logging
 import statistics
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -26,25 +29,20 @@ from secateurs.data import BatchLoader, load_split
 from secateurs.data.sources import default_cifar10_root
 from secateurs.measure import LatencySettings, compare, count_cost, evaluate
 from secateurs.pipeline import FINETUNE_INHERITS, PruneJob, run_prune
-from secateurs.store import load_model
+from secateurs.store import load_model, save_model
 from secateurs.train.config import TrainConfig
 from secateurs.train.trainer import Trainer
 
 log = logging.getLogger("benchmark")
-DEFAULT_RUNS = [
-    "l1",
-    "l2",
-    "taylor",
-    "bn_scale",
-    "random:0",
-    "random:1",
-    "random:2",
-    "tp-magnitude",
-    "tp-taylor",
-]
+DEFAULT_RUNS = ["l1", "l2", "taylor", "bn_scale", "random:0", "random:1", "tp-magnitude",
+                "tp-taylor"]  # fmt: skip
 
 
-def ours(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def run_dir(out: Path, name: str) -> Path:
+    return out / name.replace(":", "-seed")
+
+
+def ours(name: str, args: argparse.Namespace, out: Path) -> None:
     method, _, seed = name.partition(":")
     job = PruneJob(
         model_dir=Path(args.model),
@@ -58,17 +56,19 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         threads=args.threads,
         resume=out.exists(),
         strategy=args.strategy,
+        latency_repeats=0,
     )
-    return run_prune(job)
+    run_prune(job)
 
 
-def _tp_prune(model, importance, ratio_target: float, input_size, batches):
-    """Torch-Pruning's MetaPruner (uniform per-layer ratio, its default) with the pruning ratio
-    found by bisection so that the MACs ratio meets the target; returns (pruned copy, ratio)."""
+def tp_prune(model, importance, target: float, input_size, batches):
+    """Torch-Pruning's MetaPruner as its users run it (uniform per-layer ratio, linear layers
+    ignored), with the pruning ratio bisected until the MACs ratio meets the target. Returns the
+    pruned copy, its MACs ratio and Torch-Pruning's pruning history."""
     example = torch.randn(1, *input_size)
     base = count_cost(model, input_size)["macs"]
 
-    def pruned_copy(ratio: float):
+    def attempt(ratio: float):
         candidate = copy.deepcopy(model)
         pruner = tp.pruner.MetaPruner(
             candidate,
@@ -82,118 +82,124 @@ def _tp_prune(model, importance, ratio_target: float, input_size, batches):
             for images, labels in batches:
                 torch.nn.functional.cross_entropy(candidate(images), labels).backward()
         pruner.step()
-        return candidate, count_cost(candidate, input_size)["macs"] / base
+        history = pruner.DG.pruning_history()
+        return candidate, count_cost(candidate, input_size)["macs"] / base, history
 
-    low, high = 0.0, 0.95
-    best = None
+    low, high, best = 0.0, 0.95, None
     for _ in range(20):
         middle = (low + high) / 2
-        candidate, achieved = pruned_copy(middle)
-        if achieved > ratio_target:
+        result = attempt(middle)
+        if result[1] > target:
             low = middle
         else:
-            high, best = middle, (candidate, achieved)
-        if best and abs(best[1] / ratio_target - 1) < 0.005:
+            high, best = middle, result
+        if best and abs(best[1] / target - 1) < 0.005:
             break
     assert best is not None
     return best
 
 
-def torch_pruning(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def torch_pruning(name: str, args: argparse.Namespace, out: Path) -> None:
     original, manifest = load_model(args.model)
     train_set = load_split(args.data, "train")
     test_set = load_split(args.data, "test")
-    loader = BatchLoader(train_set.subset(8 * 128, 0), 128, manifest.mean, manifest.std)
-    batches = list(loader)
+    batches = list(BatchLoader(train_set.subset(8 * 128, 0), 128, manifest.mean, manifest.std))
     importance = (
         tp.importance.TaylorImportance()
         if name == "tp-taylor"
         else tp.importance.MagnitudeImportance(p=1)
     )
     test_loader = BatchLoader(test_set, 256, manifest.mean, manifest.std)
-    top_before = evaluate(original, test_loader)
-    model, achieved = _tp_prune(
-        original, importance, args.target_macs, manifest.input_size, batches
-    )
-    model.eval()
-    oneshot = evaluate(model, test_loader)
+    before = evaluate(original, test_loader)
+    model, achieved, history = tp_prune(original, importance, args.target_macs,
+                                        manifest.input_size, batches)  # fmt: skip
+    oneshot = evaluate(model.eval(), test_loader)
     recipe = {k: manifest.training[k] for k in FINETUNE_INHERITS if k in manifest.training}
-    config = TrainConfig(
-        model=args.model,
-        data=args.data,
-        epochs=args.epochs,
-        lr=args.lr,
-        warmup_epochs=0,
-        threads=args.threads,
-        **recipe,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(
-        model.train(), train_set, test_set, config, out / "finetune", manifest.mean, manifest.std
-    )
-    (out / "finetune").mkdir(exist_ok=True)
+    config = TrainConfig(model=args.model, data=args.data, epochs=args.epochs, lr=args.lr,
+                         warmup_epochs=0, threads=args.threads, **recipe)  # fmt: skip
+    (out / "finetune").mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model.train(), train_set, test_set, config, out / "finetune",
+                      manifest.mean, manifest.std)  # fmt: skip
     trainer.resume()
     trainer.fit()
-    after = evaluate(model, test_loader)
+    after = evaluate(model.eval(), test_loader)
+    rounds = [[[n, bool(o), [int(i) for i in idx]] for n, o, idx in history]]
+    save_model(model, out, replace(manifest, pruning={"method": name, "rounds": rounds}))
     cost_before = count_cost(original, manifest.input_size)
     cost_after = count_cost(model, manifest.input_size)
-    timings = compare(
-        [original.eval(), model.eval()], manifest.input_size, LatencySettings((1, 64), args.threads)
-    )
-    reduction = cost_before["macs"] / cost_after["macs"]
-    return {
+    report = {
         "method": name,
         "achieved_ratio": achieved,
         "macs_before": cost_before["macs"],
         "macs_after": cost_after["macs"],
         "params_before": cost_before["params"],
         "params_after": cost_after["params"],
-        "top1_before": top_before["top1"],
+        "top1_before": before["top1"],
         "top1_oneshot": oneshot["top1"],
         "top1_after": after["top1"],
         "finetune_epochs": args.epochs,
-        "latency": {
-            str(b): {
-                "before_ms": r[0]["median"],
-                "after_ms": r[1]["median"],
-                "speedup": r[1]["ratio"],
-                "realisation": r[1]["ratio"] / reduction,
-            }
-            for b, r in timings.items()
-        },
     }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+
+
+def measure_latency(args: argparse.Namespace, out: Path) -> None:
+    """Dense and every pruned model timed in one interleaved loop; ratios against the dense."""
+    dense, manifest = load_model(args.model)
+    names, models = ["dense"], [dense]
+    for name in args.runs:
+        directory = run_dir(out, name)
+        if (directory / "model.safetensors").exists():
+            names.append(name)
+            models.append(load_model(directory)[0])
+    settings = LatencySettings((1, 64), threads=2, repeats=args.repeats)
+    timings = compare(models, manifest.input_size, settings)
+    result = {
+        name: {str(batch): rows[i] for batch, rows in timings.items()}
+        for i, name in enumerate(names)
+    }
+    (out / "latency.json").write_text(json.dumps(result, indent=2))
 
 
 def summary(out: Path, names: list[str]) -> str:
-    rows = []
-    for name in names:
-        path = out / name.replace(":", "-seed") / "report.json"
-        if path.exists():
-            rows.append((name, json.loads(path.read_text())))
-    if not rows:
-        return "(no results yet)"
+    latency_path = out / "latency.json"
+    latency = json.loads(latency_path.read_text()) if latency_path.exists() else {}
     lines = [
         "| method | MACs kept | params kept | top-1 one-shot | top-1 after FT | speed-up b1 | "
         "speed-up b64 | realisation b64 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    randoms = []
-    for name, r in rows:
+    randoms, before = [], None
+    for name in names:
+        path = run_dir(out, name) / "report.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        before = r["top1_before"]
         if name.startswith("random"):
             randoms.append(r["top1_after"])
+        reduction = r["macs_before"] / r["macs_after"]
+        timing = latency.get(name, {})
+        b1 = timing.get("1", {}).get("ratio")
+        b64 = timing.get("64", {}).get("ratio")
         lines.append(
-            f"| {name} | {r['macs_after'] / r['macs_before']:.3f} | "
-            f"{r['params_after'] / r['params_before']:.3f} | {r['top1_oneshot']:.2f} | "
-            f"{r['top1_after']:.2f} | {r['latency']['1']['speedup']:.2f}x | "
-            f"{r['latency']['64']['speedup']:.2f}x | {r['latency']['64']['realisation']:.2f} |"
+            f"| {name} | {1 / reduction:.3f} | {r['params_after'] / r['params_before']:.3f} | "
+            f"{r['top1_oneshot']:.2f} | {r['top1_after']:.2f} | "
+            + (f"{b1:.2f}x | " if b1 else "- | ")
+            + (f"{b64:.2f}x | {b64 / reduction:.2f} |" if b64 else "- | - |")
         )
-    before = rows[0][1]["top1_before"]
-    lines.append("")
-    lines.append(f"Unpruned top-1: {before:.2f}%.")
+    if before is not None:
+        lines += ["", f"Unpruned top-1: {before:.2f}%."]
     if len(randoms) > 1:
         lines.append(
             f"Random over {len(randoms)} seeds: mean {statistics.mean(randoms):.2f}%, "
             f"standard deviation {statistics.stdev(randoms):.2f}."
+        )
+    if latency:
+        dense = latency["dense"]
+        lines.append(
+            f"Dense latency: {dense['1']['median']:.2f} ms at batch 1, "
+            f"{dense['64']['median']:.2f} ms at batch 64 (2 threads, median of "
+            f"{dense['64']['repeats']} interleaved repeats)."
         )
     return "\n".join(lines)
 
@@ -205,26 +211,30 @@ def main() -> None:
     parser.add_argument("--target-macs", type=float, default=0.5)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="for fine-tuning")
     parser.add_argument("--strategy", default="global")
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--out", default="runs/bench-baselines")
-    parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("--latency", action="store_true", help="phase 2: time all models")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--summary", action="store_true", help="print the Markdown table")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     out = Path(args.out)
-    if not args.summary_only:
-        for name in args.runs:
-            run_dir = out / name.replace(":", "-seed")
-            if (run_dir / "report.json").exists():
+    if args.latency:
+        measure_latency(args, out)
+    elif not args.summary:
+        torch.set_num_threads(args.threads)
+        for name in args.runs[args.worker :: args.workers]:
+            directory = run_dir(out, name)
+            if (directory / "report.json").exists():
                 continue
             log.info("=== %s", name)
-            if name.startswith("tp-"):
-                report = torch_pruning(name, args, run_dir)
-                (run_dir / "report.json").write_text(json.dumps(report, indent=2))
-            else:
-                ours(name, args, run_dir)
-    print(summary(out, args.runs))
+            (torch_pruning if name.startswith("tp-") else ours)(name, args, directory)
+    if args.summary or args.latency:
+        print(summary(out, args.runs))
 
 
 if __name__ == "__main__":

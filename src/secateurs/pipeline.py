@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class PruneJob:
     train_subset: int | None = None
     test_subset: int | None = None
     resume: bool = False
+    method_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"selection": ...}
 
 
 def check_job(job: PruneJob) -> None:
@@ -67,6 +68,10 @@ def check_job(job: PruneJob) -> None:
     from secateurs.pruning.methods import method_class
 
     method_class(job.method)
+    try:
+        create_method(job.method, seed=job.seed, **job.method_params)
+    except TypeError as error:
+        raise SecateursError(f"bad parameter for method {job.method!r}: {error}") from None
     if job.layer_ratios is None:
         Target(job.target_kind, job.target_ratio)
     if job.finetune_epochs < 0 or job.steps < 1:
@@ -145,7 +150,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
     original, manifest = load_model(job.model_dir)
     train_set, test_set = _data(job, manifest)
     input_size = manifest.input_size
-    method = create_method(job.method, seed=job.seed)
+    method = create_method(job.method, seed=job.seed, **job.method_params)
     target = None if job.layer_ratios is not None else Target(job.target_kind, job.target_ratio)
     allocation = Allocation(
         strategy=job.strategy,
@@ -159,6 +164,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
     if job.resume and (oneshot_dir / "manifest.json").exists():
         model, pruned_manifest = load_model(oneshot_dir)
         pruning_seconds = pruned_manifest.metrics.get("pruning_seconds", 0.0)
+        certificate = (pruned_manifest.pruning or {}).get("certificate", [])
         log.info("resuming from the pruned model in %s", oneshot_dir)
     else:
         model = copy.deepcopy(original)
@@ -190,7 +196,10 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
         record = outcome.record(method, target)
         previous = manifest.pruning or {}
         record["rounds"] = list(previous.get("rounds", [])) + record["rounds"]
-        record["mode"] = "deterministic"
+        if outcome.certificate:
+            record["certificate"] = outcome.certificate
+        record["mode"] = outcome.selection(method)
+        certificate = outcome.certificate
         pruned_manifest = replace(
             manifest, pruning=record, metrics={"pruning_seconds": round(outcome.seconds, 3)}
         )
@@ -219,8 +228,10 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
         finetune_seconds=round(finetune["seconds"], 1),
         method_params=method.params(),
         strategy=job.strategy,
-        selection="deterministic",
+        selection=str((pruned_manifest.pruning or {}).get("mode", "deterministic")),
     )
+    if certificate:
+        report["certificate"] = certificate
     pruned_manifest.metrics = {
         key: report[key] for key in ("top1_after", "top5_after", "macs_after", "params_after")
     }
@@ -234,7 +245,10 @@ def _measure(job, original, model, manifest, before_graph) -> dict[str, Any]:
     cost_before = count_cost(original, input_size)
     cost_after = count_cost(model, input_size)
     settings = LatencySettings(job.latency_batches, job.threads, repeats=job.latency_repeats)
-    timings = compare([original.eval(), model.eval()], input_size, settings)
+    # latency_repeats = 0 skips timing (e.g. when runs share the machine and are timed later)
+    timings = (
+        compare([original.eval(), model.eval()], input_size, settings) if settings.repeats else {}
+    )
     reduction = cost_before["macs"] / cost_after["macs"]
     latency = {
         str(batch): {
