@@ -29,6 +29,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--onnx", action="store_true", help="also time it in onnxruntime")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
@@ -49,10 +50,19 @@ def run(args: argparse.Namespace) -> int:
         "latency_iqr_ms": {str(batch): round(row["iqr"], 3) for batch, row in latency.items()},
         "threads": args.threads,
     }
+    if args.onnx:
+        from secateurs.measure.onnx_runtime import compare_onnx
+
+        onnx = compare_onnx([model], manifest.input_size, settings)
+        result["onnx_latency_ms"] = {
+            str(b): round(rows[0]["median"], 3) for b, rows in onnx.items()
+        }
     if args.json:
         print(json.dumps(result))
     else:
         print(f"MACs {cost['macs'] / 1e6:.2f} M   parameters {cost['params'] / 1e6:.3f} M")
         for batch, row in latency.items():
             print(f"batch {batch:>4}: {row['median']:.2f} ms (IQR {row['iqr']:.2f})")
+        for batch, value in result.get("onnx_latency_ms", {}).items():
+            print(f"batch {batch:>4}: {value:.2f} ms in onnxruntime")
     return 0

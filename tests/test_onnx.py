@@ -1,0 +1,39 @@
+"""Deployment path: a (pruned) model exports to ONNX and runs in onnxruntime to the same outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from secateurs.measure.latency import LatencySettings
+from secateurs.models import create_model
+from secateurs.pruning import Target
+from secateurs.pruning.methods import create_method
+from secateurs.pruning.prune import prune_model
+
+pytest.importorskip("onnxruntime")
+from secateurs.measure.onnx_runtime import compare_onnx, export_onnx, onnx_session
+
+INPUT = (3, 32, 32)
+
+
+def test_pruned_model_runs_in_onnxruntime_with_the_same_outputs() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet20").eval()
+    prune_model(model, INPUT, create_method("l1"), Target("macs", 0.5))
+    session = onnx_session(export_onnx(model, INPUT), threads=1)
+    images = torch.randn(5, *INPUT)  # a batch size other than the export's: the axis is dynamic
+    (logits,) = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        expected = model(images).numpy()
+    assert logits.shape == (5, 10)
+    assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_compare_onnx_reports_a_ratio_per_model() -> None:
+    big, small = create_model("resnet56"), create_model("resnet20")
+    settings = LatencySettings(batch_sizes=(8,), threads=1, warmup=1, repeats=5)
+    rows = compare_onnx([big, small], INPUT, settings)[8]
+    assert rows[0]["ratio"] == 1.0
+    assert rows[1]["ratio"] > 1.5  # ResNet-20 has 2.9x fewer MACs than ResNet-56
