@@ -29,7 +29,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Pruning report: {report['model']} with {report['method']}",
         "",
         f"Target: {report['target_kind']} ratio {report['target_ratio']:g}; achieved "
-        f"{report['achieved_ratio']:.4f}. Fine-tuning: {report['finetune_epochs']} epochs. "
+        f"{report['achieved_ratio']:.4f}. Selection: {report.get('selection', 'deterministic')}. "
+        f"Fine-tuning: {report['finetune_epochs']} epochs. "
         f"Pruning took {report['pruning_seconds']:.1f} s.",
         "",
         "| measure | before | after pruning | after fine-tuning |",
@@ -48,7 +49,36 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report.get('latency_threads', '?')} threads. Realisation = speed-up / MACs reduction.",
         "",
     ]
+    lines += certificate_table(report.get("certificate") or [])
     return "\n".join(lines)
+
+
+def certificate_table(rows: list[dict[str, Any]]) -> list[str]:
+    """PFP's per-layer certificate: the guarantee's parameters and the error measured on held-out
+    images next to its bound eps."""
+    if not rows:
+        return []
+    first = rows[0]
+    lines = [
+        "## Certificate",
+        "",
+        f"PFP: |S| = {first.get('sample_images')} images for the sensitivities, "
+        f"{first.get('held_out_images')} held-out images for the measured error. Error: max over "
+        "images, units and positions of |z_hat - z| / (|W| * |a|), the quantity the bound eps "
+        "limits; L2: ||z_hat - z|| / ||z||.",
+        "",
+        "| step | group | channels | kept | eps | delta | m_l | k_l | S_l | error | L2 error |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.get('step', 1)} | {row['group']} | {row['channels']} | {row['kept']} | "
+            f"{row['eps']:.4g} | {row['delta']:.0e} | {float(row['m']):.4g} | {row['k']} | "
+            f"{row['S_l']:.4g} | {_fmt(row.get('error_max'), digits=4)} | "
+            f"{_fmt(row.get('error_l2'), digits=4)} |"
+        )
+    lines.append("")
+    return lines
 
 
 def write_report(report: dict[str, Any], directory: Path) -> None:

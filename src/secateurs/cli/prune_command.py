@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from secateurs.errors import SecateursError
 from secateurs.pipeline import PruneJob, run_prune
@@ -42,6 +43,19 @@ def _layer_ratios(items: list[str]) -> dict[str, float]:
     return ratios
 
 
+def _method_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SecateursError(f"--method-param takes KEY=VALUE, not {item!r}")
+        try:
+            params[key] = json.loads(value)  # numbers, true/false, null
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     from secateurs.cli.parser import HelpFormatter
 
@@ -50,6 +64,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", help="a saved model directory")
     parser.add_argument("--method", required=True, help="a method (`secateurs methods`)")
+    parser.add_argument(
+        "--method-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method hyperparameter, e.g. selection=randomized for pfp (repeatable)",
+    )
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--target-macs", type=_ratio, help="keep this fraction of the MACs")
     target.add_argument("--target-params", type=_ratio, help="keep this fraction of parameters")
@@ -87,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     job = PruneJob(
         model_dir=Path(args.model),
         method=args.method,
+        method_params=_method_params(args.method_param),
         out=Path(args.out),
         target_kind="params" if args.target_params else "macs",
         target_ratio=args.target_params or args.target_macs or 0.5,

@@ -87,7 +87,7 @@ def _normalised(score: Tensor, how: str) -> Tensor:
     return score
 
 
-def _kept_count(group: ChannelGroup, wanted: int, settings: Allocation) -> int:
+def kept_count(group: ChannelGroup, wanted: int, settings: Allocation) -> int:
     floor = min(group.size, max(settings.min_channels, 1))
     kept = max(floor, wanted)
     if settings.round_to > 1:
@@ -129,7 +129,7 @@ class Allocator:
 
     def plan_uniform(self, keep_fraction: float) -> PruningPlan:
         kept = [
-            _kept_count(group, round(keep_fraction * group.size), self.settings)
+            kept_count(group, round(keep_fraction * group.size), self.settings)
             for group in self.groups
         ]
         return self._plan_from_counts(kept)
@@ -139,7 +139,7 @@ class Allocator:
         for position, _ in self.global_order[:removed_total]:
             removed[position] += 1
         kept = [
-            _kept_count(group, group.size - removed[i], self.settings)
+            kept_count(group, group.size - removed[i], self.settings)
             for i, group in enumerate(self.groups)
         ]
         return self._plan_from_counts(kept)
@@ -230,7 +230,7 @@ def allocate_layer_ratios(
             raise SecateursError(f"cannot prune group {root}: {group.reason}")
         if not 0 <= ratio < 1:
             raise SecateursError(f"the ratio for {root} must be in [0, 1), not {ratio}")
-        keep = _kept_count(group, group.size - round(ratio * group.size), settings)
+        keep = kept_count(group, group.size - round(ratio * group.size), settings)
         order = torch.argsort(checked[root], stable=True)
         removals[root] = sorted(order[: group.size - keep].tolist())
     return PruningPlan(removals)

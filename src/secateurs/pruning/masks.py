@@ -6,7 +6,9 @@ restores them, :meth:`ChannelMasks.bake` writes the zeros into the weights. Grad
 entries are zero while the mask is on, so training-time methods can keep a mask in place.
 
 With BatchNorm in eval mode, a zeroed producer makes the channel exactly zero downstream, so the
-masked model computes what the physically pruned model computes.
+masked model computes what the physically pruned model computes. A plan's ``input_scales`` are
+applied the same way (a parametrization multiplying the consumer's weight along its input
+dimension), so they are reversible too, and surgery applies the same factors to the weights.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from secateurs.pruning.graph import OUT, ChannelGraph
-from secateurs.pruning.plan import PruningPlan
+from secateurs.pruning.plan import PruningPlan, input_scale_vector
 
 MASKED_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
 
@@ -65,6 +67,12 @@ class ChannelMasks:
                     mask = _channel_mask(parameter, list(indices), dim if name == "weight" else 0)
                     parametrize.register_parametrization(module, name, _Mask(mask))
                     self.masked.append((module, name))
+        for layer, factors in plan.input_scales.items():
+            if factors:
+                module = graph.module(layer)
+                scale = input_scale_vector(module, factors).detach()
+                parametrize.register_parametrization(module, "weight", _Mask(scale))
+                self.masked.append((module, "weight"))
 
     def remove(self) -> None:
         """Take the masks off; the weights are as they were before."""

@@ -30,6 +30,11 @@ class PruneOutcome:
     rounds: list[list[list[Any]]] = field(default_factory=list)  # Torch-Pruning history per step
     achieved: float = 1.0  # cost ratio after / before, of the target's kind
     seconds: float = 0.0  # wall time of scoring, allocation and surgery (not fine-tuning)
+    certificate: list[dict[str, Any]] = field(default_factory=list)  # methods that give one
+
+    def selection(self, method: PruningMethod) -> str:
+        """How the method chose channels: its ``selection`` attribute, else deterministic."""
+        return str(getattr(method, "selection", "deterministic"))
 
     def record(self, method: PruningMethod, target: Target | None) -> dict[str, Any]:
         """The manifest's ``pruning`` entry."""
@@ -40,6 +45,7 @@ class PruneOutcome:
             "achieved": self.achieved,
             "rounds": self.rounds,
             "plans": [plan.to_json() for plan in self.plans],
+            "selection": self.selection(method),
         }
 
 
@@ -79,6 +85,8 @@ def prune_model(
             assert goal is not None
             current = count_cost(model, input_size)[kind] / base
             plan, _ = method.plan(graph, data, Target(kind, goal / current), allocation)
+            for row in getattr(method, "certificate_", None) or []:  # e.g. PFP's per layer
+                outcome.certificate.append({"step": step + 1, **row})
         outcome.rounds.append(remove_channels(graph, plan))
         outcome.plans.append(plan)
         outcome.seconds += time.perf_counter() - started

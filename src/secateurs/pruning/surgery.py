@@ -13,11 +13,14 @@ import torch
 
 from secateurs.errors import SecateursError
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.plan import PruningPlan
+from secateurs.pruning.plan import PruningPlan, input_scale_vector
 
 
 def remove_channels(graph: ChannelGraph, plan: PruningPlan) -> list[list[Any]]:
     """Remove ``plan``'s channels from ``graph.model`` in place; returns the pruning history.
+
+    The plan's ``input_scales`` are multiplied into the consumers' weights first (they are kept
+    in the saved weights; the history records only the removal).
 
     The graph is spent afterwards (its groups describe the old shapes): build a new one to prune
     again.
@@ -27,6 +30,11 @@ def remove_channels(graph: ChannelGraph, plan: PruningPlan) -> list[list[Any]]:
     with torch.no_grad():
         before = model.eval()(torch.zeros(1, *graph.input_size)).shape
     history_start = len(graph.dependency_graph.pruning_history())
+    with torch.no_grad():  # rescaling first: the factors are indexed before any removal
+        for layer, factors in plan.input_scales.items():
+            if factors:
+                module = graph.module(layer)
+                module.weight.mul_(input_scale_vector(module, factors))
     for group in graph.groups:
         indices = plan.removals.get(group.root, [])
         if not indices:
