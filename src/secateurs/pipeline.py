@@ -20,6 +20,7 @@ from torch import nn
 from secateurs.data import BatchLoader, ImageSet, load_split
 from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings, compare, count_cost, evaluate
+from secateurs.measure.cost import params_by_layer_type
 from secateurs.pruning.allocation import Allocation, Target
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods import ScoringData, create_method
@@ -270,6 +271,9 @@ def _measure(job, original, model, manifest, before_graph) -> dict[str, Any]:
         "macs_after": cost_after["macs"],
         "params_before": cost_before["params"],
         "params_after": cost_after["params"],
+        # parameters of the fully-connected (linear) layers, e.g. WSP's pruned classifier head
+        "fc_params_before": params_by_layer_type(original)["linear"],
+        "fc_params_after": params_by_layer_type(model)["linear"],
         "latency": latency,
         "latency_threads": job.threads,
         "channels": _channels(before_graph, model),

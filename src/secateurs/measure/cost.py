@@ -24,3 +24,20 @@ def count_cost(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]:
         macs, params = tp.utils.count_ops_and_params(model, example_input(input_size))
     model.train(was_training)
     return {"macs": int(macs), "params": int(params)}
+
+
+def params_by_layer_type(model: nn.Module) -> dict[str, int]:
+    """Parameters of ``model`` by the kind of layer holding them: ``conv``, ``linear`` (the
+    fully-connected layers), ``norm`` (BatchNorm and the like) and ``other``."""
+    counts = {"conv": 0, "linear": 0, "norm": 0, "other": 0}
+    for module in model.modules():
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        if isinstance(module, nn.modules.conv._ConvNd):
+            counts["conv"] += own
+        elif isinstance(module, nn.Linear):
+            counts["linear"] += own
+        elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)):
+            counts["norm"] += own
+        else:
+            counts["other"] += own
+    return counts

@@ -1,6 +1,6 @@
 """Pruning methods, one file each, registered by name. Importing this package registers them."""
 
-from secateurs.pruning.methods import bn_scale, norm, pfp, random_scores, taylor  # noqa: F401
+from secateurs.pruning.methods import bn_scale, norm, pfp, random_scores, taylor, wsp  # noqa: F401
 from secateurs.pruning.methods.base import (
     PruningMethod,
     ScoringData,

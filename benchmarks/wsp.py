@@ -1,0 +1,104 @@
+"""Benchmark: WSP's data-driven saliency against its weight-norm proxy, against L1 norm and Taylor,
+on one trained model at one MACs target, one-shot and after fine-tuning (issue 6).
+
+Each run is one ``secateurs prune`` job writing OUT/<run>/ (pruned model and report.json, which
+holds ``fc_params_before`` / ``fc_params_after``); a run with a report.json is skipped, so the
+benchmark resumes after an interruption. No latency is timed (``latency_repeats=0``): time the
+models later on a quiet machine. ``--summary`` prints the Markdown table for docs/results/wsp.md.
+
+    python benchmarks/wsp.py --model benchmarks/baselines/resnet20-cifar10 --out runs/bench-wsp-r20
+    python benchmarks/wsp.py --model benchmarks/baselines/vgg11_bn_half-cifar10 \
+        --out runs/bench-wsp-vgg11h
+    python benchmarks/wsp.py --out runs/bench-wsp-r20 --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from secateurs.data.sources import default_cifar10_root
+from secateurs.pipeline import PruneJob, run_prune
+
+log = logging.getLogger("benchmark")
+# run name -> (method, method parameters)
+RUNS: dict[str, tuple[str, dict]] = {
+    "wsp-data": ("wsp", {}),
+    "wsp-weights": ("wsp", {"saliency": "weights"}),
+    "l1": ("l1", {}),
+    "taylor": ("taylor", {}),
+}
+
+
+def run(name: str, args: argparse.Namespace, out: Path) -> None:
+    method, params = RUNS[name]
+    job = PruneJob(
+        model_dir=Path(args.model),
+        method=method,
+        method_params=params,
+        out=out,
+        target_ratio=args.target_macs,
+        data=args.data,
+        finetune_epochs=args.epochs,
+        finetune_lr=args.lr,
+        threads=args.threads,
+        resume=out.exists(),
+        latency_repeats=0,
+    )
+    run_prune(job)
+
+
+def summary(out: Path, names: list[str]) -> str:
+    lines = [
+        "| run | MACs kept | params kept | FC params kept | top-1 one-shot | top-1 after FT |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    before = None
+    for name in names:
+        path = out / name / "report.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        before = r["top1_before"]
+        fc_kept = r["fc_params_after"] / r["fc_params_before"] if r["fc_params_before"] else 1.0
+        lines.append(
+            f"| {name} | {r['macs_after'] / r['macs_before']:.3f} | "
+            f"{r['params_after'] / r['params_before']:.3f} | {fc_kept:.3f} "
+            f"({r['fc_params_before'] - r['fc_params_after']:,} removed) | "
+            f"{r['top1_oneshot']:.2f} | {r['top1_after']:.2f} |"
+        )
+    if before is not None:
+        lines += ["", f"Unpruned top-1: {before:.2f}%."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="benchmarks/baselines/resnet20-cifar10")
+    parser.add_argument("--data", default=str(default_cifar10_root()))
+    parser.add_argument("--target-macs", type=float, default=0.5)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--threads", type=int, default=2, help="for fine-tuning")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--out", default="runs/bench-wsp")
+    parser.add_argument("--summary", action="store_true", help="only print the Markdown table")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    out = Path(args.out)
+    if not args.summary:
+        torch.set_num_threads(args.threads)
+        for name in args.runs:
+            if (out / name / "report.json").exists():
+                continue
+            log.info("=== %s", name)
+            run(name, args, out / name)
+    print(summary(out, args.runs))
+
+
+if __name__ == "__main__":
+    main()
