@@ -96,3 +96,15 @@ def test_iterative_steps_reach_the_target_geometrically() -> None:
     assert calls == [0, 1]
     assert len(outcome.rounds) == 3
     assert abs(outcome.achieved / 0.4 - 1) <= 0.02
+
+
+def test_coarse_rounding_gives_way_to_the_target() -> None:
+    """Multiples of 16 cannot bring ResNet-20 (widths 16/32/64) to 30% of its MACs: the
+    allocator halves the multiple until the target is met, and says which one it used."""
+    graph = ChannelGraph(create_model("resnet20"), INPUT)
+    allocator = Allocator(graph, create_method("l1").score(graph, None), Allocation(round_to=16))
+    plan, achieved = allocator.meet(Target("macs", 0.3))
+    assert abs(achieved / 0.3 - 1) <= 0.02
+    assert allocator.settings.round_to < 16
+    kept = plan.kept(graph)
+    assert all(kept[g.root] % allocator.settings.round_to == 0 for g in graph.prunable_groups)

@@ -31,6 +31,10 @@ from secateurs.train.config import TrainConfig
 from secateurs.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
+# Kept channel counts are rounded up to a multiple of 16: on this machine's CPU (oneDNN, AVX-512)
+# a 3x3 convolution's latency is a step function of the channel count with steps at multiples of
+# 16 (33 channels cost 3.5x what 32 cost). Measured: docs/results/channel-multiple.md.
+DEFAULT_ROUND_TO = 16
 # fine-tuning keeps the augmentation and regularisation the model was trained with
 FINETUNE_INHERITS = ("padding", "flip", "label_smoothing", "weight_decay", "momentum", "nesterov")
 
@@ -45,7 +49,7 @@ class PruneJob:
     layer_ratios: dict[str, float] | None = None
     strategy: str = "global"
     normalize: str | None = None  # None: the method's default
-    round_to: int = 1
+    round_to: int = DEFAULT_ROUND_TO
     min_channels: int = 1
     data: str | None = None
     image_size: int | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from secateurs.errors import SecateursError
-from secateurs.pipeline import PruneJob, run_prune
+from secateurs.pipeline import DEFAULT_ROUND_TO, PruneJob, run_prune
 from secateurs.pruning.allocation import STRATEGIES
 
 DESCRIPTION = """Prune a saved model to a MACs or parameter target, fine-tune, and write the pruned
@@ -86,7 +86,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         choices=["none", "mean", "max"],
         help="per-layer score normalisation for global ranking [method's]",
     )
-    parser.add_argument("--round-to", type=int, default=1, help="channel count multiple")
+    parser.add_argument(
+        "--round-to",
+        type=int,
+        default=DEFAULT_ROUND_TO,
+        help="keep channel counts at a multiple of this (measured CPU preference; 1 = exact)",
+    )
     parser.add_argument("--steps", type=int, default=1, help="prune in this many steps")
     parser.add_argument("--data", help="data set root: scoring data, accuracy, fine-tuning")
     parser.add_argument("--finetune-epochs", type=int, default=0)

@@ -18,7 +18,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -32,6 +32,7 @@ from secateurs.pruning.surgery import remove_channels
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("global", "uniform")
+ROUNDING_SLACK = 0.02  # relative miss of the target accepted before a finer multiple is tried
 
 
 @dataclass
@@ -186,7 +187,29 @@ class Allocator:
         return count_cost(model, self.graph.input_size)[kind] / base
 
     def meet(self, target: Target) -> tuple[PruningPlan, float]:
-        """A plan achieving ``target`` within the tolerance; returns it and the achieved ratio."""
+        """A plan achieving ``target`` within the tolerance; returns it and the achieved ratio.
+
+        When rounding channel counts to ``round_to`` makes the target unreachable, or leaves the
+        achieved ratio more than ``ROUNDING_SLACK`` from it, the multiple is halved (16, 8, 4, 2,
+        1) until it fits: the target is kept, the CPU-friendly widths are given up only as far as
+        needed. ``self.settings.round_to`` says which multiple was used.
+        """
+        while True:
+            try:
+                plan, achieved = self._meet_with_rounding(target)
+            except SecateursError:
+                if self.settings.round_to <= 1:
+                    raise
+            else:
+                error = abs(achieved / target.ratio - 1)
+                if error <= ROUNDING_SLACK or self.settings.round_to <= 1:
+                    return plan, achieved
+            finer = max(1, self.settings.round_to // 2)
+            log.info("channels in multiples of %d miss the target; trying multiples of %d",
+                     self.settings.round_to, finer)  # fmt: skip
+            self.settings = replace(self.settings, round_to=finer)
+
+    def _meet_with_rounding(self, target: Target) -> tuple[PruningPlan, float]:
         asked = target.ratio
         lowest_plan = (
             self.plan_uniform(0.0)
