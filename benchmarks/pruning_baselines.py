@@ -56,6 +56,7 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
         threads=args.threads,
         resume=out.exists(),
         strategy=args.strategy,
+        round_to=args.round_to,
         latency_repeats=0,
     )
     run_prune(job)
@@ -213,6 +214,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2, help="for fine-tuning")
     parser.add_argument("--strategy", default="global")
+    parser.add_argument("--round-to", type=int, default=1, help="channel multiple (exact: 1)")
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--worker", type=int, default=0)
