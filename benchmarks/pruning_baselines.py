@@ -39,10 +39,12 @@ DEFAULT_RUNS = ["l1", "l2", "taylor", "bn_scale", "random:0", "random:1", "tp-ma
 
 
 def run_dir(out: Path, name: str) -> Path:
-    return out / name.replace(":", "-seed")
+    return out / name.replace(":", "-seed").replace("@", "-round")
 
 
 def ours(name: str, args: argparse.Namespace, out: Path) -> None:
+    """``method[:seed][@multiple]``, e.g. ``random:1`` or ``l1@16`` (widths in multiples of 16)."""
+    name, _, multiple = name.partition("@")
     method, _, seed = name.partition(":")
     job = PruneJob(
         model_dir=Path(args.model),
@@ -56,7 +58,7 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
         threads=args.threads,
         resume=out.exists(),
         strategy=args.strategy,
-        round_to=args.round_to,
+        round_to=int(multiple or args.round_to),
         latency_repeats=0,
     )
     run_prune(job)
@@ -184,7 +186,8 @@ def summary(out: Path, names: list[str]) -> str:
         b64 = timing.get("64", {}).get("ratio")
         lines.append(
             f"| {name} | {1 / reduction:.3f} | {r['params_after'] / r['params_before']:.3f} | "
-            f"{r['top1_oneshot']:.2f} | {r['top1_after']:.2f} | "
+            f"{r['top1_oneshot']:.2f} | "
+            + (f"{r['top1_after']:.2f} | " if r.get("finetune_epochs") else "(latency only) | ")
             + (f"{b1:.2f}x | " if b1 else "- | ")
             + (f"{b64:.2f}x | {b64 / reduction:.2f} |" if b64 else "- | - |")
         )
