@@ -31,10 +31,11 @@ from secateurs.train.config import TrainConfig
 from secateurs.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
-# Kept channel counts are rounded up to a multiple of 16: on this machine's CPU (oneDNN, AVX-512)
-# a 3x3 convolution's latency is a step function of the channel count with steps at multiples of
-# 16 (33 channels cost 3.5x what 32 cost). Measured: docs/results/channel-multiple.md.
-DEFAULT_ROUND_TO = 16
+# Kept channel counts are exact by default. A single 3x3 convolution here is a step function of its
+# width with steps at multiples of 16 (docs/results/channel-multiple.md), but whole ResNet-20
+# plans rounded to 16 ran slower at batch 64 than exact ones at the same MACs (1.21-1.30x vs
+# 1.44-1.47x, docs/results/pruning-baselines.md): the measured end-to-end answer wins.
+DEFAULT_ROUND_TO = 1
 # fine-tuning keeps the augmentation and regularisation the model was trained with
 FINETUNE_INHERITS = ("padding", "flip", "label_smoothing", "weight_decay", "momentum", "nesterov")
 
