@@ -29,6 +29,7 @@ from secateurs.measure.latency import LatencySettings, compare
 from secateurs.pruning.graph import IN, ChannelGraph
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.spp.compact_conv import CompactConv2d
+from secateurs.pruning.spp.groups import probe
 from secateurs.pruning.surgery import remove_channels
 
 log = logging.getLogger(__name__)
@@ -151,14 +152,7 @@ def conv_input_sizes(model: nn.Module, input_size: Sequence[int]) -> dict[str, t
     handles = [
         m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)
     ]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    probe(model, torch.zeros(1, *input_size), handles)
     return found
 
 

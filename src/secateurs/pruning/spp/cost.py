@@ -28,7 +28,7 @@ from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.cost_model import CostModel
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.spp.groups import ConvColumns, CoupledChannels, WeightGroups
+from secateurs.pruning.spp.groups import ConvColumns, CoupledChannels, WeightGroups, probe
 
 
 def conv_output_sizes(model: nn.Module, input_size: Sequence[int]) -> dict[str, tuple[int, int]]:
@@ -41,14 +41,7 @@ def conv_output_sizes(model: nn.Module, input_size: Sequence[int]) -> dict[str, 
 
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) or hasattr(m, "kept_columns")]
     handles = [m.register_forward_hook(hook) for m in convs]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    probe(model, torch.zeros(1, *input_size), handles)
     return found
 
 

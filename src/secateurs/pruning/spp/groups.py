@@ -114,6 +114,19 @@ class CoupledChannels(WeightGroups):
         return found
 
 
+def probe(model: nn.Module, images: Tensor, handles: list) -> None:
+    """One eval-mode forward pass of ``images`` for the given hooks; the hooks are removed and
+    the model's training mode restored afterwards, whatever happens."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(images)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+
+
 def input_layers(model: nn.Module, input_size: Sequence[int]) -> set[nn.Module]:
     """Convolutions that read the model's input directly (the image)."""
     images = torch.zeros(1, *input_size)
@@ -124,14 +137,7 @@ def input_layers(model: nn.Module, input_size: Sequence[int]) -> set[nn.Module]:
             found.add(module)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(images)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    probe(model, images, handles)
     return found
 
 
