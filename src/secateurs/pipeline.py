@@ -88,7 +88,7 @@ def check_job(job: PruneJob) -> None:
         raise SecateursError(f"{job.out} exists and is not empty; choose another -o (or --resume)")
 
 
-def _data(job: PruneJob, manifest: Manifest) -> tuple[ImageSet | None, ImageSet | None]:
+def load_job_data(job: Any, manifest: Manifest) -> tuple[ImageSet | None, ImageSet | None]:
     if not job.data:
         return None, None
     train_set = load_split(job.data, "train", job.image_size)
@@ -114,7 +114,9 @@ def _scoring_data(job: PruneJob, train_set: ImageSet | None, manifest: Manifest)
     return ScoringData(list(loader))
 
 
-def _accuracy(model: nn.Module, test_set: ImageSet | None, manifest: Manifest) -> dict[str, float]:
+def measure_accuracy(
+    model: nn.Module, test_set: ImageSet | None, manifest: Manifest
+) -> dict[str, float]:
     if test_set is None:
         return {}
     return evaluate(model, BatchLoader(test_set, 256, manifest.mean, manifest.std))
@@ -154,7 +156,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
     check_job(job)
     torch.manual_seed(job.seed)
     original, manifest = load_model(job.model_dir)
-    train_set, test_set = _data(job, manifest)
+    train_set, test_set = load_job_data(job, manifest)
     input_size = manifest.input_size
     method = create_method(job.method, seed=job.seed, **job.method_params)
     target = None if job.layer_ratios is not None else Target(job.target_kind, job.target_ratio)
@@ -166,7 +168,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
     )
     oneshot_dir = job.out / "oneshot"
     before_graph = ChannelGraph(original, input_size)
-    accuracy_before = _accuracy(original, test_set, manifest)
+    accuracy_before = measure_accuracy(original, test_set, manifest)
     if job.resume and (oneshot_dir / "manifest.json").exists():
         model, pruned_manifest = load_model(oneshot_dir)
         pruning_seconds = pruned_manifest.metrics.get("pruning_seconds", 0.0)
@@ -211,7 +213,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
         )
         pruning_seconds = outcome.seconds
         save_model(model, oneshot_dir, pruned_manifest)
-    accuracy_oneshot = _accuracy(model, test_set, manifest)
+    accuracy_oneshot = measure_accuracy(model, test_set, manifest)
     finetune: dict[str, Any] = {"epochs": 0, "seconds": 0.0}
     final_epochs = job.finetune_epochs - (job.finetune_epochs // job.steps) * (job.steps - 1)
     if job.finetune_epochs and train_set is not None and final_epochs > 0:
@@ -219,7 +221,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
             model.train(), job, train_set, test_set, manifest, final_epochs, job.out / "finetune"
         )
     model.eval()
-    accuracy_after = _accuracy(model, test_set, manifest)
+    accuracy_after = measure_accuracy(model, test_set, manifest)
     report = _measure(job, original, model, manifest, before_graph)
     report.update(
         top1_before=accuracy_before.get("top1"),

@@ -13,6 +13,7 @@ from secateurs.cli import (
     methods_command,
     models_command,
     prune_command,
+    spp_command,
     train_command,
 )
 from secateurs.cli.parser import HelpFormatter, Parser
@@ -24,6 +25,7 @@ COMMANDS = [
     eval_command,
     measure_command,
     prune_command,
+    spp_command,
     models_command,
     methods_command,
     demo_command,

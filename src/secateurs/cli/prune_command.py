@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from secateurs.cli.parser import ratio
 from secateurs.errors import SecateursError
 from secateurs.pipeline import DEFAULT_ROUND_TO, PruneJob, run_prune
 from secateurs.pruning.allocation import STRATEGIES
@@ -20,16 +21,6 @@ examples:
       --finetune-epochs 10 -o runs/r20-taylor
   secateurs prune runs/r20/model --method l1 --layer-ratios layer1.0.conv1=0.5 -o runs/r20-one
 """
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"a ratio must be between 0 and 1 exclusive, not {value}")
-    return value
 
 
 def _layer_ratios(items: list[str]) -> dict[str, float]:
@@ -72,8 +63,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="a method hyperparameter, e.g. selection=randomized for pfp (repeatable)",
     )
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--target-macs", type=_ratio, help="keep this fraction of the MACs")
-    target.add_argument("--target-params", type=_ratio, help="keep this fraction of parameters")
+    target.add_argument("--target-macs", type=ratio, help="keep this fraction of the MACs")
+    target.add_argument("--target-params", type=ratio, help="keep this fraction of parameters")
     target.add_argument(
         "--layer-ratios",
         nargs="+",

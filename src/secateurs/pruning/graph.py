@@ -70,6 +70,12 @@ class ChannelGraph:
         self.model = model
         self.input_size = tuple(input_size)
         self.names = {module: name for name, module in model.named_modules()}
+        for module, name in self.names.items():
+            if type(module).__name__ == "CompactConv2d":  # no import: the engine knows no method
+                raise SecateursError(
+                    f"{name} is a compact column convolution (SPP): the engine cannot prune "
+                    "through it; prune the masked model (the SPP run's masked/) instead"
+                )
         was_training = model.training
         try:
             with torch.enable_grad():  # tracing needs autograd, even inside no_grad()

@@ -31,4 +31,42 @@ def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequen
             graph.load_pruning_history([[name, bool(out), list(idx)] for name, out, idx in history])
         except (AttributeError, ValueError, IndexError, RuntimeError) as error:
             raise SecateursError(f"cannot replay the recorded pruning: {error}") from None
+    replace_compact_convs(model, pruning.get("compact_columns") or {})
     model.train(was_training)
+
+
+def compact_columns_record(model: nn.Module) -> dict[str, list[int]]:
+    """{name: kept column indices (flattened (C_in, kh, kw))} of every compact convolution in
+    ``model``: what :func:`replace_compact_convs` needs to rebuild them."""
+    from secateurs.pruning.spp.compact_conv import CompactConv2d
+
+    return {
+        name: torch.nonzero(module.column_keep().flatten()).flatten().tolist()
+        for name, module in model.named_modules()
+        if isinstance(module, CompactConv2d)
+    }
+
+
+def replace_compact_convs(model: nn.Module, record: dict[str, list[int]]) -> None:
+    """Replace each named convolution by a :class:`CompactConv2d` of its recorded columns (the
+    weights are loaded afterwards, like every other parameter)."""
+    from secateurs.pruning.spp.compact_conv import CompactConv2d
+
+    for name, kept in record.items():
+        try:
+            conv = model.get_submodule(name)
+        except AttributeError:
+            raise SecateursError(
+                f"the recorded compact layer {name!r} is not in the model"
+            ) from None
+        if not isinstance(conv, nn.Conv2d):
+            raise SecateursError(f"the recorded compact layer {name!r} is not a convolution")
+        keep = torch.zeros(conv.weight[0].numel(), dtype=torch.bool)
+        try:
+            keep[torch.tensor(kept, dtype=torch.long)] = True
+        except IndexError:
+            raise SecateursError(f"the recorded columns of {name!r} do not fit it") from None
+        parent, _, child = name.rpartition(".")
+        setattr(
+            model.get_submodule(parent), child, CompactConv2d(conv, keep.view_as(conv.weight[0]))
+        )

@@ -56,6 +56,10 @@ class SPPCallback(Callback):
     Give exactly one of ``target_macs`` (kept ratio of the model's MACs, split into a uniform
     pruned ratio per layer), ``ratio`` (pruned ratio R of every layer) or ``layer_ratios``
     (R per layer name).
+
+    ``oneshot=True`` is the deterministic baseline at the same granularity and budget: before the
+    first iteration every layer loses its smallest-L1 groups at once, and training runs with that
+    fixed mask (no probabilities, no Monte Carlo draws).
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class SPPCallback(Callback):
         layers: Sequence[str] | None = None,
         skip_input_layer: bool = True,
         input_size: Sequence[int] | None = None,
+        oneshot: bool = False,
     ) -> None:
         if sum(x is not None for x in (target_macs, ratio, layer_ratios)) != 1:
             raise SecateursError("SPP needs exactly one of target_macs, ratio or layer_ratios")
@@ -81,6 +86,7 @@ class SPPCallback(Callback):
         self.A, self.u, self.interval, self.seed = A, u, interval, seed
         self.layers = list(layers) if layers is not None else None
         self.skip_input_layer, self.input_size = skip_input_layer, input_size
+        self.oneshot = oneshot
         self.generator_ = torch.Generator().manual_seed(seed)
         self.state_: SPPState | None = None
         self.step_ = 0  # iterations seen
@@ -113,6 +119,9 @@ class SPPCallback(Callback):
         if self._pending is not None:
             self.state_.load_state_dict(self._pending)
             self._pending = None
+        elif self.oneshot:
+            self._zero_pruned(self.state_.prune_now(), None)
+            self.finished_step_ = 0
         return self.state_
 
     def on_train_start(self, trainer: Trainer) -> None:

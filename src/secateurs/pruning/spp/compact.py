@@ -42,7 +42,7 @@ class LayerChoice:
     name: str
     kept_columns: int
     columns: int
-    choice: str  # "compact", "dense" (slower compact), or "dense-unsupported"
+    choice: str  # "compact", "dense" (slower compact), "dense-unsupported", "compact-untimed"
     speedups: dict[int, float] = field(default_factory=dict)  # batch -> dense / compact median
     max_rel_diff: float = 0.0
 
@@ -134,6 +134,10 @@ def compact_conv(
         record.max_rel_diff = max_relative_difference(compact(images), conv(images))
     if record.max_rel_diff > EQUALITY_TOLERANCE:
         raise AssertionError(f"{name}: compact conv differs from dense by {record.max_rel_diff}")
+    if settings is not None and settings.repeats == 0:  # no timing asked: compact, untimed
+        record.choice = "compact-untimed"
+        conv.train(was_training)
+        return compact.train(was_training), record
     timings = compare([conv, compact], input_size, settings)
     record.speedups = {batch: rows[1]["ratio"] for batch, rows in timings.items()}
     mean_log = sum(math.log(r) for r in record.speedups.values()) / len(record.speedups)

@@ -67,6 +67,14 @@ class CompactConv2d(nn.Module):
         self.weight = nn.Parameter(kept.clone().unsqueeze(-1).unsqueeze(-1))
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
 
+    def column_keep(self) -> Tensor:
+        """The (C_in, kh, kw) bool mask of the columns this module computes (what rebuilds it)."""
+        keep = torch.zeros(self.in_channels, *self.kernel_size, dtype=torch.bool)
+        keep[self.whole_channels] = True
+        for position, (ky, kx) in enumerate(self.offsets):
+            keep[getattr(self, f"channels_{position}"), ky, kx] = True
+        return keep
+
     def extra_repr(self) -> str:
         total = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         return (

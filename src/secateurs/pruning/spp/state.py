@@ -112,6 +112,24 @@ class SPPState:
         probability[pruned] = 1.0
         return newly
 
+    def prune_now(self) -> list[Tensor]:
+        """Deterministic one-shot pruning (the baseline SPP is compared with): every layer loses
+        its ``ceil(R_l N)`` groups of smallest L1 norm at once and is done. Returns the newly
+        pruned groups."""
+        newly = []
+        for index, layer in enumerate(self.layers):
+            fresh = torch.zeros(layer.size, dtype=torch.bool)
+            remaining = self.target_count(index) - int(self.pruned[index].sum())
+            if not self.done[index] and remaining > 0:
+                alive = torch.nonzero(~self.pruned[index]).flatten()
+                order = torch.argsort(layer.scores()[alive], stable=True)
+                fresh[alive[order[:remaining]]] = True
+            self.pruned[index] |= fresh
+            self.probability[index] = self.pruned[index].double()
+            self.done[index] = True
+            newly.append(fresh)
+        return newly
+
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {

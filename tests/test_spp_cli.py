@@ -1,0 +1,120 @@
+"""``secateurs spp`` end to end on a tiny trained model: SPP training, compaction, saving the
+compacted model (compact convolutions included) and reloading it from JSON + safetensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from secateurs.cli.main import main
+from secateurs.pruning.spp import CompactConv2d
+from secateurs.store import load_model
+from secateurs.train.config import TrainConfig
+from secateurs.train.run import run_training
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("digits-run")
+    config = TrainConfig(
+        model="resnet20", data="digits", epochs=2, batch_size=64, padding=1, flip=False, lr=0.05
+    )
+    run_training(replace_threads(config), run_dir)
+    return run_dir / "model"
+
+
+def replace_threads(config: TrainConfig) -> TrainConfig:
+    config.threads = 1
+    return config
+
+
+def _spp(trained: Path, out: Path, *extra: str) -> int:
+    argv = ["spp", str(trained), "--data", "digits", "-o", str(out), "--batch-size", "64"]
+    argv += ["--threads", "1", "--interval", "1", "--A", "0.25", "--epochs", "3", *extra]
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def _outputs(directory: Path) -> torch.Tensor:
+    model, manifest = load_model(directory)
+    images = torch.randn(4, *manifest.input_size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return model(images)
+
+
+@pytest.mark.parametrize("granularity", ["column", "channel"])
+def test_spp_prunes_compacts_saves_and_reloads(trained: Path, tmp_path: Path, granularity):
+    out = tmp_path / granularity
+    assert _spp(trained, out, "--granularity", granularity, "--latency-repeats", "0") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["spp"]["over"], "SPP should finish pruning within 3 epochs here"
+    assert report["achieved_ratio"] <= 0.5 + 0.02
+    assert report["macs_after"] < report["macs_before"]
+    assert report["compacted_vs_masked_max_rel_diff"] <= 1e-4
+    assert report["top1_after"] == pytest.approx(report["top1_masked"], abs=0.2)
+    # the saved model rebuilds from its manifest and computes what the masked model computes
+    reloaded, manifest = load_model(out)
+    compact = [m for m in reloaded.modules() if isinstance(m, CompactConv2d)]
+    if granularity == "column":
+        assert compact and manifest.pruning["compact_columns"]
+        assert {c["choice"] for c in report["compact_layers"]} == {"compact-untimed"}
+    else:
+        assert not compact and report["params_after"] < report["params_before"]
+    difference = (_outputs(out) - _outputs(out / "masked")).abs().max() / _outputs(out).abs().max()
+    assert float(difference) <= 1e-4
+    assert (out / "report.md").read_text().startswith("# Pruning report")
+
+
+def test_oneshot_baseline_prunes_before_the_first_iteration(trained: Path, tmp_path: Path):
+    out = tmp_path / "oneshot"
+    assert _spp(trained, out, "--oneshot", "--epochs", "1", "--latency-repeats", "2") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "spp-oneshot"
+    assert report["spp"]["finished_step"] == 0 and report["spp"]["updates"] == 0
+    assert report["achieved_ratio"] <= 0.5 + 0.02
+    # timed: every column-sparse layer chose the faster form, and says so
+    assert {c["choice"] for c in report["compact_layers"]} <= {"compact", "dense"}
+    assert all(set(c["speedups"]) == {"1", "64"} or c["speedups"] for c in report["compact_layers"])
+
+
+def test_resume_recompacts_without_retraining(trained: Path, tmp_path: Path):
+    out = tmp_path / "resumed"
+    assert _spp(trained, out, "--epochs", "1", "--latency-repeats", "0") == 0
+    first = json.loads((out / "report.json").read_text())
+    metrics = (out / "train" / "metrics.jsonl").read_text()
+    assert _spp(trained, out, "--epochs", "1", "--latency-repeats", "0", "--resume") == 0
+    second = json.loads((out / "report.json").read_text())
+    assert (out / "train" / "metrics.jsonl").read_text() == metrics  # no epoch trained again
+    assert second["macs_after"] == first["macs_after"]
+    assert second["top1_after"] == first["top1_after"]
+
+
+def test_spp_bad_input(trained: Path, tmp_path: Path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert _spp(trained, out) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    assert _spp(trained, tmp_path / "x", "--granularity", "rows") == 2
+    assert _spp(trained, tmp_path / "y", "--target-macs", "1.5") == 2
+    assert _spp(trained, tmp_path / "z", "--interval", "0") == 2
+    assert "interval" in capsys.readouterr().err
+
+
+def test_engine_refuses_a_model_with_compact_convolutions() -> None:
+    from secateurs.errors import SecateursError
+    from secateurs.models import create_model
+    from secateurs.pruning import ChannelGraph
+
+    model = create_model("resnet20", num_classes=4, in_channels=3)
+    keep = torch.ones(16, 3, 3, dtype=torch.bool)
+    keep[:4] = False
+    model.layer1[0].conv2 = CompactConv2d(model.layer1[0].conv2, keep)
+    with pytest.raises(SecateursError, match="layer1.0.conv2 is a compact column convolution"):
+        ChannelGraph(model, (3, 16, 16))
