@@ -114,6 +114,29 @@ def test_a_layer_never_overshoots_or_empties() -> None:
     assert SPPState([toy_layer([1.0, 2.0])], [0.99]).target_count(0) == 1  # N - 1 at most
 
 
+def test_oneshot_prunes_the_smallest_groups_at_once() -> None:
+    state = SPPState([toy_layer([4.0, 1.0, 3.0, 0.5, 2.0]), toy_layer([1.0, 2.0])], [0.5, 0.0])
+    newly = state.prune_now()
+    assert newly[0].tolist() == [False, True, False, True, True]  # ceil(2.5) = 3 smallest
+    assert newly[1].tolist() == [False, False]
+    assert state.over and state.probability[0].tolist() == [0.0, 1.0, 0.0, 1.0, 1.0]
+    assert state.update()[0].tolist() == [False] * 5  # nothing moves afterwards
+
+
+def test_oneshot_callback_zeroes_before_the_first_iteration() -> None:
+    model = small_convnet()
+    norms = {name: model.get_submodule(name).weight.abs().sum(0).flatten() for name in ("3", "6")}
+    callback = SPPCallback("column", ratio=0.5, seed=0, oneshot=True, input_size=SMALL_INPUT)
+    callback.prepare(model, SMALL_INPUT)
+    assert callback.state.over and callback.finished_step_ == 0
+    for name, keep in callback.keep_masks().items():
+        assert torch.all(model.get_submodule(name).weight[~keep] == 0)
+        pruned = ~keep.any(0).flatten()
+        count = math.ceil(0.5 * pruned.numel())
+        smallest = torch.argsort(norms[name], stable=True)[:count]
+        assert sorted(torch.nonzero(pruned).flatten().tolist()) == sorted(smallest.tolist())
+
+
 # -- Monte Carlo masks --------------------------------------------------------------------------
 def small_convnet() -> nn.Module:
     torch.manual_seed(0)

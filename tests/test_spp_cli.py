@@ -116,5 +116,5 @@ def test_engine_refuses_a_model_with_compact_convolutions() -> None:
     keep = torch.ones(16, 3, 3, dtype=torch.bool)
     keep[:4] = False
     model.layer1[0].conv2 = CompactConv2d(model.layer1[0].conv2, keep)
-    with pytest.raises(SecateursError, match="layer1.0.conv2 is a compact column convolution"):
+    with pytest.raises(SecateursError, match=r"layer1\.0\.conv2 is a compact column convolution"):
         ChannelGraph(model, (3, 16, 16))

@@ -117,16 +117,16 @@ def compact(
     return {"history": outcome.history, "layers": [vars(c) for c in outcome.layers]}
 
 
-def spp_cost(model: nn.Module, callback: SPPCallback, input_size) -> dict[str, Any]:
-    """The paper's MACs (kept rows and columns only) of the masked model, and its parameters
-    counting only kept weights."""
+def spp_cost(masked: nn.Module, compacted: nn.Module, callback: SPPCallback, input_size):
+    """MACs and parameters after SPP. Channel granularity: the compacted model's (the pruned
+    channels are physically gone). Column and input-channel granularity: the paper's count on the
+    masked model (kept rows and columns only, ``spp_macs``) and only its kept weights."""
     if callback.granularity == "channel":
-        return count_cost(model, input_size)
+        return count_cost(compacted, input_size)
     masks = callback.keep_masks()
-    counted = spp_macs(model, masks, input_size)
-    params = count_cost(model, input_size)["params"]
+    params = count_cost(masked, input_size)["params"]
     params -= sum(int((~keep).sum()) for keep in masks.values())
-    return {"macs": int(counted["macs"]), "params": params}
+    return {"macs": int(spp_macs(masked, masks, input_size)["macs"]), "params": params}
 
 
 def run_spp(job: SPPJob) -> dict[str, Any]:
@@ -171,7 +171,6 @@ def run_spp(job: SPPJob) -> dict[str, Any]:
             "SPP did not reach its target within %d epochs: compacting what it pruned", job.epochs
         )
     model.eval()
-    masked_cost = spp_cost(model, callback, input_size)
     accuracy_masked = measure_accuracy(model, test_set, manifest)
     masked = copy.deepcopy(model)
     save_model(masked, job.out / "masked", replace(manifest, metrics=accuracy_masked))
@@ -195,7 +194,8 @@ def run_spp(job: SPPJob) -> dict[str, Any]:
         "spp": callback.record(),
         "layers": compaction["layers"],
     }
-    report = measure(job, original, model, manifest, cost_before, masked_cost)
+    cost_after = spp_cost(masked, model, callback, input_size)
+    report = measure(job, original, model, manifest, cost_before, cost_after)
     report.update(
         top1_before=accuracy_before.get("top1"),
         top5_before=accuracy_before.get("top5"),
@@ -222,7 +222,7 @@ def run_spp(job: SPPJob) -> dict[str, Any]:
     return report
 
 
-def measure(job, original, model, manifest, cost_before, masked_cost) -> dict[str, Any]:
+def measure(job, original, model, manifest, cost_before, cost_after) -> dict[str, Any]:
     """MACs and parameters as the paper counts them (kept columns), latency measured
     interleaved: dense original against the compacted model."""
     input_size = manifest.input_size
@@ -230,7 +230,7 @@ def measure(job, original, model, manifest, cost_before, masked_cost) -> dict[st
     timings = (
         compare([original.eval(), model.eval()], input_size, settings) if settings.repeats else {}
     )
-    reduction = cost_before["macs"] / masked_cost["macs"]
+    reduction = cost_before["macs"] / cost_after["macs"]
     latency = {
         str(batch): {
             "before_ms": round(rows[0]["median"], 4),
@@ -246,11 +246,11 @@ def measure(job, original, model, manifest, cost_before, masked_cost) -> dict[st
         "method": "spp-oneshot" if job.oneshot else "spp",
         "target_kind": "macs",
         "target_ratio": job.target_macs,
-        "achieved_ratio": round(masked_cost["macs"] / cost_before["macs"], 5),
+        "achieved_ratio": round(cost_after["macs"] / cost_before["macs"], 5),
         "macs_before": cost_before["macs"],
-        "macs_after": masked_cost["macs"],
+        "macs_after": cost_after["macs"],
         "params_before": cost_before["params"],
-        "params_after": masked_cost["params"],
+        "params_after": cost_after["params"],
         "latency": latency,
         "latency_threads": job.threads,
     }
