@@ -160,7 +160,22 @@ def measure_latency(args: argparse.Namespace, out: Path) -> None:
         name: {str(batch): rows[i] for batch, rows in timings.items()}
         for i, name in enumerate(names)
     }
+    if args.onnx:  # the same models exported and timed in onnxruntime, interleaved likewise
+        from secateurs.measure.onnx_runtime import compare_onnx
+
+        timings = compare_onnx(models, manifest.input_size, settings)
+        result["onnx"] = {
+            name: {str(batch): rows[i] for batch, rows in timings.items()}
+            for i, name in enumerate(names)
+        }
     (out / "latency.json").write_text(json.dumps(result, indent=2))
+
+
+def onnx_cells(timing: dict, reduction: float) -> str:
+    b1, b64 = (timing.get(b, {}).get("ratio") for b in ("1", "64"))
+    if not b64:
+        return " - | - | - |"
+    return f" {b1:.2f}x | {b64:.2f}x | {b64 / reduction:.2f} |"
 
 
 def summary(out: Path, names: list[str]) -> str:
@@ -168,8 +183,9 @@ def summary(out: Path, names: list[str]) -> str:
     latency = json.loads(latency_path.read_text()) if latency_path.exists() else {}
     lines = [
         "| method | MACs kept | params kept | top-1 one-shot | top-1 after FT | speed-up b1 | "
-        "speed-up b64 | realisation b64 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "speed-up b64 | realisation b64 | ONNX speed-up b1 | ONNX speed-up b64 | "
+        "ONNX realisation b64 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     randoms, before = [], None
     for name in names:
@@ -190,6 +206,7 @@ def summary(out: Path, names: list[str]) -> str:
             + (f"{r['top1_after']:.2f} | " if r.get("finetune_epochs") else "(latency only) | ")
             + (f"{b1:.2f}x | " if b1 else "- | ")
             + (f"{b64:.2f}x | {b64 / reduction:.2f} |" if b64 else "- | - |")
+            + onnx_cells(latency.get("onnx", {}).get(name, {}), reduction)
         )
     if before is not None:
         lines += ["", f"Unpruned top-1: {before:.2f}%."]
@@ -205,6 +222,12 @@ def summary(out: Path, names: list[str]) -> str:
             f"{dense['64']['median']:.2f} ms at batch 64 (2 threads, median of "
             f"{dense['64']['repeats']} interleaved repeats)."
         )
+        if "onnx" in latency:
+            dense = latency["onnx"]["dense"]
+            lines.append(
+                f"Dense latency in onnxruntime: {dense['1']['median']:.2f} ms at batch 1, "
+                f"{dense['64']['median']:.2f} ms at batch 64."
+            )
     return "\n".join(lines)
 
 
@@ -224,6 +247,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-baselines")
     parser.add_argument("--latency", action="store_true", help="phase 2: time all models")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--onnx", action="store_true", help="phase 2: also time in onnxruntime")
     parser.add_argument("--summary", action="store_true", help="print the Markdown table")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
