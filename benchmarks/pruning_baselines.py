@@ -60,6 +60,7 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
         strategy=args.strategy,
         round_to=int(multiple or args.round_to),
         latency_repeats=0,
+        fold_bias=args.fold_bias,
     )
     run_prune(job)
 
@@ -247,6 +248,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-baselines")
     parser.add_argument("--latency", action="store_true", help="phase 2: time all models")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--fold-bias", action="store_true", help="PruneJob.fold_bias (ours)")
     parser.add_argument("--onnx", action="store_true", help="phase 2: also time in onnxruntime")
     parser.add_argument("--summary", action="store_true", help="print the Markdown table")
     args = parser.parse_args()

@@ -88,6 +88,7 @@ def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) ->
         (["--method", "l1", "--target-macs", "1.5"], "between 0 and 1"),
         (["--method", "tailor", "--target-macs", "0.5"], "did you mean 'taylor'"),
         (["--method", "l1", "--target-macs", "0.001"], "without emptying a layer"),
+        (["--method", "l1", "--fold-bias"], "pass --data"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, argv, message) -> None:
@@ -99,6 +100,21 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, argv, messa
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0]
     assert not out.exists()  # nothing written before the input was found bad
+
+
+def test_fold_bias_is_recorded_and_reloads(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "folded"
+    argv = ["prune", str(trained), "--method", "l1", "--data", "digits", "--fold-bias"]
+    code, _, _ = _run([*argv, "--threads", "1", "--latency-repeats", "0", "-o", str(out)], capsys)
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["bias_fold"] is True
+    (fold,) = json.loads((out / "manifest.json").read_text())["pruning"]["bias_fold"]
+    # ResNet-20's consumers are bias-free convolutions followed by BN, and the classifier
+    assert fold["skipped"] == [] and "fc" in fold["folded"] and len(fold["folded"]) > 5
+    code, stdout, _ = _run(["eval", str(out), "--data", "digits", "--json"], capsys)
+    assert code == 0
+    assert json.loads(stdout)["top1"] == pytest.approx(report["top1_after"], abs=1e-9)
 
 
 def test_existing_output_is_not_overwritten(trained: Path, tmp_path: Path, capsys) -> None:

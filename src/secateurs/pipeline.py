@@ -67,6 +67,7 @@ class PruneJob:
     test_subset: int | None = None
     resume: bool = False
     method_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"selection": ...}
+    fold_bias: bool = False  # fold removed channels' mean contribution into their consumers
 
 
 def check_job(job: PruneJob) -> None:
@@ -84,6 +85,8 @@ def check_job(job: PruneJob) -> None:
         raise SecateursError("fine-tuning epochs must be >= 0 and steps >= 1")
     if job.finetune_epochs and not job.data:
         raise SecateursError("fine-tuning needs --data")
+    if job.fold_bias and not job.data:
+        raise SecateursError("--fold-bias measures channel means on data: pass --data")
     if job.out.exists() and any(job.out.iterdir()) and not job.resume:
         raise SecateursError(f"{job.out} exists and is not empty; choose another -o (or --resume)")
 
@@ -200,12 +203,15 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
             job.layer_ratios,
             job.steps,
             between,
+            job.fold_bias,
         )
         record = outcome.record(method, target)
         previous = manifest.pruning or {}
         record["rounds"] = list(previous.get("rounds", [])) + record["rounds"]
         if outcome.certificate:
             record["certificate"] = outcome.certificate
+        if outcome.folds:
+            record["bias_fold"] = outcome.folds
         record["mode"] = outcome.selection(method)
         certificate = outcome.certificate
         pruned_manifest = replace(
@@ -236,6 +242,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
         finetune_seconds=round(finetune["seconds"], 1),
         method_params=method.params(),
         strategy=job.strategy,
+        bias_fold=job.fold_bias,
         selection=str((pruned_manifest.pruning or {}).get("mode", "deterministic")),
     )
     if certificate:

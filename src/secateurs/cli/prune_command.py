@@ -84,6 +84,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="keep channel counts at a multiple of this (measured CPU preference; 1 = exact)",
     )
     parser.add_argument("--steps", type=int, default=1, help="prune in this many steps")
+    parser.add_argument(
+        "--fold-bias",
+        action="store_true",
+        help="fold removed channels' mean output into the next layer's bias (needs --data)",
+    )
     parser.add_argument("--data", help="data set root: scoring data, accuracy, fine-tuning")
     parser.add_argument("--finetune-epochs", type=int, default=0)
     parser.add_argument("--finetune-lr", type=float, default=0.01)
@@ -124,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         train_subset=args.train_subset,
         test_subset=args.test_subset,
         resume=args.resume,
+        fold_bias=args.fold_bias,
     )
     report = run_prune(job)
     if args.json:

@@ -16,6 +16,7 @@ from torch import nn
 
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.allocation import Allocation, Target, allocate_layer_ratios
+from secateurs.pruning.bias_fold import fold_removed_channels
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import PruningMethod, ScoringData
 from secateurs.pruning.plan import PruningPlan
@@ -31,6 +32,7 @@ class PruneOutcome:
     achieved: float = 1.0  # cost ratio after / before, of the target's kind
     seconds: float = 0.0  # wall time of scoring, allocation and surgery (not fine-tuning)
     certificate: list[dict[str, Any]] = field(default_factory=list)  # methods that give one
+    folds: list[dict[str, list[str]]] = field(default_factory=list)  # per step, when folding
 
     def selection(self, method: PruningMethod) -> str:
         """How the method chose channels: its ``selection`` attribute, else deterministic."""
@@ -64,11 +66,14 @@ def prune_model(
     layer_ratios: Mapping[str, float] | None = None,
     steps: int = 1,
     between_steps: Callable[[nn.Module, int], None] | None = None,
+    fold_bias: bool = False,
 ) -> PruneOutcome:
     """Prune ``model`` in place to ``target`` (or by explicit ``layer_ratios``) with ``method``.
 
     With ``steps`` > 1 the target is reached in geometric steps, ``between_steps(model, step)``
-    (e.g. a short fine-tune) running after every step but the last.
+    (e.g. a short fine-tune) running after every step but the last. ``fold_bias`` folds the
+    mean contribution of removed channels into their consumers (:mod:`.bias_fold`), measured
+    on ``data``'s batches.
     """
     allocation = allocation or Allocation()
     data = data or ScoringData()
@@ -87,6 +92,8 @@ def prune_model(
             plan, _ = method.plan(graph, data, Target(kind, goal / current), allocation)
             for row in getattr(method, "certificate_", None) or []:  # e.g. PFP's per layer
                 outcome.certificate.append({"step": step + 1, **row})
+        if fold_bias:
+            outcome.folds.append(fold_removed_channels(graph, plan, data.batches).to_json())
         outcome.rounds.append(remove_channels(graph, plan))
         outcome.plans.append(plan)
         outcome.seconds += time.perf_counter() - started
