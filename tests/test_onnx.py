@@ -37,3 +37,10 @@ def test_compare_onnx_reports_a_ratio_per_model() -> None:
     rows = compare_onnx([big, small], INPUT, settings)[8]
     assert rows[0]["ratio"] == 1.0
     assert rows[1]["ratio"] > 1.5  # ResNet-20 has 2.9x fewer MACs than ResNet-56
+
+
+def test_sessions_do_not_spin_between_runs() -> None:
+    # Interleaved timing of several sessions is only fair when idle thread pools sleep.
+    session = onnx_session(export_onnx(create_model("resnet20", num_classes=10), INPUT), threads=2)
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

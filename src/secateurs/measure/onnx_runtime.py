@@ -48,6 +48,9 @@ def onnx_session(graph: bytes, threads: int):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Without this each session's thread pool busy-waits after a run; with several sessions timed
+    # interleaved (A B A B), the idle pools spin on the cores the running one needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
