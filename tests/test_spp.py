@@ -29,6 +29,8 @@ from secateurs.pruning.spp import (
 from secateurs.pruning.spp.compact import max_relative_difference
 from secateurs.pruning.spp.cost import ratios_for_macs
 from secateurs.pruning.spp.groups import ConvColumns, find_layers
+from secateurs.spp_pipeline import compact as compact_in_place
+from secateurs.spp_pipeline import spp_cost
 from secateurs.store import load_model
 from secateurs.train.callback import Callback
 from secateurs.train.config import TrainConfig
@@ -418,6 +420,21 @@ def test_callback_reaches_the_target_and_compacts_exactly(granularity: str) -> N
     assert {r.name for r in report.layers} <= {"3", "6"}
     with torch.no_grad():
         assert max_relative_difference(compacted(images), expected) <= 1e-5
+
+    # as run_spp does it: the callback's own model compacted in place, then costed from masks
+    # taken before (the callback's layers no longer match its state once a channel is gone)
+    masked = copy.deepcopy(model)
+    compact_in_place(model, callback, masks, SMALL_INPUT, FAST)
+    assert model[3].out_channels == compacted[3].out_channels < 12
+    cost = spp_cost(masked, model, masks, SMALL_INPUT)
+    assert cost["macs"] == int(
+        macs_with_dead_channel := spp_macs(masked, masks, SMALL_INPUT)["macs"]
+    )
+    assert macs_with_dead_channel < macs["macs"]
+    kept = sum(p.numel() for p in masked.parameters()) - sum(
+        int((~k).sum()) for k in masks.values()
+    )
+    assert cost["params"] == kept
 
 
 def test_channel_granularity_on_a_resnet_gives_an_engine_plan() -> None:

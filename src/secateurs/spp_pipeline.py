@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings, compare, count_cost
@@ -104,26 +104,31 @@ def train_config(job: SPPJob, manifest) -> TrainConfig:
 
 
 def compact(
-    model: nn.Module, callback: SPPCallback, input_size, settings: LatencySettings
+    model: nn.Module,
+    callback: SPPCallback,
+    keep: dict[str, Tensor] | None,
+    input_size,
+    settings: LatencySettings,
 ) -> dict[str, Any]:
     """Compact ``model`` in place; returns the history of removed channels and per-layer
-    choices (column and input-channel granularity)."""
-    if callback.granularity == "channel":
+    choices (column and input-channel granularity, whose ``keep`` masks were taken from the
+    callback before compaction changed the layers' shapes)."""
+    if keep is None:
         graph = ChannelGraph(model, input_size)
         plan = callback.plan()
         history = remove_channels(graph, plan) if plan.removals else []
         return {"history": history, "layers": []}
-    outcome = compact_model(model, input_size, callback.keep_masks(), settings)
+    outcome = compact_model(model, input_size, keep, settings)
     return {"history": outcome.history, "layers": [vars(c) for c in outcome.layers]}
 
 
-def spp_cost(masked: nn.Module, compacted: nn.Module, callback: SPPCallback, input_size):
-    """MACs and parameters after SPP. Channel granularity: the compacted model's (the pruned
-    channels are physically gone). Column and input-channel granularity: the paper's count on the
-    masked model (kept rows and columns only, ``spp_macs``) and only its kept weights."""
-    if callback.granularity == "channel":
+def spp_cost(masked: nn.Module, compacted: nn.Module, masks: dict[str, Tensor] | None, input_size):
+    """MACs and parameters after SPP. Channel granularity (``masks`` None): the compacted
+    model's (the pruned channels are physically gone). Column and input-channel granularity: the
+    paper's count on the masked model (kept rows and columns only, ``spp_macs``) and only its
+    kept weights."""
+    if masks is None:
         return count_cost(compacted, input_size)
-    masks = callback.keep_masks()
     params = count_cost(masked, input_size)["params"]
     params -= sum(int((~keep).sum()) for keep in masks.values())
     return {"macs": int(spp_macs(masked, masks, input_size)["macs"]), "params": params}
@@ -176,7 +181,10 @@ def run_spp(job: SPPJob) -> dict[str, Any]:
     save_model(masked, job.out / "masked", replace(manifest, metrics=accuracy_masked))
 
     settings = LatencySettings(job.latency_batches, job.threads, repeats=job.latency_repeats)
-    compaction = compact(model, callback, input_size, settings)
+    # Taken now: compaction removes channels whose columns are all gone, and the callback's
+    # layers then no longer have the shapes its state describes.
+    keep = None if callback.granularity == "channel" else callback.keep_masks()
+    compaction = compact(model, callback, keep, input_size, settings)
     model.eval()
     with torch.no_grad():
         images = torch.randn(8, *input_size, generator=torch.Generator().manual_seed(job.seed))
@@ -194,7 +202,7 @@ def run_spp(job: SPPJob) -> dict[str, Any]:
         "spp": callback.record(),
         "layers": compaction["layers"],
     }
-    cost_after = spp_cost(masked, model, callback, input_size)
+    cost_after = spp_cost(masked, model, keep, input_size)
     report = measure(job, original, model, manifest, cost_before, cost_after)
     report.update(
         top1_before=accuracy_before.get("top1"),
