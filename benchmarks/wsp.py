@@ -64,12 +64,13 @@ def summary(out: Path, names: list[str]) -> str:
             continue
         r = json.loads(path.read_text())
         before = r["top1_before"]
+        after = f"{r['top1_after']:.2f}" if r.get("finetune_epochs") else "(not fine-tuned)"
         fc_kept = r["fc_params_after"] / r["fc_params_before"] if r["fc_params_before"] else 1.0
         lines.append(
             f"| {name} | {r['macs_after'] / r['macs_before']:.3f} | "
             f"{r['params_after'] / r['params_before']:.3f} | {fc_kept:.3f} "
             f"({r['fc_params_before'] - r['fc_params_after']:,} removed) | "
-            f"{r['top1_oneshot']:.2f} | {r['top1_after']:.2f} |"
+            f"{r['top1_oneshot']:.2f} | {after} |"
         )
     if before is not None:
         lines += ["", f"Unpruned top-1: {before:.2f}%."]
