@@ -7,8 +7,8 @@ benchmark resumes after an interruption. No latency is timed (``latency_repeats=
 models later on a quiet machine. ``--summary`` prints the Markdown table for docs/results/wsp.md.
 
     python benchmarks/wsp.py --model benchmarks/baselines/resnet20-cifar10 --out runs/bench-wsp-r20
-    python benchmarks/wsp.py --model benchmarks/baselines/vgg11_bn_half-cifar10 \
-        --out runs/bench-wsp-vgg11h
+    python benchmarks/wsp.py --model benchmarks/baselines/vgg11_bn_quarter-cifar10 \
+        --out runs/bench-wsp-vgg11q
     python benchmarks/wsp.py --out runs/bench-wsp-r20 --summary
 """
 
@@ -25,17 +25,19 @@ from secateurs.data.sources import default_cifar10_root
 from secateurs.pipeline import PruneJob, run_prune
 
 log = logging.getLogger("benchmark")
-# run name -> (method, method parameters)
-RUNS: dict[str, tuple[str, dict]] = {
-    "wsp-data": ("wsp", {}),
-    "wsp-weights": ("wsp", {"saliency": "weights"}),
-    "l1": ("l1", {}),
-    "taylor": ("taylor", {}),
+# run name -> (method, method parameters, seed)
+RUNS: dict[str, tuple[str, dict, int]] = {
+    "wsp-data": ("wsp", {}, 0),
+    "wsp-weights": ("wsp", {"saliency": "weights"}, 0),
+    "l1": ("l1", {}, 0),
+    "taylor": ("taylor", {}, 0),
+    "random-seed0": ("random", {}, 0),
+    "random-seed1": ("random", {}, 1),
 }
 
 
 def run(name: str, args: argparse.Namespace, out: Path) -> None:
-    method, params = RUNS[name]
+    method, params, seed = RUNS[name]
     job = PruneJob(
         model_dir=Path(args.model),
         method=method,
@@ -48,6 +50,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
         threads=args.threads,
         resume=out.exists(),
         latency_repeats=0,
+        seed=seed,
     )
     run_prune(job)
 

@@ -70,6 +70,15 @@ def test_vgg11_bn_half_head() -> None:
     assert [m.out_features for m in linears] == [256, 256, 10]
 
 
+def test_vgg11_bn_quarter_head_and_size() -> None:
+    model = create_model("vgg11_bn_quarter", num_classes=10)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears[0].in_features == 128 * 2 * 2
+    assert [m.out_features for m in linears] == [128, 128, 10]
+    assert sum(p.numel() for p in model.parameters()) == 661_274
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_torchvision_model_builds_without_download(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("torchvision")
     import torch.hub
