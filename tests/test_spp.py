@@ -248,6 +248,29 @@ def test_masking_is_non_destructive() -> None:
     assert torch.all(trainer.optimizer.state[conv.weight]["momentum_buffer"][gone] == 0)
 
 
+def test_masked_channels_keep_their_batchnorm_statistics() -> None:
+    """Channel granularity: a channel masked for an iteration outputs zeros; its BatchNorm running
+    mean and variance must not learn from them (evaluation runs the unmasked model), while the
+    statistics of kept channels move as usual."""
+    model = small_convnet()
+    trainer = fake_trainer(model)
+    callback = SPPCallback("channel", ratio=0.5, interval=1000, seed=3)
+    callback.input_size = SMALL_INPUT
+    callback.on_train_start(trainer)
+    callback.state.probability[0][:] = 0.5
+    bn = model[1]
+    mean, var = bn.running_mean.clone(), bn.running_var.clone()
+    keep = callback.state.draw(callback.generator_clone())[0]
+    assert 0 < int(keep.sum()) < len(keep)
+    train_steps(callback, trainer, 1)
+    assert torch.equal(bn.running_mean[~keep], mean[~keep])
+    assert torch.equal(bn.running_var[~keep], var[~keep])
+    assert not torch.equal(bn.running_mean[keep], mean[keep])
+    assert not torch.equal(bn.running_var[keep], var[keep])
+    # without the protection the masked channels' variance would have shrunk to 0.9 of itself
+    assert torch.all(bn.running_var[~keep] == 1.0)
+
+
 # -- resumption ---------------------------------------------------------------------------------
 def digits_config() -> TrainConfig:
     return TrainConfig(

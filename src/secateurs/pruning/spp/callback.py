@@ -12,7 +12,9 @@ The masking scheme, per iteration (the trainer's hooks in order):
 - the optimizer steps: kept entries are updated from their dense values, as usual.
 - ``after_step``: masked-out entries get back their dense value *and* their optimizer state, so a
   group that was dropped for one iteration is exactly where it was before that iteration: neither
-  weight decay nor momentum moved it. Then, every ``interval`` iterations, the probabilities are
+  weight decay nor momentum moved it. At channel granularity the BatchNorm running statistics of
+  masked-out channels are put back too: they would otherwise decay towards the zeros the masked
+  channel produced, and evaluating the unmasked model would divide by a near-zero variance. Then, every ``interval`` iterations, the probabilities are
   updated from the (dense) weights; groups reaching p = 1 are zeroed for good, weights and
   optimizer state.
 
@@ -96,6 +98,7 @@ class SPPCallback(Callback):
         self._pending: dict[str, Any] | None = None
         self._active: list[tuple[nn.Parameter, Tensor, Tensor]] = []  # param, keep, dense copy
         self._optimizer_saved: list[dict[str, Tensor]] = []
+        self._statistics: list[tuple[Tensor, Tensor, Tensor]] = []  # buffer, keep, saved copy
 
     # -- set-up ---------------------------------------------------------------------------------
     def prepare(self, model: nn.Module, input_size: Sequence[int]) -> SPPState:
@@ -153,6 +156,10 @@ class SPPCallback(Callback):
             for parameter, mask in self.parameter_masks(keeps):
                 self._active.append((parameter, mask.bool(), parameter.detach().clone()))
                 parameter.mul_(mask)
+            for layer, keep in zip(self.state.layers, keeps, strict=True):
+                for buffer, kept in layer.statistics(keep):
+                    if not bool(kept.all()):
+                        self._statistics.append((buffer, kept, buffer.clone()))
 
     def after_backward(self, trainer: Trainer | None = None) -> None:
         optimizer = trainer.optimizer if trainer is not None else None
@@ -180,8 +187,13 @@ class SPPCallback(Callback):
             )
 
     def restore(self, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Put back the dense values (and optimizer state) of the masked-out entries."""
+        """Put back the dense values (and optimizer state) of the masked-out entries, and the
+        BatchNorm running statistics of masked-out channels (channel granularity): evaluation
+        runs the unmasked model, whose channels' statistics must come from iterations where
+        they were active, not from the zeros they produced while masked."""
         with torch.no_grad():
+            for buffer, kept, saved in self._statistics:
+                buffer.copy_(torch.where(kept, buffer, saved))
             for position, (parameter, keep, dense) in enumerate(self._active):
                 parameter.copy_(torch.where(keep, parameter, dense))
                 if optimizer is None or position >= len(self._optimizer_saved):
@@ -190,7 +202,7 @@ class SPPCallback(Callback):
                 for key, value in _shaped_like(optimizer.state.get(parameter, {}), parameter):
                     before = saved.get(key)
                     value.copy_(torch.where(keep, value, before if before is not None else 0))
-        self._active, self._optimizer_saved = [], []
+        self._active, self._optimizer_saved, self._statistics = [], [], []
 
     def _zero_pruned(self, newly: Sequence[Tensor], optimizer) -> None:
         with torch.no_grad():

@@ -47,6 +47,12 @@ class WeightGroups:
         """Masks (parameter dtype, 1 = kept) zeroing the groups where ``keep`` is False."""
         raise NotImplementedError
 
+    def statistics(self, keep: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Running statistics (BatchNorm buffers) of whole masked channels, each with its bool
+        keep per entry: a masked channel's statistics must not learn from the zeros it outputs
+        while masked. Empty unless a group is a whole channel."""
+        return []
+
 
 def is_depthwise(conv: nn.Conv2d) -> bool:
     return conv.groups > 1 and conv.in_channels == conv.groups
@@ -111,6 +117,20 @@ class CoupledChannels(WeightGroups):
                 channel[member.indices] = keep[member.root_indices]
                 shape = [parameter.shape[0]] + [1] * (parameter.ndim - 1)
                 found.append((parameter, channel.view(shape).to(parameter)))
+        return found
+
+    def statistics(self, keep: Tensor) -> list[tuple[Tensor, Tensor]]:
+        found = []
+        for member in self.group.layers(OUT, MASKED_TYPES):
+            module = member.module
+            if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+                continue
+            if module.running_mean is None or module.running_var is None:
+                continue
+            channel = torch.ones(module.num_features, dtype=torch.bool)
+            channel[member.indices] = keep[member.root_indices]
+            channel = channel.to(module.running_mean.device)
+            found += [(module.running_mean, channel), (module.running_var, channel)]
         return found
 
 
