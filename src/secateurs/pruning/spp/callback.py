@@ -14,8 +14,8 @@ The masking scheme, per iteration (the trainer's hooks in order):
   group that was dropped for one iteration is exactly where it was before that iteration: neither
   weight decay nor momentum moved it. At channel granularity the BatchNorm running statistics of
   masked-out channels are put back too: they would otherwise decay towards the zeros the masked
-  channel produced, and evaluating the unmasked model would divide by a near-zero variance. Then, every ``interval`` iterations, the probabilities are
-  updated from the (dense) weights; groups reaching p = 1 are zeroed for good, weights and
+  channel produced, and evaluating the unmasked model would divide by a near-zero variance.
+  Then, every ``interval`` iterations, the probabilities are updated from the (dense) weights; groups reaching p = 1 are zeroed for good, weights and
   optimizer state.
 
 Between iterations (evaluation, checkpoints) the model holds its dense weights with the
