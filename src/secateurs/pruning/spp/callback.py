@@ -15,8 +15,8 @@ The masking scheme, per iteration (the trainer's hooks in order):
   weight decay nor momentum moved it. At channel granularity the BatchNorm running statistics of
   masked-out channels are put back too: they would otherwise decay towards the zeros the masked
   channel produced, and evaluating the unmasked model would divide by a near-zero variance.
-  Then, every ``interval`` iterations, the probabilities are updated from the (dense) weights; groups reaching p = 1 are zeroed for good, weights and
-  optimizer state.
+  Then, every ``interval`` iterations, the probabilities are updated from the (dense) weights;
+  groups reaching p = 1 are zeroed for good, weights and optimizer state.
 
 Between iterations (evaluation, checkpoints) the model holds its dense weights with the
 permanently pruned groups at zero: evaluating it is evaluating the pruned model so far. After
