@@ -61,6 +61,7 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
         round_to=int(multiple or args.round_to),
         latency_repeats=0,
         fold_bias=args.fold_bias,
+        recalibrate_bn=args.recalibrate_bn,
     )
     run_prune(job)
 
@@ -179,6 +180,12 @@ def onnx_cells(timing: dict, reduction: float) -> str:
     return f" {b1:.2f}x | {b64:.2f}x | {b64 / reduction:.2f} |"
 
 
+def uncalibrated(report: dict) -> str:
+    """With BatchNorm recalibration, the one-shot accuracy without it, in brackets."""
+    value = report.get("top1_oneshot_uncalibrated")
+    return "" if value is None else f" (without recalibration {value:.2f})"
+
+
 def summary(out: Path, names: list[str]) -> str:
     latency_path = out / "latency.json"
     latency = json.loads(latency_path.read_text()) if latency_path.exists() else {}
@@ -203,7 +210,7 @@ def summary(out: Path, names: list[str]) -> str:
         b64 = timing.get("64", {}).get("ratio")
         lines.append(
             f"| {name} | {1 / reduction:.3f} | {r['params_after'] / r['params_before']:.3f} | "
-            f"{r['top1_oneshot']:.2f} | "
+            f"{r['top1_oneshot']:.2f}{uncalibrated(r)} | "
             + (f"{r['top1_after']:.2f} | " if r.get("finetune_epochs") else "(latency only) | ")
             + (f"{b1:.2f}x | " if b1 else "- | ")
             + (f"{b64:.2f}x | {b64 / reduction:.2f} |" if b64 else "- | - |")
@@ -249,6 +256,9 @@ def main() -> None:
     parser.add_argument("--latency", action="store_true", help="phase 2: time all models")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--fold-bias", action="store_true", help="PruneJob.fold_bias (ours)")
+    parser.add_argument(
+        "--recalibrate-bn", type=int, default=0, help="PruneJob.recalibrate_bn (ours), batches"
+    )
     parser.add_argument("--onnx", action="store_true", help="phase 2: also time in onnxruntime")
     parser.add_argument("--summary", action="store_true", help="print the Markdown table")
     args = parser.parse_args()

@@ -117,6 +117,31 @@ def test_fold_bias_is_recorded_and_reloads(trained: Path, tmp_path: Path, capsys
     assert json.loads(stdout)["top1"] == pytest.approx(report["top1_after"], abs=1e-9)
 
 
+def test_batchnorm_recalibration_is_applied_and_reported(
+    trained: Path, tmp_path: Path, capsys
+) -> None:
+    from safetensors.torch import load_file
+
+    out = tmp_path / "recalibrated"
+    argv = ["prune", str(trained), "--method", "l1", "--data", "digits", "--recalibrate-bn", "2"]
+    code, _, _ = _run([*argv, "--threads", "1", "--latency-repeats", "0", "-o", str(out)], capsys)
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["bn_recalibration_batches"] == 2
+    assert 0 <= report["top1_oneshot_uncalibrated"] <= 100
+    assert "re-estimated on 2 batches" in (out / "report.md").read_text()
+    # the saved one-shot model carries the new statistics: stage 1's first BN differs
+    base = load_file(trained / "model.safetensors")
+    oneshot = load_file(out / "oneshot" / "model.safetensors")
+    key = "layer1.0.bn1.running_var"
+    assert oneshot[key].shape != base[key].shape or not oneshot[key].equal(base[key])
+    code, _, err = _run(
+        ["prune", str(trained), "--method", "l1", "--recalibrate-bn", "2", "-o", str(out / "x")],
+        capsys,
+    )
+    assert code == 2 and "--recalibrate-bn" in err
+
+
 def test_existing_output_is_not_overwritten(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "taken"
     out.mkdir()

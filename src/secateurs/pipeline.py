@@ -22,6 +22,7 @@ from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings, compare, count_cost, evaluate
 from secateurs.measure.cost import params_by_layer_type
 from secateurs.pruning.allocation import Allocation, Target
+from secateurs.pruning.bn_recalibration import recalibrate_batchnorm
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods import ScoringData, create_method
 from secateurs.pruning.prune import prune_model
@@ -68,6 +69,7 @@ class PruneJob:
     resume: bool = False
     method_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"selection": ...}
     fold_bias: bool = False  # fold removed channels' mean contribution into their consumers
+    recalibrate_bn: int = 0  # re-estimate BatchNorm statistics on this many batches after pruning
 
 
 def check_job(job: PruneJob) -> None:
@@ -87,6 +89,10 @@ def check_job(job: PruneJob) -> None:
         raise SecateursError("fine-tuning needs --data")
     if job.fold_bias and not job.data:
         raise SecateursError("--fold-bias measures channel means on data: pass --data")
+    if job.recalibrate_bn < 0:
+        raise SecateursError("--recalibrate-bn takes a number of batches >= 0")
+    if job.recalibrate_bn and not job.data:
+        raise SecateursError("--recalibrate-bn runs training images through the model: pass --data")
     if job.out.exists() and any(job.out.iterdir()) and not job.resume:
         raise SecateursError(f"{job.out} exists and is not empty; choose another -o (or --resume)")
 
@@ -115,6 +121,14 @@ def _scoring_data(job: PruneJob, train_set: ImageSet | None, manifest: Manifest)
     sample = train_set.subset(job.scoring_batches * job.batch_size, job.seed)
     loader = BatchLoader(sample, job.batch_size, manifest.mean, manifest.std)
     return ScoringData(list(loader))
+
+
+def _recalibrate(model: nn.Module, job: PruneJob, train_set: ImageSet, manifest: Manifest) -> int:
+    """BatchNorm statistics re-estimated on ``job.recalibrate_bn`` batches of un-augmented
+    training images (the scoring sample's draw, extended)."""
+    sample = train_set.subset(min(job.recalibrate_bn * job.batch_size, len(train_set)), job.seed)
+    loader = BatchLoader(sample, job.batch_size, manifest.mean, manifest.std)
+    return recalibrate_batchnorm(model, (images for images, _ in loader))
 
 
 def measure_accuracy(
@@ -175,6 +189,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
     if job.resume and (oneshot_dir / "manifest.json").exists():
         model, pruned_manifest = load_model(oneshot_dir)
         pruning_seconds = pruned_manifest.metrics.get("pruning_seconds", 0.0)
+        uncalibrated = pruned_manifest.metrics.get("top1_oneshot_uncalibrated")
         certificate = (pruned_manifest.pruning or {}).get("certificate", [])
         log.info("resuming from the pruned model in %s", oneshot_dir)
     else:
@@ -214,9 +229,14 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
             record["bias_fold"] = outcome.folds
         record["mode"] = outcome.selection(method)
         certificate = outcome.certificate
-        pruned_manifest = replace(
-            manifest, pruning=record, metrics={"pruning_seconds": round(outcome.seconds, 3)}
-        )
+        metrics: dict[str, Any] = {"pruning_seconds": round(outcome.seconds, 3)}
+        uncalibrated = None
+        if job.recalibrate_bn and train_set is not None:
+            uncalibrated = measure_accuracy(model, test_set, manifest).get("top1")
+            metrics["top1_oneshot_uncalibrated"] = uncalibrated
+            used = _recalibrate(model, job, train_set, manifest)
+            log.info("BatchNorm statistics re-estimated on %d batches", used)
+        pruned_manifest = replace(manifest, pruning=record, metrics=metrics)
         pruning_seconds = outcome.seconds
         save_model(model, oneshot_dir, pruned_manifest)
     accuracy_oneshot = measure_accuracy(model, test_set, manifest)
@@ -243,6 +263,8 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
         method_params=method.params(),
         strategy=job.strategy,
         bias_fold=job.fold_bias,
+        bn_recalibration_batches=job.recalibrate_bn,
+        top1_oneshot_uncalibrated=uncalibrated,
         selection=str((pruned_manifest.pruning or {}).get("mode", "deterministic")),
     )
     if certificate:

@@ -31,7 +31,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Target: {report['target_kind']} ratio {report['target_ratio']:g}; achieved "
         f"{report['achieved_ratio']:.4f}. Selection: {report.get('selection', 'deterministic')}. "
         f"Fine-tuning: {report['finetune_epochs']} epochs. "
-        f"Pruning took {report['pruning_seconds']:.1f} s.",
+        f"Pruning took {report['pruning_seconds']:.1f} s.{_recalibration_note(report)}",
         "",
         "| measure | before | after pruning | after fine-tuning |",
         "|---|---:|---:|---:|",
@@ -51,6 +51,16 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     lines += certificate_table(report.get("certificate") or [])
     return "\n".join(lines)
+
+
+def _recalibration_note(report: dict[str, Any]) -> str:
+    batches = report.get("bn_recalibration_batches")
+    if not batches:
+        return ""
+    return (
+        f" BatchNorm statistics re-estimated on {batches} batches after pruning (top-1 right "
+        f"after pruning without that: {_fmt(report.get('top1_oneshot_uncalibrated'))}%)."
+    )
 
 
 def certificate_table(rows: list[dict[str, Any]]) -> list[str]:

@@ -89,6 +89,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fold removed channels' mean output into the next layer's bias (needs --data)",
     )
+    parser.add_argument(
+        "--recalibrate-bn",
+        type=int,
+        default=0,
+        metavar="BATCHES",
+        help="re-estimate BatchNorm statistics on this many training batches after pruning, "
+        "before fine-tuning (needs --data; 0 = off)",
+    )
     parser.add_argument("--data", help="data set root: scoring data, accuracy, fine-tuning")
     parser.add_argument("--finetune-epochs", type=int, default=0)
     parser.add_argument("--finetune-lr", type=float, default=0.01)
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         test_subset=args.test_subset,
         resume=args.resume,
         fold_bias=args.fold_bias,
+        recalibrate_bn=args.recalibrate_bn,
     )
     report = run_prune(job)
     if args.json:
