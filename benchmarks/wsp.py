@@ -25,19 +25,22 @@ from secateurs.data.sources import default_cifar10_root
 from secateurs.pipeline import PruneJob, run_prune
 
 log = logging.getLogger("benchmark")
-# run name -> (method, method parameters, seed)
-RUNS: dict[str, tuple[str, dict, int]] = {
-    "wsp-data": ("wsp", {}, 0),
-    "wsp-weights": ("wsp", {"saliency": "weights"}, 0),
-    "l1": ("l1", {}, 0),
-    "taylor": ("taylor", {}, 0),
-    "random-seed0": ("random", {}, 0),
-    "random-seed1": ("random", {}, 1),
+# run name -> (method, method parameters, seed, global-ranking normalisation; None: the method's)
+RUNS: dict[str, tuple[str, dict, int, str | None]] = {
+    "wsp-data": ("wsp", {}, 0, None),
+    "wsp-weights": ("wsp", {"saliency": "weights"}, 0, None),
+    "l1": ("l1", {}, 0, None),
+    "taylor": ("taylor", {}, 0, None),
+    # raw Taylor scores ranked globally cut VGG's last layers to 1-2 channels in one shot;
+    # divided by their group's mean, layers compare on equal terms
+    "taylor-mean": ("taylor", {}, 0, "mean"),
+    "random-seed0": ("random", {}, 0, None),
+    "random-seed1": ("random", {}, 1, None),
 }
 
 
 def run(name: str, args: argparse.Namespace, out: Path) -> None:
-    method, params, seed = RUNS[name]
+    method, params, seed, normalize = RUNS[name]
     job = PruneJob(
         model_dir=Path(args.model),
         method=method,
@@ -51,6 +54,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
         resume=out.exists(),
         latency_repeats=0,
         seed=seed,
+        normalize=normalize,
     )
     run_prune(job)
 
