@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from secateurs.cli import (
+    compare_command,
     demo_command,
     eval_command,
     measure_command,
@@ -26,6 +27,7 @@ COMMANDS = [
     measure_command,
     prune_command,
     spp_command,
+    compare_command,
     models_command,
     methods_command,
     demo_command,

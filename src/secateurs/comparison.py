@@ -1,0 +1,210 @@
+"""Pruning runs side by side: one table, one plot, and a warning when they are not on equal terms.
+
+A run is a directory holding the ``report.json`` that ``secateurs prune`` or ``secateurs spp``
+wrote (or the path of such a file). Runs compare fairly only when they start from the same model
+and accuracy, are fine-tuned for the same number of epochs and are evaluated on the same test
+set; :func:`unequal_terms` names every way in which they do not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from secateurs.errors import SecateursError
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The figures of one pruning run that a comparison needs."""
+
+    name: str
+    method: str
+    model: str
+    macs_kept: float
+    params_kept: float
+    top1_before: float | None
+    top1_oneshot: float | None
+    top1_after: float | None
+    finetune_epochs: int | None
+    test_images: int | None
+    speedup: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def top1(self) -> float | None:
+        """The run's final accuracy: after fine-tuning, or right after pruning without it."""
+        return self.top1_after if self.top1_after is not None else self.top1_oneshot
+
+
+def _report_path(path: Path) -> Path:
+    return path / "report.json" if path.is_dir() else path
+
+
+def _summary(name: str, report: dict[str, Any]) -> RunSummary:
+    return RunSummary(
+        name=name,
+        method=str(report["method"]),
+        model=str(report["model"]),
+        macs_kept=report["macs_after"] / report["macs_before"],
+        params_kept=report["params_after"] / report["params_before"],
+        top1_before=report.get("top1_before"),
+        top1_oneshot=report.get("top1_oneshot"),
+        # a run without fine-tuning repeats its one-shot accuracy as "after"; it has no after
+        top1_after=report.get("top1_after") if report.get("finetune_epochs") != 0 else None,
+        finetune_epochs=report.get("finetune_epochs"),
+        test_images=report.get("test_images"),
+        speedup={
+            str(batch): float(entry["speedup"])
+            for batch, entry in (report.get("latency") or {}).items()
+        },
+    )
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Each run's directory name, or parent/name where two runs share a name."""
+    runs = [_report_path(path).parent for path in paths]
+    short = [run.name for run in runs]
+    return [
+        f"{run.parent.name}/{run.name}" if short.count(run.name) > 1 else run.name for run in runs
+    ]
+
+
+def load_runs(paths: list[str | Path]) -> list[RunSummary]:
+    """The summaries of the runs at ``paths`` (run directories or report.json files), in order."""
+    if not paths:
+        raise SecateursError("nothing to compare: give at least one run directory")
+    resolved = [Path(path) for path in paths]
+    runs = []
+    for name, path in zip(_names(resolved), resolved, strict=True):
+        report_path = _report_path(path)
+        if not report_path.is_file():
+            raise SecateursError(f"{report_path}: no such report (is {path} a pruning run?)")
+        try:
+            report = json.loads(report_path.read_text())
+            runs.append(_summary(name, report))
+        except json.JSONDecodeError as error:
+            raise SecateursError(f"{report_path}: not valid JSON ({error.msg})") from None
+        except (KeyError, TypeError, ZeroDivisionError) as error:
+            raise SecateursError(f"{report_path}: not a pruning report ({error!r})") from None
+    return runs
+
+
+def unequal_terms(runs: list[RunSummary]) -> list[str]:
+    """One line per property the runs should share but do not (empty when they compare fairly)."""
+    properties = {
+        "model": lambda run: run.model,
+        "unpruned top-1": lambda run: run.top1_before,
+        "fine-tuning epochs": lambda run: run.finetune_epochs,
+        "test images": lambda run: run.test_images,
+    }
+    lines = []
+    for label, value in properties.items():
+        groups: dict[Any, list[str]] = {}
+        for run in runs:
+            groups.setdefault(value(run), []).append(run.name)
+        if len(groups) > 1:
+            listed = "; ".join(
+                f"{found} ({', '.join(names) if len(names) <= 3 else f'{len(names)} runs'})"
+                for found, names in groups.items()
+            )
+            lines.append(f"runs differ in {label}: {listed}")
+    return lines
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(runs: list[RunSummary]) -> str:
+    """A Markdown table, one row per run; speed-up columns for every batch size any run timed."""
+    batches = sorted({batch for run in runs for batch in run.speedup}, key=int)
+    header = ["run", "method", "MACs kept", "params kept", "top-1 one-shot", "top-1 after FT"]
+    header += [f"speed-up b{batch}" for batch in batches]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    for run in runs:
+        cells = [
+            run.name,
+            run.method,
+            f"{run.macs_kept:.3f}",
+            f"{run.params_kept:.3f}",
+            _fmt(run.top1_oneshot),
+            _fmt(run.top1_after),
+        ]
+        cells += [
+            f"{run.speedup[batch]:.2f}x" if batch in run.speedup else "-" for batch in batches
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(runs: list[RunSummary], path: Path) -> None:
+    """Top-1 against the fraction of MACs kept (left) and of parameters kept (right).
+
+    Filled markers: after fine-tuning; hollow: right after pruning (runs without fine-tuning).
+    Random runs are grey, so every criterion can be read against them; a dashed line marks the
+    unpruned accuracy when the runs share one.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    methods = sorted({run.method for run in runs if run.method != "random"})
+    palette = plt.get_cmap("tab10")
+    colours = {method: palette(index % 10) for index, method in enumerate(methods)}
+    colours["random"] = (0.55, 0.55, 0.55, 1.0)
+    befores = {run.top1_before for run in runs}
+    unpruned = next(iter(befores)) if len(befores) == 1 else None
+    for axis, attribute, label in (
+        (axes[0], "macs_kept", "MACs kept (after / before)"),
+        (axes[1], "params_kept", "parameters kept (after / before)"),
+    ):
+        for run in runs:
+            if run.top1 is None:
+                continue
+            x = getattr(run, attribute)
+            colour = colours[run.method]
+            hollow = run.top1_after is None
+            axis.scatter(
+                x,
+                run.top1,
+                s=50,
+                facecolors="none" if hollow else [colour],
+                edgecolors=[colour],
+                zorder=3,
+            )
+            axis.annotate(
+                run.name, (x, run.top1), fontsize=7, xytext=(4, 3), textcoords="offset points"
+            )
+        if unpruned is not None:
+            axis.axhline(unpruned, color="black", linestyle="--", linewidth=0.8)
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("top-1 (%)")
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="", color=colour, label=method)
+        for method, colour in colours.items()
+        if any(run.method == method for run in runs)
+    ]
+    kinds = {run.top1_after is None for run in runs if run.top1 is not None}
+    if len(kinds) > 1:
+        handles.append(
+            plt.Line2D([], [], marker="o", linestyle="", color="black", label="fine-tuned")
+        )
+        handles.append(
+            plt.Line2D(
+                [], [], marker="o", linestyle="", color="black", fillstyle="none", label="one-shot"
+            )
+        )
+    if unpruned is not None:
+        handles.append(
+            plt.Line2D([], [], color="black", linestyle="--", label=f"unpruned {unpruned:.2f}%")
+        )
+    axes[1].legend(handles=handles, fontsize=8, loc="best")
+    figure.suptitle(f"{len(runs)} pruning runs of {', '.join(sorted({r.model for r in runs}))}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
