@@ -181,3 +181,59 @@ def test_run_directory_contents(finished_run) -> None:
     history = metrics(run_dir)
     assert manifest.metrics["top1"] == history[-1]["test_top1"]
     assert all(0 < m["test_n"] == 64 for m in history)
+
+
+# -- weight averaging ---------------------------------------------------------------------------
+class Recorder(Callback):
+    """Keeps a copy of one weight and one BatchNorm statistic after every optimizer step."""
+
+    def __init__(self, weight: str, statistic: str) -> None:
+        self.names = (weight, statistic)
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def after_step(self, trainer) -> None:
+        state = trainer.model.state_dict()
+        self.seen.append(tuple(state[name].clone() for name in self.names))
+
+
+def test_ema_is_the_average_of_every_step_and_is_what_the_run_saves(tmp_path: Path) -> None:
+    config = TrainConfig(**{**small_config().to_dict(), "ema_decay": 0.5})
+    recorder = Recorder("conv1.weight", "bn1.running_mean")
+    try:
+        summary = run_training(config, tmp_path / "ema", callbacks=[recorder])
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert len(recorder.seen) == 12  # 3 epochs of 4 steps
+    # by hand: the first step's weights, then e <- 0.5 e + 0.5 w after every later step
+    expected = [tensor.clone() for tensor in recorder.seen[0]]
+    for step in recorder.seen[1:]:
+        expected = [0.5 * e + 0.5 * w for e, w in zip(expected, step, strict=True)]
+    saved, _ = load_model(tmp_path / "ema" / "model")
+    state = saved.state_dict()
+    torch.testing.assert_close(state["conv1.weight"], expected[0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(state["bn1.running_mean"], expected[1], rtol=1e-6, atol=1e-7)
+    raw = load_checkpoint(tmp_path / "ema" / CHECKPOINT_FILE)["model"]
+    assert not torch.allclose(raw["conv1.weight"], state["conv1.weight"])
+    history = metrics(tmp_path / "ema")
+    assert summary["top1"] == history[-1]["test_top1"]  # the average's accuracy
+    assert all(0 <= m["test_raw_top1"] <= 100 for m in history)
+
+
+def test_ema_run_resumes_bitwise(tmp_path: Path) -> None:
+    config = TrainConfig(**{**small_config().to_dict(), "ema_decay": 0.9})
+    try:
+        run_training(config, tmp_path / "a", callbacks=[Interrupt(None)])
+        with pytest.raises(KeyboardInterrupt):
+            run_training(config, tmp_path / "b", callbacks=[Interrupt(1)])
+        run_training(config, tmp_path / "b", resume=True, callbacks=[Interrupt(None)])
+    finally:
+        torch.use_deterministic_algorithms(False)
+    model_a, _ = load_model(tmp_path / "a" / "model")
+    model_b, _ = load_model(tmp_path / "b" / "model")
+    assert weights_digest(model_a) == weights_digest(model_b)
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+
+def test_ema_decay_must_be_below_one() -> None:
+    with pytest.raises(SecateursError, match="EMA decay must be in"):
+        load_config(None, {"ema_decay": 1.0})

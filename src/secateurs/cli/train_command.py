@@ -29,6 +29,7 @@ FLAGS: list[tuple[str, type, str]] = [
     ("schedule", str, "cosine or step"),
     ("warmup-epochs", float, "linear warm-up length in epochs"),
     ("label-smoothing", float, "label smoothing factor"),
+    ("ema-decay", float, "average the weights with this EMA decay, e.g. 0.999 (0: off)"),
     ("momentum", float, "SGD momentum"),
     ("padding", int, "random-crop shift in pixels"),
     ("train-subset", int, "train on this many images (a fixed draw)"),

@@ -32,6 +32,8 @@ class TrainConfig:
     gamma: float = 0.1  # step decay factor
     warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs
     label_smoothing: float = 0.1
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (and BN
+    # statistics), updated every step; it is evaluated and saved instead of the raw weights
     # augmentation
     padding: int = 4  # random-crop shift in pixels
     flip: bool = True  # random left-right flips
@@ -53,6 +55,8 @@ class TrainConfig:
             raise SecateursError(f"schedule must be 'cosine' or 'step', not {self.schedule!r}")
         if not 0 <= self.label_smoothing < 1:
             raise SecateursError("label smoothing must be in [0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            raise SecateursError(f"EMA decay must be in [0, 1) (0: off), not {self.ema_decay}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

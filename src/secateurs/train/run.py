@@ -162,7 +162,7 @@ def run_training(
         "rank_weight_digests": digests,
     }
     if context.is_main:
-        save_model(trainer.model, run_dir / "model", manifest)
+        save_model(trainer.final_model, run_dir / "model", manifest)
         (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

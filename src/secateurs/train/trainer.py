@@ -1,5 +1,6 @@
 """The training loop: SGD with warm-up and a cosine or step schedule, label smoothing, optional
-channels-last and DDP, a checkpoint every epoch, and exact resumption.
+channels-last, DDP and an exponential moving average of the weights, a checkpoint every epoch,
+and exact resumption.
 
 A run directory holds ``config.json``, ``versions.json``, ``metrics.jsonl`` (one line an epoch),
 ``checkpoint.pt`` (model, optimizer, scheduler, RNG, epoch, callbacks) and, at the end, ``model/``.
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from secateurs.data import BatchLoader, ImageSet
 from secateurs.errors import SecateursError
@@ -122,9 +124,27 @@ class Trainer:
                 step, total, warmup, config.milestones, config.gamma
             )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.ema = self._build_ema()
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps completed
         self.history: list[dict[str, Any]] = []
+
+    def _build_ema(self) -> AveragedModel | None:
+        """torch's AveragedModel with an EMA of parameters and buffers (BatchNorm statistics
+        included, so the averaged model needs no recalibration), updated after every optimizer
+        step, before the callbacks' ``after_step``."""
+        if not self.config.ema_decay:
+            return None
+        return AveragedModel(
+            self.model,
+            multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay),
+            use_buffers=True,
+        )
+
+    @property
+    def final_model(self) -> nn.Module:
+        """What the run produces: the weight average when there is one, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -145,6 +165,7 @@ class Trainer:
                 "python": json.dumps(_python_state()),
             },
             "callbacks": [callback.state_dict() for callback in self.callbacks],
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -164,6 +185,10 @@ class Trainer:
         _set_python_state(json.loads(state["rng"]["python"]))
         for callback, callback_state in zip(self.callbacks, state["callbacks"], strict=True):
             callback.load_state_dict(callback_state)
+        if (self.ema is None) != ("ema" not in state):
+            raise SecateursError(f"{self.checkpoint_path} and this run disagree on the EMA")
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint if it has one; True when it did."""
@@ -200,7 +225,11 @@ class Trainer:
         return self.history
 
     def evaluate(self) -> dict[str, float]:
-        return evaluate(self.model, self.test_loader)
+        """Test metrics of :attr:`final_model`; with an EMA, also the raw weights' top-1."""
+        metrics = evaluate(self.final_model, self.test_loader)
+        if self.ema is not None:
+            metrics["raw_top1"] = evaluate(self.model, self.test_loader)["top1"]
+        return metrics
 
     def _train_epoch(self) -> dict[str, Any]:
         self.train_model.train()
@@ -224,6 +253,8 @@ class Trainer:
                     callback.after_backward(self)
                 self.optimizer.step()
                 self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
                 self.step += 1
                 for callback in self.callbacks:
                     callback.after_step(self)
@@ -246,7 +277,7 @@ class Trainer:
 
     def rank_digests(self) -> list[str]:
         """Each rank's :func:`weights_digest` (one entry when not distributed)."""
-        return [str(d) for d in all_gather(weights_digest(self.model), self.context)]
+        return [str(d) for d in all_gather(weights_digest(self.final_model), self.context)]
 
 
 def _numpy_state() -> list:
