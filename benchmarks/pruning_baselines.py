@@ -62,6 +62,7 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
         latency_repeats=0,
         fold_bias=args.fold_bias,
         recalibrate_bn=args.recalibrate_bn,
+        method_params=dict(item.split("=", 1) for item in args.method_param),
     )
     run_prune(job)
 
@@ -258,6 +259,9 @@ def main() -> None:
     parser.add_argument("--fold-bias", action="store_true", help="PruneJob.fold_bias (ours)")
     parser.add_argument(
         "--recalibrate-bn", type=int, default=0, help="PruneJob.recalibrate_bn (ours), batches"
+    )
+    parser.add_argument(
+        "--method-param", action="append", default=[], help="KEY=VALUE for our methods"
     )
     parser.add_argument("--onnx", action="store_true", help="phase 2: also time in onnxruntime")
     parser.add_argument("--summary", action="store_true", help="print the Markdown table")

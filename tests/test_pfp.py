@@ -236,3 +236,25 @@ def test_iterative_schedule_records_each_step(resnet20, cifar_data) -> None:
     assert abs(outcome.achieved / 0.5 - 1) <= 0.02
     assert {row["step"] for row in outcome.certificate} == {1, 2}
     assert outcome.record(method, Target("macs", 0.5))["selection"] == "deterministic"
+
+
+def test_engine_budget_ranks_by_sensitivity_with_the_engines_allocation(
+    resnet20, cifar_data
+) -> None:
+    graph = ChannelGraph(resnet20, CIFAR)
+    method = create_method("pfp", sample_size=12, budget="engine")
+    plan, achieved = method.plan(graph, cifar_data, Target("macs", 0.5), Allocation("uniform"))
+    assert method.certificate_ == [] and method.eps_ is None
+    assert abs(achieved / 0.5 - 1) <= 0.01
+    scores = method.score(graph, cifar_data)
+    fractions = set()
+    for root, removed in plan.removals.items():
+        if not removed:
+            continue
+        kept = sorted(set(range(len(scores[root]))) - set(removed))
+        # within a layer, every kept channel is at least as sensitive as every removed one
+        assert scores[root][kept].min() >= scores[root][removed].max()
+        fractions.add(round(len(removed) / len(scores[root]), 1))
+    assert len(fractions) <= 2  # uniform: about the same fraction in every group
+    with pytest.raises(Exception, match="budget is one of"):
+        create_method("pfp", budget="layers")

@@ -24,6 +24,10 @@ count_j / (m' p_j) through the plan's ``input_scales``. eps is solved with Brent
 predicted cost, then corrected until real surgery on a copy meets the target within tolerance.
 After :meth:`ProvableFilterPruning.plan`, ``certificate_`` holds per group eps, delta, m_l, k_l,
 S_l, |S| and the error measured on held-out images next to the bound eps.
+
+``budget="engine"`` is an ablation, not PFP: the sensitivities s_j, ranked by the engine's
+allocation (``--strategy global`` or ``uniform``) instead of the eps budget, to tell the ranking's
+effect from the per-layer budget's.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ log = logging.getLogger(__name__)
 FLOAT_EPS = float(np.finfo(np.float32).eps)  # |z| at or below this: ratio 0
 BLOCK_ELEMENTS = 1 << 19  # float32 elements per block of the sensitivity computation (2 MB)
 SELECTIONS = ("deterministic", "randomized")
+BUDGETS = ("eps", "engine")
 LOG_EPS_RANGE = (math.log(1e-8), math.log(1e12))
 
 
@@ -256,10 +261,16 @@ class ProvableFilterPruning(PruningMethod):
         c_constant: float = 3.0,
         delta_sample: float = 1e-16,  # failure probability in the formula for |S|
         certificate_images: int = 256,  # held-out images for the certificate's measured error
+        budget: str = "eps",  # "engine": PFP's ranking, the engine's per-layer allocation
     ) -> None:
         super().__init__(seed)
         if selection not in SELECTIONS:
             raise SecateursError(f"PFP selection is one of {', '.join(SELECTIONS)}")
+        if budget not in BUDGETS:
+            raise SecateursError(f"PFP budget is one of {', '.join(BUDGETS)}, not {budget!r}")
+        if budget == "engine" and selection != "deterministic":
+            raise SecateursError("PFP's randomized selection needs budget=eps")
+        self.budget = budget
         self.selection = selection
         self.sample_size = sample_size
         self.delta = delta
@@ -377,6 +388,11 @@ class ProvableFilterPruning(PruningMethod):
         data = data or ScoringData()
         if not data.batches:
             raise SecateursError(f"method {self.name!r} needs data: pass --data")
+        if self.budget == "engine":
+            # an ablation: sensitivities ranked by the engine's global or uniform allocation
+            # instead of the eps budget; there is no eps, hence no certificate
+            self.eps_, self.certificate_ = None, []
+            return super().plan(graph, data, target, allocation)
         layers = self._layers(graph, data)
         allocator = Allocator(graph, {x.group.root: x.sensitivity for x in layers}, allocation)
         asked, internal = target.ratio, target.ratio
