@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from secateurs.cli.main import main
-from secateurs.comparison import load_runs, markdown_table, unequal_terms
+from secateurs.comparison import _curves, load_runs, markdown_table, unequal_terms
 from secateurs.errors import SecateursError
 
 
@@ -21,6 +21,7 @@ def write_run(
     top1_after: float,
     finetune_epochs: int = 10,
     latency: dict | None = None,
+    **extra: object,
 ) -> Path:
     directory.mkdir(parents=True)
     report = {
@@ -36,6 +37,7 @@ def write_run(
         "finetune_epochs": finetune_epochs,
         "test_images": 10_000,
         "latency": latency or {},
+        **extra,
     }
     (directory / "report.json").write_text(json.dumps(report))
     return directory
@@ -111,3 +113,45 @@ def test_compare_command_prints_json_and_writes_the_plot(
 def test_compare_command_of_a_missing_run_exits_2(tmp_path: Path, capsys) -> None:
     assert main(["compare", str(tmp_path / "nothing")]) == 2
     assert "no such report" in capsys.readouterr().err
+
+
+def test_series_names_the_non_default_settings_and_curves_average_seeds(tmp_path: Path) -> None:
+    weights = {"seed": 3, "saliency": "weights", "percentile": None}
+    runs = load_runs(
+        [
+            write_run(
+                tmp_path / "w",
+                "wsp",
+                20_000_000,
+                150_000,
+                10.7,
+                86.14,
+                strategy="uniform",
+                method_params=weights,
+            ),
+            write_run(
+                tmp_path / "r0",
+                "random",
+                20_000_000,
+                130_000,
+                12.0,
+                85.0,
+                method_params={"seed": 0},
+            ),
+            write_run(
+                tmp_path / "r1",
+                "random",
+                20_000_000,
+                140_000,
+                10.0,
+                84.0,
+                method_params={"seed": 1},
+            ),
+            write_run(tmp_path / "r7", "random", 28_000_000, 190_000, 17.0, 86.0),
+        ]
+    )
+    assert [run.series for run in runs] == ["wsp uniform saliency=weights"] + ["random"] * 3
+    assert markdown_table(runs).splitlines()[2].split(" | ")[1] == "wsp uniform saliency=weights"
+    curves = _curves(runs, "macs_kept")
+    assert list(curves) == ["random"]  # the wsp series has one target only
+    assert curves["random"] == (pytest.approx([0.5, 0.7]), pytest.approx([84.5, 86.0]))

@@ -8,7 +8,9 @@ set; :func:`unequal_terms` names every way in which they do not.
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ class RunSummary:
 
     name: str
     method: str
+    series: (
+        str  # the method with its non-default settings, e.g. "l1 uniform", "wsp saliency=weights"
+    )
     model: str
     macs_kept: float
     params_kept: float
@@ -42,10 +47,29 @@ def _report_path(path: Path) -> Path:
     return path / "report.json" if path.is_dir() else path
 
 
+def _series(report: dict[str, Any]) -> str:
+    """The method's name, then every setting that differs from its default (seeds aside): runs of
+    one series differ only in seed and target, so they form one curve."""
+    from secateurs.pruning.methods import list_methods, method_class
+
+    method = str(report["method"])
+    parts = [method]
+    if report.get("strategy") not in (None, "global"):
+        parts.append(str(report["strategy"]))
+    if method in list_methods():
+        defaults = inspect.signature(method_class(method).__init__).parameters
+        for key, value in sorted((report.get("method_params") or {}).items()):
+            default = defaults[key].default if key in defaults else None
+            if key != "seed" and value != default:
+                parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
 def _summary(name: str, report: dict[str, Any]) -> RunSummary:
     return RunSummary(
         name=name,
         method=str(report["method"]),
+        series=_series(report),
         model=str(report["model"]),
         macs_kept=report["macs_after"] / report["macs_before"],
         params_kept=report["params_after"] / report["params_before"],
@@ -126,7 +150,7 @@ def markdown_table(runs: list[RunSummary]) -> str:
     for run in runs:
         cells = [
             run.name,
-            run.method,
+            run.series,
             f"{run.macs_kept:.3f}",
             f"{run.params_kept:.3f}",
             _fmt(run.top1_oneshot),
@@ -143,8 +167,10 @@ def plot_comparison(runs: list[RunSummary], path: Path) -> None:
     """Top-1 against the fraction of MACs kept (left) and of parameters kept (right).
 
     Filled markers: after fine-tuning; hollow: right after pruning (runs without fine-tuning).
-    Random runs are grey, so every criterion can be read against them; a dashed line marks the
-    unpruned accuracy when the runs share one.
+    One colour per series (a method with its settings); random runs are grey, so every
+    criterion can be read against them. A series with runs at several targets is joined by a
+    line through its mean per target (seeds averaged). A dashed line marks the unpruned accuracy
+    when the runs share one.
     """
     import matplotlib
 
@@ -152,10 +178,12 @@ def plot_comparison(runs: list[RunSummary], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
-    methods = sorted({run.method for run in runs if run.method != "random"})
+    series = sorted({run.series for run in runs if run.method != "random"})
     palette = plt.get_cmap("tab10")
-    colours = {method: palette(index % 10) for index, method in enumerate(methods)}
-    colours["random"] = (0.55, 0.55, 0.55, 1.0)
+    colours = {name: palette(index % 10) for index, name in enumerate(series)}
+    for run in runs:
+        if run.method == "random":
+            colours[run.series] = (0.55, 0.55, 0.55, 1.0)
     befores = {run.top1_before for run in runs}
     unpruned = next(iter(befores)) if len(befores) == 1 else None
     for axis, attribute, label in (
@@ -166,7 +194,7 @@ def plot_comparison(runs: list[RunSummary], path: Path) -> None:
             if run.top1 is None:
                 continue
             x = getattr(run, attribute)
-            colour = colours[run.method]
+            colour = colours[run.series]
             hollow = run.top1_after is None
             axis.scatter(
                 x,
@@ -179,15 +207,16 @@ def plot_comparison(runs: list[RunSummary], path: Path) -> None:
             axis.annotate(
                 run.name, (x, run.top1), fontsize=7, xytext=(4, 3), textcoords="offset points"
             )
+        for name, (xs, ys) in _curves(runs, attribute).items():
+            axis.plot(xs, ys, color=colours[name], linewidth=1, alpha=0.7, zorder=2)
         if unpruned is not None:
             axis.axhline(unpruned, color="black", linestyle="--", linewidth=0.8)
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("top-1 (%)")
     handles = [
-        plt.Line2D([], [], marker="o", linestyle="", color=colour, label=method)
-        for method, colour in colours.items()
-        if any(run.method == method for run in runs)
+        plt.Line2D([], [], marker="o", linestyle="", color=colour, label=name)
+        for name, colour in colours.items()
     ]
     kinds = {run.top1_after is None for run in runs if run.top1 is not None}
     if len(kinds) > 1:
@@ -208,3 +237,25 @@ def plot_comparison(runs: list[RunSummary], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _curves(runs: list[RunSummary], attribute: str) -> dict[str, tuple[list, list]]:
+    """Per series with runs at two or more MACs targets: the mean point of each target (seeds
+    averaged), in order of MACs kept."""
+    points: dict[str, dict[float, list[RunSummary]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.top1 is not None:
+            points[run.series][round(run.macs_kept, 2)].append(run)
+    curves = {}
+    for name, targets in points.items():
+        if len(targets) < 2:
+            continue
+        means = sorted(
+            (
+                sum(getattr(run, attribute) for run in group) / len(group),
+                sum(run.top1 for run in group) / len(group),  # type: ignore[misc]
+            )
+            for group in targets.values()
+        )
+        curves[name] = ([x for x, _ in means], [y for _, y in means])
+    return curves
