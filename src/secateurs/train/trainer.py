@@ -265,6 +265,8 @@ class Trainer:
                 bar.update(task, advance=1, rate=f"{rate:.0f} img/s")
         seconds = time.perf_counter() - started
         broadcast_buffers(self.model, self.context)
+        if self.ema is not None:  # each rank averaged its own BatchNorm statistics
+            broadcast_buffers(self.ema.module, self.context)
         loss_sum, correct, seen = all_sum([loss_sum, correct, seen], self.context)
         return {
             "epoch": self.epoch + 1,
