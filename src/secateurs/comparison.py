@@ -56,6 +56,8 @@ def _series(report: dict[str, Any]) -> str:
     parts = [method]
     if report.get("strategy") not in (None, "global"):
         parts.append(str(report["strategy"]))
+    if report.get("granularity"):  # SPP
+        parts.append(str(report["granularity"]))
     if method in list_methods():
         defaults = inspect.signature(method_class(method).__init__).parameters
         for key, value in sorted((report.get("method_params") or {}).items()):
