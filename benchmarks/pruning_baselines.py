@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch_pruning as tp
 
+from secateurs.cli.prune_command import parse_method_params
 from secateurs.data import BatchLoader, load_split
 from secateurs.data.sources import default_cifar10_root
 from secateurs.measure import LatencySettings, compare, count_cost, evaluate
@@ -62,7 +63,7 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
         latency_repeats=0,
         fold_bias=args.fold_bias,
         recalibrate_bn=args.recalibrate_bn,
-        method_params=dict(item.split("=", 1) for item in args.method_param),
+        method_params=parse_method_params(args.method_param),
     )
     run_prune(job)
 

@@ -115,6 +115,15 @@ def test_compare_command_of_a_missing_run_exits_2(tmp_path: Path, capsys) -> Non
     assert "no such report" in capsys.readouterr().err
 
 
+def test_compare_command_with_an_unwritable_plot_is_one_line(
+    runs: list[Path], tmp_path: Path, capsys
+) -> None:
+    plot = tmp_path / "missing" / "compare.png"
+    assert main(["compare", *map(str, runs), "--plot", str(plot)]) == 2
+    assert "cannot write the plot" in capsys.readouterr().err
+    assert not plot.exists()
+
+
 def test_series_names_the_non_default_settings_and_curves_average_seeds(tmp_path: Path) -> None:
     weights = {"seed": 3, "saliency": "weights", "percentile": None}
     runs = load_runs(

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from secateurs.comparison import load_runs, markdown_table, plot_comparison, unequal_terms
+from secateurs.errors import SecateursError
 
 DESCRIPTION = """Put pruning runs side by side: MACs and parameters kept, top-1 right after
 pruning and after fine-tuning, and the measured speed-ups. Warns when the runs do not share a
@@ -45,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     for line in warnings:
         print(f"secateurs: warning: {line}", file=sys.stderr)
     if args.plot:
-        plot_comparison(runs, args.plot)
+        try:
+            plot_comparison(runs, args.plot)
+        except (OSError, ValueError) as error:  # no such folder, unknown image format
+            raise SecateursError(f"cannot write the plot {args.plot}: {error}") from None
         if not args.json:
             print(f"plot: {args.plot}")
     return 0

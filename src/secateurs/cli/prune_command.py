@@ -34,7 +34,8 @@ def _layer_ratios(items: list[str]) -> dict[str, float]:
     return ratios
 
 
-def _method_params(items: list[str]) -> dict[str, Any]:
+def parse_method_params(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items as method keyword arguments; values read as JSON when they parse."""
     params: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     job = PruneJob(
         model_dir=Path(args.model),
         method=args.method,
-        method_params=_method_params(args.method_param),
+        method_params=parse_method_params(args.method_param),
         out=Path(args.out),
         target_kind="params" if args.target_params else "macs",
         target_ratio=args.target_params or args.target_macs or 0.5,
