@@ -441,3 +441,17 @@ def test_ranks_read_disjoint_shares() -> None:
         assert len(shares[0]) == len(shares[1]) == 10
         assert not shares[0] & shares[1]
         assert len(shares[0] | shares[1]) == 2 * (21 // 2)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_batches_come_in_the_layout_asked_for(channels_last: bool) -> None:
+    # The batched crop leaves NHWC strides; unasked, they switched every convolution to
+    # channels-last kernels, one of which crashes PyTorch (secateurs.train.layout).
+    image_set = numbered_set(16)
+    for train in (True, False):
+        loader = BatchLoader(
+            image_set, 8, MEAN, STD, train=train, padding=1, channels_last=channels_last
+        )
+        for images, _ in loader:
+            assert images.is_contiguous() != channels_last
+            assert images.is_contiguous(memory_format=torch.channels_last) == channels_last

@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from secateurs.data.digits import read_digits
 from secateurs.errors import SecateursError
 from secateurs.store import load_model
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import load_checkpoint
 from secateurs.train.config import TrainConfig, load_config
+from secateurs.train.layout import channels_last_crashes
 from secateurs.train.run import run_training
 from secateurs.train.schedule import warmup_cosine, warmup_step
-from secateurs.train.trainer import CHECKPOINT_FILE, METRICS_FILE, weights_digest
+from secateurs.train.trainer import CHECKPOINT_FILE, METRICS_FILE, Trainer, weights_digest
 
 TIMING = ("epoch_seconds", "images_per_s")
 
@@ -237,3 +239,36 @@ def test_ema_run_resumes_bitwise(tmp_path: Path) -> None:
 def test_ema_decay_must_be_below_one() -> None:
     with pytest.raises(SecateursError, match="EMA decay must be in"):
         load_config(None, {"ema_decay": 1.0})
+
+
+# -- memory layout ------------------------------------------------------------------------------
+def shortcut_net(channels: int) -> torch.nn.Module:
+    """Stem, then a strided 1x1 convolution like a pruned ResNet's downsampling shortcut."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, channels, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(channels, 16, 1, stride=2),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    )
+
+
+@pytest.mark.parametrize(("channels", "crashes"), [(7, ["2"]), (8, []), (3, ["2"])])
+def test_channels_last_crash_detection(channels: int, crashes: list[str]) -> None:
+    assert channels_last_crashes(shortcut_net(channels)) == crashes
+    strided_3x3 = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, stride=2))
+    assert channels_last_crashes(strided_3x3) == []
+
+
+@pytest.mark.parametrize(("channels", "expected"), [(7, False), (8, True)])
+def test_channels_last_falls_back_to_nchw_where_pytorch_crashes(
+    tmp_path: Path, channels: int, expected: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    digits = read_digits("test")
+    config = TrainConfig(model="x", epochs=1, batch_size=32, channels_last=True)
+    trainer = Trainer(shortcut_net(channels), digits, digits, config, tmp_path, [0.5], [0.25])
+    assert trainer.channels_last is expected
+    layout = torch.channels_last if expected else torch.contiguous_format
+    assert trainer.train_loader.memory_format == trainer.test_loader.memory_format == layout
+    assert ("training in NCHW" in caplog.text) is not expected

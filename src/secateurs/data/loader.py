@@ -60,6 +60,7 @@ class BatchLoader:
         self.seed = seed
         self.rank = rank
         self.channels_last = channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.sampler = DistributedSampler(
             _Indices(len(image_set)),  # type: ignore[arg-type]
             num_replicas=world_size,
@@ -91,6 +92,7 @@ class BatchLoader:
                 if self.flip:
                     images = random_flip(images, generator)
             images = (images - self.mean) / self.std
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            # Always the layout asked for: the batched crop leaves NHWC strides, which would
+            # silently switch convolutions to channels-last kernels (see decisions.md).
+            images = images.contiguous(memory_format=self.memory_format)
             yield images, self.image_set.labels[index]

@@ -37,6 +37,7 @@ from secateurs.train.distributed import (
     all_sum,
     broadcast_buffers,
 )
+from secateurs.train.layout import MIN_SAFE_CHANNELS, channels_last_crashes
 from secateurs.train.schedule import warmup_cosine, warmup_step
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,17 @@ class Trainer:
         self.context = context or DistributedContext()
         self.callbacks = list(callbacks)
         self.model = model
-        if config.channels_last:
+        self.channels_last = config.channels_last
+        crashes = channels_last_crashes(model) if config.channels_last else []
+        if crashes:
+            log.warning(
+                "training in NCHW, not channels-last: PyTorch's CPU backward crashes on strided "
+                "1x1 convolutions with under %d input channels (%s)",
+                MIN_SAFE_CHANNELS,
+                ", ".join(crashes),
+            )
+            self.channels_last = False
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_model: nn.Module = (
             DistributedDataParallel(self.model) if self.context.enabled else self.model
@@ -99,14 +110,14 @@ class Trainer:
             seed=config.seed,
             rank=self.context.rank,
             world_size=self.context.world_size,
-            channels_last=config.channels_last,
+            channels_last=self.channels_last,
         )
         if len(self.train_loader) == 0:
             raise SecateursError(
                 f"{len(train_set)} training images make no full batch of {config.batch_size}"
             )
         self.test_loader = BatchLoader(
-            test_set, config.eval_batch_size, mean, std, channels_last=config.channels_last
+            test_set, config.eval_batch_size, mean, std, channels_last=self.channels_last
         )
         self.optimizer = torch.optim.SGD(
             parameter_groups(self.model, config.weight_decay),
