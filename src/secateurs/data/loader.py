@@ -59,7 +59,6 @@ class BatchLoader:
         self.flip = flip
         self.seed = seed
         self.rank = rank
-        self.channels_last = channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.sampler = DistributedSampler(
             _Indices(len(image_set)),  # type: ignore[arg-type]
