@@ -47,6 +47,28 @@ def test_train_help_shows_the_real_defaults(capsys) -> None:
     assert "(default: None)" not in out
 
 
+def test_train_flags_reach_the_config(monkeypatch, capsys) -> None:
+    import secateurs.cli.train_command as train_command
+
+    seen = {}
+
+    def fake_training(config, out, resume):
+        seen["config"] = config
+        return {"top1": 0.0, "top5": 0.0}
+
+    monkeypatch.setattr(train_command, "run_training", fake_training)
+    argv = ["train", "--out", "x", "--cutout", "8", "--alternate-flip", "--lr", "0.2"]
+    assert main(argv) == 0
+    config = seen["config"]
+    assert (config.cutout, config.alternate_flip, config.flip, config.lr) == (8, True, True, 0.2)
+    assert main(["train", "--out", "x", "--no-flip"]) == 0
+    assert (seen["config"].flip, seen["config"].alternate_flip, seen["config"].cutout) == (
+        False,
+        False,
+        0,
+    )
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from secateurs.data import BatchLoader, ImageSet, cache, imagefolder, load_split
-from secateurs.data.augment import random_crop, random_flip
+from secateurs.data.augment import alternating_flip, cutout, random_crop, random_flip
 from secateurs.data.digits import read_digits
 from secateurs.errors import SecateursError
 
@@ -367,6 +367,35 @@ def test_random_flip_flips_about_half() -> None:
     assert torch.equal(flipped, replay)
 
 
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch() -> None:
+    images = torch.rand(6, 2, 3, 4)
+    flipped_first = torch.tensor([True, False, True, True, False, False])
+    for epoch in range(4):
+        out = alternating_flip(images, flipped_first, epoch)
+        flipped = (out == images.flip(3)).flatten(1).all(1)
+        assert torch.equal(flipped, flipped_first if epoch % 2 == 0 else ~flipped_first)
+
+
+def test_cutout_zeroes_one_clipped_square_per_image() -> None:
+    size, batch, height, width = 3, 200, 6, 7
+    images = torch.rand(batch, 2, height, width) + 0.5  # no zeros, so the square shows
+    out = cutout(images, size, torch.Generator().manual_seed(1))
+    zeroed = out == 0
+    assert torch.equal(zeroed[:, 0], zeroed[:, 1])  # the same square in every channel
+    assert torch.equal(out[~zeroed], images[~zeroed])  # nothing else changed
+    replay = torch.Generator().manual_seed(1)
+    top = torch.randint(0, height, (batch,), generator=replay) - size // 2
+    left = torch.randint(0, width, (batch,), generator=replay) - size // 2
+    for b in range(batch):
+        expected = torch.zeros(height, width, dtype=torch.bool)
+        y0, x0 = int(top[b]), int(left[b])
+        expected[max(y0, 0) : max(y0 + size, 0), max(x0, 0) : max(x0 + size, 0)] = True
+        assert torch.equal(zeroed[b, 0], expected)
+    counts = zeroed[:, 0].flatten(1).sum(1)
+    assert int(counts.max()) == size * size and int(counts.min()) == 2 * 2  # clipped at corners
+    assert torch.equal(cutout(images, 0, torch.Generator()), images)
+
+
 # -- batches ------------------------------------------------------------------------------------
 def numbered_set(count: int, channels: int = 3, size: int = 4) -> ImageSet:
     """Image i has label i (so a batch tells which images it holds)."""
@@ -426,6 +455,35 @@ def test_train_batches_augment_deterministically() -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     labels = torch.cat([labels for _, labels in loader])
     assert not torch.equal(torch.cat(first), normalised(image_set, labels))  # augmented
+
+
+def test_train_batches_alternate_flips_and_cut_out_when_asked() -> None:
+    image_set = numbered_set(16)
+
+    def batch(epoch: int, **augment: object) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = BatchLoader(image_set, 16, MEAN, STD, train=True, padding=0, seed=2, **augment)
+        loader.set_epoch(epoch)
+        images, labels = next(iter(loader))
+        order = labels.argsort()
+        return images[order], normalised(image_set, labels[order])
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # per image
+        return torch.isclose(a, b, atol=1e-5).flatten(1).all(1)
+
+    flips = []
+    for epoch in (0, 1, 2):
+        images, plain = batch(epoch, alternate_flip=True)
+        flips.append(same(images, plain.flip(3)))
+        assert torch.equal(same(images, plain), ~flips[-1])  # the others are untouched
+    assert torch.equal(flips[1], ~flips[0]) and torch.equal(flips[2], flips[0])
+    assert 3 <= int(flips[0].sum()) <= 13
+
+    images, plain = batch(0, flip=False, cutout=2)
+    zeroed = (images == 0).all(1)  # (image, row, column): zero in every channel
+    assert int(zeroed.flatten(1).sum(1).min()) >= 1
+    assert int(zeroed.flatten(1).sum(1).max()) == 4
+    kept = ~zeroed[:, None].expand_as(images)
+    torch.testing.assert_close(images[kept], plain[kept])
 
 
 def test_ranks_read_disjoint_shares() -> None:

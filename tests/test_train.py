@@ -241,6 +241,13 @@ def test_ema_decay_must_be_below_one() -> None:
         load_config(None, {"ema_decay": 1.0})
 
 
+def test_cutout_and_padding_must_not_be_negative() -> None:
+    for key in ("cutout", "padding"):
+        with pytest.raises(SecateursError, match="must be >= 0 pixels"):
+            load_config(None, {key: -1})
+    assert load_config(None, {"cutout": 8, "alternate_flip": True}).cutout == 8
+
+
 # -- memory layout ------------------------------------------------------------------------------
 def shortcut_net(channels: int) -> torch.nn.Module:
     """Stem, then a strided 1x1 convolution like a pruned ResNet's downsampling shortcut."""

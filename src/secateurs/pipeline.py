@@ -38,7 +38,16 @@ log = logging.getLogger(__name__)
 # 1.44-1.47x, docs/results/pruning-baselines.md): the measured end-to-end answer wins.
 DEFAULT_ROUND_TO = 1
 # fine-tuning keeps the augmentation and regularisation the model was trained with
-FINETUNE_INHERITS = ("padding", "flip", "label_smoothing", "weight_decay", "momentum", "nesterov")
+FINETUNE_INHERITS = (
+    "padding",
+    "flip",
+    "alternate_flip",
+    "cutout",
+    "label_smoothing",
+    "weight_decay",
+    "momentum",
+    "nesterov",
+)
 
 
 @dataclass

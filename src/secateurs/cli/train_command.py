@@ -32,6 +32,7 @@ FLAGS: list[tuple[str, type, str]] = [
     ("ema-decay", float, "average the weights with this EMA decay, e.g. 0.999 (0: off)"),
     ("momentum", float, "SGD momentum"),
     ("padding", int, "random-crop shift in pixels"),
+    ("cutout", int, "zero a square of this side in each training image (0: off)"),
     ("train-subset", int, "train on this many images (a fixed draw)"),
     ("test-subset", int, "evaluate on this many images"),
     ("threads", int, "torch threads"),
@@ -55,6 +56,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-flip", action="store_true", help="no random left-right flips")
+    parser.add_argument(
+        "--alternate-flip",
+        action="store_true",
+        default=None,
+        help="flip each image in every other epoch instead of at random",
+    )
     parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--channels-last", action="store_true", default=None)
     parser.add_argument("--deterministic", action="store_true", default=None)
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         deterministic=args.deterministic,
         flip=False if args.no_flip else None,
+        alternate_flip=args.alternate_flip,
     )
     config: TrainConfig = load_config(args.config, overrides)
     summary = run_training(config, args.out, resume=args.resume)

@@ -26,3 +26,27 @@ def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
     """Each image mirrored left-right with probability 1/2."""
     flip = torch.rand(len(images), generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(3), images)
+
+
+def alternating_flip(images: Tensor, flipped_first: Tensor, epoch: int) -> Tensor:
+    """Each image mirrored in every other epoch: in even epochs (0, 2, ...) the images whose
+    ``flipped_first`` is true, in odd epochs the others. Over any two consecutive epochs every
+    image is seen both ways, where random flips show a quarter of them one way only
+    (the "alternating flip" of Jordan 2024, *94% on CIFAR-10 in 3.29 seconds*)."""
+    flip = flipped_first if epoch % 2 == 0 else ~flipped_first
+    return torch.where(flip[:, None, None, None], images.flip(3), images)
+
+
+def cutout(images: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """Each image with one ``size`` x ``size`` square set to zero, centred at a uniformly random
+    pixel and clipped at the border (DeVries and Taylor 2017). Applied to normalised images,
+    zero is the data set's mean colour."""
+    if size <= 0:
+        return images
+    batch, _, height, width = images.shape
+    top = torch.randint(0, height, (batch,), generator=generator) - size // 2
+    left = torch.randint(0, width, (batch,), generator=generator) - size // 2
+    rows = torch.arange(height)[None, :] - top[:, None]  # (B, H): offset into the square
+    cols = torch.arange(width)[None, :] - left[:, None]
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    return images.masked_fill(inside[:, None], 0.0)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from secateurs.data.augment import random_crop, random_flip
+from secateurs.data.augment import alternating_flip, cutout, random_crop, random_flip
 from secateurs.data.dataset import ImageSet
 
 
@@ -30,9 +30,10 @@ class _Indices:
 class BatchLoader:
     """Iterate (images, labels) batches; images are float, normalised with ``mean``/``std``.
 
-    ``train=True`` shuffles, drops the last partial batch and augments (random crop with
-    ``padding`` pixels, and left-right flips when ``flip``). Under DDP each rank reads its own
-    ``1/world_size`` share.
+    ``train=True`` shuffles, drops the last partial batch and augments: random crop with
+    ``padding`` pixels; left-right flips when ``flip``, at random or, with ``alternate_flip``,
+    each image in every other epoch; and, when ``cutout`` > 0, a square of that side zeroed
+    after normalisation. Under DDP each rank reads its own ``1/world_size`` share.
     """
 
     def __init__(
@@ -45,6 +46,8 @@ class BatchLoader:
         train: bool = False,
         padding: int = 4,
         flip: bool = True,
+        alternate_flip: bool = False,
+        cutout: int = 0,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -57,6 +60,13 @@ class BatchLoader:
         self.train = train
         self.padding = padding
         self.flip = flip
+        self.cutout = cutout
+        # which images alternating flips mirror in even epochs: a fixed draw per image
+        self.flipped_first = (
+            torch.rand(len(image_set), generator=torch.Generator().manual_seed(seed)) < 0.5
+            if alternate_flip
+            else None
+        )
         self.seed = seed
         self.rank = rank
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -88,9 +98,13 @@ class BatchLoader:
             images = self.image_set.images[index].float()
             if self.train:
                 images = random_crop(images, self.padding, generator)
-                if self.flip:
+                if self.flip and self.flipped_first is not None:
+                    images = alternating_flip(images, self.flipped_first[index], self.epoch)
+                elif self.flip:
                     images = random_flip(images, generator)
             images = (images - self.mean) / self.std
+            if self.train and self.cutout > 0:
+                images = cutout(images, self.cutout, generator)
             # Always the layout asked for: the batched crop leaves NHWC strides, which would
             # silently switch convolutions to channels-last kernels (see decisions.md).
             images = images.contiguous(memory_format=self.memory_format)

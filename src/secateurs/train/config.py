@@ -36,7 +36,9 @@ class TrainConfig:
     # statistics), updated every step; it is evaluated and saved instead of the raw weights
     # augmentation
     padding: int = 4  # random-crop shift in pixels
-    flip: bool = True  # random left-right flips
+    flip: bool = True  # left-right flips
+    alternate_flip: bool = False  # flip each image in every other epoch instead of at random
+    cutout: int = 0  # > 0: zero one square of this side per image (after normalisation)
     # execution
     channels_last: bool = False
     threads: int | None = None  # torch.set_num_threads; None leaves torch's default
@@ -55,6 +57,8 @@ class TrainConfig:
             raise SecateursError(f"schedule must be 'cosine' or 'step', not {self.schedule!r}")
         if not 0 <= self.label_smoothing < 1:
             raise SecateursError("label smoothing must be in [0, 1)")
+        if self.cutout < 0 or self.padding < 0:
+            raise SecateursError("padding and cutout must be >= 0 pixels")
         if not 0 <= self.ema_decay < 1:
             raise SecateursError(f"EMA decay must be in [0, 1) (0: off), not {self.ema_decay}")
         return self

@@ -107,6 +107,8 @@ class Trainer:
             train=True,
             padding=config.padding,
             flip=config.flip,
+            alternate_flip=config.alternate_flip,
+            cutout=config.cutout,
             seed=config.seed,
             rank=self.context.rank,
             world_size=self.context.world_size,
