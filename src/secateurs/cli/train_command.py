@@ -55,7 +55,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="TOML file of settings (flags override it)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--no-flip", action="store_true", help="no random left-right flips")
+    parser.add_argument("--no-flip", action="store_true", help="no left-right flips")
     parser.add_argument(
         "--alternate-flip",
         action="store_true",

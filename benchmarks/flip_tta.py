@@ -1,0 +1,53 @@
+"""Benchmark: what would test-time flip averaging add to a saved model's top-1?
+
+Evaluates each model on the test split twice: as trained (one pass), and with the logits of each
+image and its mirror image averaged (two passes). secateurs reports single-pass accuracy
+everywhere; this measures how much of a gap to a target flip averaging could close, at twice
+the inference cost.
+
+    python benchmarks/flip_tta.py benchmarks/baselines/resnet20-cifar10 \
+        --data ../shared/data/cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from secateurs.data import BatchLoader, load_split
+from secateurs.store import load_model
+
+
+@torch.inference_mode()
+def top1(model: torch.nn.Module, loader: BatchLoader, flip: bool) -> float:
+    correct = count = 0
+    for images, labels in loader:
+        logits = model(images)
+        if flip:
+            logits = logits + model(images.flip(3))
+        correct += int((logits.argmax(1) == labels).sum())
+        count += len(labels)
+    return 100.0 * correct / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="saved model directories")
+    parser.add_argument("--data", default="../shared/data/cifar10")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print("| model | top-1 | top-1 with flip averaging | gain |")
+    print("|---|---:|---:|---:|")
+    for path in args.models:
+        model, manifest = load_model(path)
+        model.eval()
+        test = load_split(args.data, "test", manifest.image_size)
+        loader = BatchLoader(test, 256, manifest.mean, manifest.std)
+        plain, averaged = top1(model, loader, False), top1(model, loader, True)
+        print(f"| {path} | {plain:.2f} | {averaged:.2f} | {averaged - plain:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
