@@ -16,19 +16,19 @@ import argparse
 import torch
 
 from secateurs.data import BatchLoader, load_split
+from secateurs.measure import evaluate
 from secateurs.store import load_model
 
 
-@torch.inference_mode()
-def top1(model: torch.nn.Module, loader: BatchLoader, flip: bool) -> float:
-    correct = count = 0
-    for images, labels in loader:
-        logits = model(images)
-        if flip:
-            logits = logits + model(images.flip(3))
-        correct += int((logits.argmax(1) == labels).sum())
-        count += len(labels)
-    return 100.0 * correct / count
+class FlipAveraged(torch.nn.Module):
+    """A classifier whose logits are the sum of its logits on the images and their mirrors."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images) + self.model(images.flip(3))
 
 
 def main() -> None:
@@ -42,10 +42,10 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for path in args.models:
         model, manifest = load_model(path)
-        model.eval()
         test = load_split(args.data, "test", manifest.image_size)
         loader = BatchLoader(test, 256, manifest.mean, manifest.std)
-        plain, averaged = top1(model, loader, False), top1(model, loader, True)
+        plain = evaluate(model, loader)["top1"]
+        averaged = evaluate(FlipAveraged(model), loader)["top1"]
         print(f"| {path} | {plain:.2f} | {averaged:.2f} | {averaged - plain:+.2f} |")
 
 

@@ -64,7 +64,7 @@ class BatchLoader:
         # which images alternating flips mirror in even epochs: a fixed draw per image
         self.flipped_first = (
             torch.rand(len(image_set), generator=torch.Generator().manual_seed(seed)) < 0.5
-            if alternate_flip
+            if flip and alternate_flip
             else None
         )
         self.seed = seed
@@ -98,7 +98,7 @@ class BatchLoader:
             images = self.image_set.images[index].float()
             if self.train:
                 images = random_crop(images, self.padding, generator)
-                if self.flip and self.flipped_first is not None:
+                if self.flipped_first is not None:
                     images = alternating_flip(images, self.flipped_first[index], self.epoch)
                 elif self.flip:
                     images = random_flip(images, generator)
