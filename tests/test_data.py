@@ -477,6 +477,9 @@ def test_train_batches_alternate_flips_and_cut_out_when_asked() -> None:
         assert torch.equal(same(images, plain), ~flips[-1])  # the others are untouched
     assert torch.equal(flips[1], ~flips[0]) and torch.equal(flips[2], flips[0])
     assert 3 <= int(flips[0].sum()) <= 13
+    for epoch in (0, 1):  # --no-flip wins: alternating flips mirror nothing without flips
+        images, plain = batch(epoch, flip=False, alternate_flip=True)
+        assert bool(same(images, plain).all())
 
     images, plain = batch(0, flip=False, cutout=2)
     zeroed = (images == 0).all(1)  # (image, row, column): zero in every channel
