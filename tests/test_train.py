@@ -18,7 +18,13 @@ from secateurs.train.config import TrainConfig, load_config
 from secateurs.train.layout import channels_last_crashes
 from secateurs.train.run import run_training
 from secateurs.train.schedule import warmup_cosine, warmup_step
-from secateurs.train.trainer import CHECKPOINT_FILE, METRICS_FILE, Trainer, weights_digest
+from secateurs.train.trainer import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    Trainer,
+    parameter_groups,
+    weights_digest,
+)
 
 TIMING = ("epoch_seconds", "images_per_s")
 
@@ -52,6 +58,21 @@ def test_warmup_step_values() -> None:
 
 
 # -- configuration ------------------------------------------------------------------------------
+def test_weight_decay_reaches_batchnorm_only_with_decay_norm() -> None:
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2)
+    )
+    model[1].weight.requires_grad_(False)  # frozen parameters go nowhere
+    by_decay = {
+        flag: {group["weight_decay"]: sum(p.numel() for p in group["params"]) for group in groups}
+        for flag in (False, True)
+        for groups in [parameter_groups(model, 5e-4, decay_norm=flag)]
+    }
+    # conv 108 + linear weight 8 decayed; BN bias 4 + linear bias 2 not, unless decay_norm
+    assert by_decay[False] == {5e-4: 116, 0.0: 6}
+    assert by_decay[True] == {5e-4: 122, 0.0: 0}
+
+
 def test_config_precedence(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('epochs = 7\nlr = 0.2\nschedule = "step"\nmilestones = [0.3]\n')

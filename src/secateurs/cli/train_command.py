@@ -62,6 +62,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="flip each image in every other epoch instead of at random",
     )
+    parser.add_argument(
+        "--decay-norm",
+        action="store_true",
+        default=None,
+        help="weight decay on BatchNorm parameters and biases too",
+    )
     parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--channels-last", action="store_true", default=None)
     parser.add_argument("--deterministic", action="store_true", default=None)
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     }
     overrides.update(
         nesterov=args.nesterov,
+        decay_norm=args.decay_norm,
         channels_last=args.channels_last,
         deterministic=args.deterministic,
         flip=False if args.no_flip else None,

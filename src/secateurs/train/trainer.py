@@ -54,10 +54,14 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on conv and linear weights only; BatchNorm scales and biases are not decayed."""
-    decayed = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    plain = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+def parameter_groups(
+    model: nn.Module, weight_decay: float, decay_norm: bool = False
+) -> list[dict[str, Any]]:
+    """Weight decay on conv and linear weights; on BatchNorm scales, shifts and biases (every
+    parameter of one dimension) only when ``decay_norm``, as plain ``SGD(weight_decay=...)``."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decayed = [p for p in trained if p.ndim > 1 or decay_norm]
+    plain = [p for p in trained if p.ndim <= 1 and not decay_norm]
     return [
         {"params": decayed, "weight_decay": weight_decay},
         {"params": plain, "weight_decay": 0.0},
@@ -122,7 +126,7 @@ class Trainer:
             test_set, config.eval_batch_size, mean, std, channels_last=self.channels_last
         )
         self.optimizer = torch.optim.SGD(
-            parameter_groups(self.model, config.weight_decay),
+            parameter_groups(self.model, config.weight_decay, config.decay_norm),
             lr=config.lr,
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
