@@ -45,6 +45,7 @@ FINETUNE_INHERITS = (
     "cutout",
     "label_smoothing",
     "weight_decay",
+    "decay_norm",
     "momentum",
     "nesterov",
 )
