@@ -26,7 +26,7 @@ class TrainConfig:
     lr: float = 0.1  # peak learning rate, reached after the warm-up
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 5e-4  # applied to conv and linear weights, not to BN or biases
+    weight_decay: float = 5e-4  # on conv and linear weights; on BN and biases if decay_norm
     decay_norm: bool = False  # weight decay on BN scales, shifts and biases too (plain SGD)
     schedule: str = "cosine"  # "cosine" (to zero) or "step"
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions, for "step"
