@@ -58,15 +58,17 @@ def test_train_flags_reach_the_config(monkeypatch, capsys) -> None:
 
     monkeypatch.setattr(train_command, "run_training", fake_training)
     argv = ["train", "--out", "x", "--cutout", "8", "--alternate-flip", "--lr", "0.2"]
-    assert main(argv) == 0
+    assert main([*argv, "--decay-norm"]) == 0
     config = seen["config"]
     assert (config.cutout, config.alternate_flip, config.flip, config.lr) == (8, True, True, 0.2)
+    assert config.decay_norm is True
     assert main(["train", "--out", "x", "--no-flip"]) == 0
     assert (seen["config"].flip, seen["config"].alternate_flip, seen["config"].cutout) == (
         False,
         False,
         0,
     )
+    assert seen["config"].decay_norm is False
 
 
 @pytest.mark.parametrize(
