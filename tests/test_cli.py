@@ -58,10 +58,13 @@ def test_train_flags_reach_the_config(monkeypatch, capsys) -> None:
 
     monkeypatch.setattr(train_command, "run_training", fake_training)
     argv = ["train", "--out", "x", "--cutout", "8", "--alternate-flip", "--lr", "0.2"]
-    assert main([*argv, "--decay-norm"]) == 0
+    distil = ["--teacher", "t", "--distill-weight", "0.5", "--distill-temperature", "2"]
+    assert main([*argv, "--decay-norm", *distil, "--teacher-flip"]) == 0
     config = seen["config"]
     assert (config.cutout, config.alternate_flip, config.flip, config.lr) == (8, True, True, 0.2)
     assert config.decay_norm is True
+    assert (config.teacher, config.distill_weight, config.distill_temperature) == ("t", 0.5, 2.0)
+    assert config.teacher_flip is True
     assert main(["train", "--out", "x", "--no-flip"]) == 0
     assert (seen["config"].flip, seen["config"].alternate_flip, seen["config"].cutout) == (
         False,
@@ -69,6 +72,7 @@ def test_train_flags_reach_the_config(monkeypatch, capsys) -> None:
         0,
     )
     assert seen["config"].decay_norm is False
+    assert (seen["config"].teacher, seen["config"].teacher_flip) == (None, False)
 
 
 @pytest.mark.parametrize(

@@ -142,6 +142,30 @@ def test_batchnorm_recalibration_is_applied_and_reported(
     assert code == 2 and "--recalibrate-bn" in err
 
 
+def test_distillation_from_the_unpruned_model(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "distilled"
+    argv = ["prune", str(trained), "--method", "l1", "--data", "digits", "--finetune-epochs", "1"]
+    settings = ["--batch-size", "64", "--threads", "1", "--latency-repeats", "0"]
+    code, _, _ = _run([*argv, *settings, "--distill", "0.7", "-o", str(out)], capsys)
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["distill_weight"] == 0.7 and report["finetune_epochs"] == 1
+    config = json.loads((out / "finetune" / "config.json").read_text())
+    assert (config["teacher"], config["distill_weight"]) == (str(trained), 0.7)
+    assert "distilled from the unpruned model (weight 0.7" in (out / "report.md").read_text()
+    # the same fine-tuning without the teacher ends elsewhere
+    plain = tmp_path / "plain"
+    assert _run([*argv, *settings, "-o", str(plain)], capsys)[0] == 0
+    assert json.loads((plain / "finetune" / "config.json").read_text())["teacher"] is None
+    tuned = (out / "model.safetensors").read_bytes()
+    assert tuned != (plain / "model.safetensors").read_bytes()
+    for bad, message in ((["--distill", "1.5"], "in [0, 1]"), (["--distill", "0.5"], "--finetune")):
+        code, _, err = _run(
+            ["prune", str(trained), "--method", "l1", *bad, "-o", str(tmp_path / "x")], capsys
+        )
+        assert code == 2 and message in err
+
+
 def test_existing_output_is_not_overwritten(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "taken"
     out.mkdir()

@@ -3,12 +3,14 @@ measure again side by side, and write the pruned model with its report.
 
 Output directory layout: ``model.safetensors`` + ``manifest.json`` (the pruned, fine-tuned model),
 ``report.json``/``report.md``/``report.png``, ``oneshot/`` (the model right after pruning) and
-``finetune/`` (the fine-tuning run, checkpointed every epoch: ``--resume`` continues it).
+``finetune/`` (the fine-tuning run and its ``config.json``, checkpointed every epoch: ``--resume``
+continues it).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +31,7 @@ from secateurs.pruning.prune import prune_model
 from secateurs.report import write_report
 from secateurs.store import Manifest, load_model, save_model
 from secateurs.train.config import TrainConfig
+from secateurs.train.run import CONFIG_FILE
 from secateurs.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class PruneJob:
     method_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"selection": ...}
     fold_bias: bool = False  # fold removed channels' mean contribution into their consumers
     recalibrate_bn: int = 0  # re-estimate BatchNorm statistics on this many batches after pruning
+    distill: float = 0.0  # > 0: fine-tune with the unpruned model as teacher, at this weight
 
 
 def check_job(job: PruneJob) -> None:
@@ -103,6 +107,10 @@ def check_job(job: PruneJob) -> None:
         raise SecateursError("--recalibrate-bn takes a number of batches >= 0")
     if job.recalibrate_bn and not job.data:
         raise SecateursError("--recalibrate-bn runs training images through the model: pass --data")
+    if not 0 <= job.distill <= 1:
+        raise SecateursError(f"--distill takes a weight in [0, 1], not {job.distill}")
+    if job.distill and not job.finetune_epochs:
+        raise SecateursError("--distill applies to fine-tuning: pass --finetune-epochs")
     if job.out.exists() and any(job.out.iterdir()) and not job.resume:
         raise SecateursError(f"{job.out} exists and is not empty; choose another -o (or --resume)")
 
@@ -149,8 +157,13 @@ def measure_accuracy(
     return evaluate(model, BatchLoader(test_set, 256, manifest.mean, manifest.std))
 
 
-def _fine_tune(model, job, train_set, test_set, manifest, epochs, run_dir) -> dict[str, Any]:
+def _fine_tune(
+    model, job, train_set, test_set, manifest, epochs, run_dir, original
+) -> dict[str, Any]:
+    """Fine-tune ``model`` in place; with ``job.distill``, a copy of ``original`` teaches it."""
     recipe = {key: manifest.training[key] for key in FINETUNE_INHERITS if key in manifest.training}
+    if job.distill:
+        recipe.update(teacher=str(job.model_dir), distill_weight=job.distill)
     config = TrainConfig(
         model=str(job.model_dir),
         data=str(job.data),
@@ -163,7 +176,11 @@ def _fine_tune(model, job, train_set, test_set, manifest, epochs, run_dir) -> di
         **recipe,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model, train_set, test_set, config, run_dir, manifest.mean, manifest.std)
+    (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    teacher = copy.deepcopy(original) if job.distill else None
+    trainer = Trainer(
+        model, train_set, test_set, config, run_dir, manifest.mean, manifest.std, teacher=teacher
+    )
     trainer.resume()
     history = trainer.fit()
     return {"epochs": len(history), "seconds": sum(r["epoch_seconds"] for r in history)}
@@ -216,6 +233,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
                     manifest,
                     steps_epochs,
                     job.out / f"step{step + 1}",
+                    original,
                 )
 
         outcome = prune_model(
@@ -254,7 +272,14 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
     final_epochs = job.finetune_epochs - (job.finetune_epochs // job.steps) * (job.steps - 1)
     if job.finetune_epochs and train_set is not None and final_epochs > 0:
         finetune = _fine_tune(
-            model.train(), job, train_set, test_set, manifest, final_epochs, job.out / "finetune"
+            model.train(),
+            job,
+            train_set,
+            test_set,
+            manifest,
+            final_epochs,
+            job.out / "finetune",
+            original,
         )
     model.eval()
     accuracy_after = measure_accuracy(model, test_set, manifest)
@@ -274,6 +299,7 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
         strategy=job.strategy,
         bias_fold=job.fold_bias,
         bn_recalibration_batches=job.recalibrate_bn,
+        distill_weight=job.distill,
         top1_oneshot_uncalibrated=uncalibrated,
         selection=str((pruned_manifest.pruning or {}).get("mode", "deterministic")),
     )

@@ -30,7 +30,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Target: {report['target_kind']} ratio {report['target_ratio']:g}; achieved "
         f"{report['achieved_ratio']:.4f}. Selection: {report.get('selection', 'deterministic')}. "
-        f"Fine-tuning: {report['finetune_epochs']} epochs. "
+        f"Fine-tuning: {report['finetune_epochs']} epochs{_distill_note(report)}. "
         f"Pruning took {report['pruning_seconds']:.1f} s.{_recalibration_note(report)}",
         "",
         "| measure | before | after pruning | after fine-tuning |",
@@ -51,6 +51,13 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     lines += certificate_table(report.get("certificate") or [])
     return "\n".join(lines)
+
+
+def _distill_note(report: dict[str, Any]) -> str:
+    weight = report.get("distill_weight")
+    if not weight or not report.get("finetune_epochs"):
+        return ""
+    return f", distilled from the unpruned model (weight {weight:g} on its soft targets)"
 
 
 def _recalibration_note(report: dict[str, Any]) -> str:

@@ -98,6 +98,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="re-estimate BatchNorm statistics on this many training batches after pruning, "
         "before fine-tuning (needs --data; 0 = off)",
     )
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="fine-tune with the unpruned model as teacher: WEIGHT on its soft targets, "
+        "1 - WEIGHT on the labels (knowledge distillation, temperature 4; 0 = off)",
+    )
     parser.add_argument("--data", help="data set root: scoring data, accuracy, fine-tuning")
     parser.add_argument("--finetune-epochs", type=int, default=0)
     parser.add_argument("--finetune-lr", type=float, default=0.01)
@@ -140,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         fold_bias=args.fold_bias,
         recalibrate_bn=args.recalibrate_bn,
+        distill=args.distill,
     )
     report = run_prune(job)
     if args.json:

@@ -14,6 +14,7 @@ DESCRIPTION = """Train a model and save it (safetensors + manifest) in OUT/model
 examples:
   secateurs train --model resnet20 --data ../shared/data/cifar10 --epochs 40 --out runs/r20
   secateurs train --resume --out runs/r20          # continue a run that was stopped
+  secateurs train --model resnet20 --data DATA --teacher runs/r56/model --out runs/r20-kd
   torchrun --nproc_per_node 2 -m secateurs train --model resnet20 --data DATA --out runs/ddp
 """
 
@@ -30,6 +31,9 @@ FLAGS: list[tuple[str, type, str]] = [
     ("warmup-epochs", float, "linear warm-up length in epochs"),
     ("label-smoothing", float, "label smoothing factor"),
     ("ema-decay", float, "average the weights with this EMA decay, e.g. 0.999 (0: off)"),
+    ("teacher", str, "a saved model directory to distil from (knowledge distillation)"),
+    ("distill-weight", float, "with --teacher: weight of the distillation term, 1 - w on labels"),
+    ("distill-temperature", float, "with --teacher: softmax temperature of the soft targets"),
     ("momentum", float, "SGD momentum"),
     ("padding", int, "random-crop shift in pixels"),
     ("cutout", int, "zero a square of this side in each training image (0: off)"),
@@ -68,6 +72,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="weight decay on BatchNorm parameters and biases too",
     )
+    parser.add_argument(
+        "--teacher-flip",
+        action="store_true",
+        default=None,
+        help="average the teacher's logits over each image and its mirror",
+    )
     parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--channels-last", action="store_true", default=None)
     parser.add_argument("--deterministic", action="store_true", default=None)
@@ -86,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         flip=False if args.no_flip else None,
         alternate_flip=args.alternate_flip,
+        teacher_flip=args.teacher_flip,
     )
     config: TrainConfig = load_config(args.config, overrides)
     summary = run_training(config, args.out, resume=args.resume)

@@ -35,6 +35,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (and BN
     # statistics), updated every step; it is evaluated and saved instead of the raw weights
+    teacher: str | None = None  # a saved model directory: distil from it (train/distill.py)
+    distill_weight: float = 0.9  # with a teacher: loss = (1 - w) cross-entropy + w distillation
+    distill_temperature: float = 4.0
+    teacher_flip: bool = False  # the teacher's logits averaged over each image and its mirror
     # augmentation
     padding: int = 4  # random-crop shift in pixels
     flip: bool = True  # left-right flips
@@ -62,6 +66,14 @@ class TrainConfig:
             raise SecateursError("padding and cutout must be >= 0 pixels")
         if not 0 <= self.ema_decay < 1:
             raise SecateursError(f"EMA decay must be in [0, 1) (0: off), not {self.ema_decay}")
+        if not 0 <= self.distill_weight <= 1:
+            raise SecateursError(
+                f"distillation weight must be in [0, 1], not {self.distill_weight}"
+            )
+        if self.distill_temperature <= 0:
+            raise SecateursError(
+                f"distillation temperature must be positive, not {self.distill_temperature}"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

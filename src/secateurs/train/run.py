@@ -96,6 +96,23 @@ def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Modu
     return model, manifest
 
 
+def load_teacher(config: TrainConfig, manifest: Manifest) -> nn.Module | None:
+    """The saved model ``config.teacher`` names, checked against the student's classes and input."""
+    if config.teacher is None:
+        return None
+    teacher, teacher_manifest = load_model(config.teacher)
+    if teacher_manifest.classes != manifest.classes:
+        raise SecateursError(f"teacher {config.teacher} was trained on other classes")
+    if teacher_manifest.input_size != manifest.input_size:
+        raise SecateursError(
+            f"teacher {config.teacher} takes inputs of size {teacher_manifest.input_size}, "
+            f"the student {manifest.input_size}"
+        )
+    if (teacher_manifest.mean, teacher_manifest.std) != (manifest.mean, manifest.std):
+        log.warning("teacher %s was trained with another normalisation", config.teacher)
+    return teacher
+
+
 def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> TrainConfig:
     """Create ``run_dir`` for a new run, or read back the configuration of the run to resume."""
     config_path = run_dir / CONFIG_FILE
@@ -128,6 +145,7 @@ def run_training(
     apply_runtime_settings(config)
     train_set, test_set = load_data(config)
     model, manifest = build_start_model(config, train_set)
+    teacher = load_teacher(config, manifest)
     trainer = Trainer(
         model,
         train_set,
@@ -138,6 +156,7 @@ def run_training(
         manifest.std,
         callbacks=callbacks or [],
         context=context,
+        teacher=teacher,
     )
     if resume:
         trainer.resume()

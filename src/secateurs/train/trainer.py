@@ -1,6 +1,6 @@
 """The training loop: SGD with warm-up and a cosine or step schedule, label smoothing, optional
-channels-last, DDP and an exponential moving average of the weights, a checkpoint every epoch,
-and exact resumption.
+channels-last, DDP, an exponential moving average of the weights and distillation from a teacher,
+a checkpoint every epoch, and exact resumption.
 
 A run directory holds ``config.json``, ``versions.json``, ``metrics.jsonl`` (one line an epoch),
 ``checkpoint.pt`` (model, optimizer, scheduler, RNG, epoch, callbacks) and, at the end, ``model/``.
@@ -31,6 +31,7 @@ from secateurs.progress import progress_bar
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import load_checkpoint, save_checkpoint
 from secateurs.train.config import TrainConfig
+from secateurs.train.distill import Teacher, distillation_loss
 from secateurs.train.distributed import (
     DistributedContext,
     all_gather,
@@ -69,7 +70,8 @@ def parameter_groups(
 
 
 class Trainer:
-    """Train ``model`` on ``train_set``, evaluating on ``test_set`` after every epoch."""
+    """Train ``model`` on ``train_set``, evaluating on ``test_set`` after every epoch; with a
+    ``teacher``, the loss mixes cross-entropy and distillation as ``config.distill_weight`` says."""
 
     def __init__(
         self,
@@ -82,6 +84,7 @@ class Trainer:
         std: Sequence[float],
         callbacks: Sequence[Callback] = (),
         context: DistributedContext | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
@@ -100,6 +103,9 @@ class Trainer:
             self.channels_last = False
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.teacher = Teacher(teacher, config.teacher_flip) if teacher is not None else None
+        if self.teacher is not None and self.channels_last:
+            self.teacher.to(torch.channels_last)
         self.train_model: nn.Module = (
             DistributedDataParallel(self.model) if self.context.enabled else self.model
         )
@@ -263,7 +269,7 @@ class Trainer:
                 for callback in self.callbacks:
                     callback.before_step(self)
                 logits = self.train_model(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+                loss = self._loss(images, logits, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 for callback in self.callbacks:
@@ -293,6 +299,18 @@ class Trainer:
             "epoch_seconds": round(seconds, 2),
             "images_per_s": round(seen / seconds, 1),
         }
+
+    def _loss(
+        self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        hard = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+        if self.teacher is None:
+            return hard
+        weight = self.config.distill_weight
+        soft = distillation_loss(
+            logits, self.teacher.logits(images), self.config.distill_temperature
+        )
+        return (1 - weight) * hard + weight * soft
 
     def rank_digests(self) -> list[str]:
         """Each rank's :func:`weights_digest` (one entry when not distributed)."""

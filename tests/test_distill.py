@@ -1,0 +1,130 @@
+"""Knowledge distillation: the loss by hand, the teacher's flip averaging, and what the trainer
+does with a teacher."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from secateurs.data.digits import read_digits
+from secateurs.errors import SecateursError
+from secateurs.models import create_model
+from secateurs.store import Manifest, save_model
+from secateurs.train.config import TrainConfig
+from secateurs.train.distill import Teacher, distillation_loss
+from secateurs.train.run import load_teacher
+from secateurs.train.trainer import Trainer, weights_digest
+
+
+def test_distillation_loss_by_hand() -> None:
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[math.log(3.0), 0.0]])  # softmax: 3/4, 1/4
+    # T = 1: 3/4 ln(3/4 / 1/2) + 1/4 ln(1/4 / 1/2)
+    assert distillation_loss(student, teacher, 1.0).item() == pytest.approx(0.1308120, rel=1e-6)
+    # T = 2: teacher softmax(ln 3 / 2, 0) = (0.63397, 0.36603); times T^2 = 4
+    assert distillation_loss(student, teacher, 2.0).item() == pytest.approx(0.1453631, rel=1e-6)
+    assert distillation_loss(teacher, teacher, 3.0).item() == pytest.approx(0.0, abs=1e-7)
+    # batch mean: a second, identical row changes nothing
+    assert distillation_loss(student.repeat(2, 1), teacher.repeat(2, 1), 1.0).item() == (
+        pytest.approx(0.1308120, rel=1e-6)
+    )
+
+
+def test_distillation_gradient_is_temperature_times_probability_gap() -> None:
+    """With the T^2 factor, d loss / d student logits = T (p_student - p_teacher) / batch."""
+    generator = torch.Generator().manual_seed(0)
+    student = torch.randn(4, 5, generator=generator, requires_grad=True)
+    teacher = torch.randn(4, 5, generator=generator)
+    temperature = 3.0
+    distillation_loss(student, teacher, temperature).backward()
+    gap = torch.softmax(student.detach() / temperature, 1) - torch.softmax(teacher / temperature, 1)
+    torch.testing.assert_close(student.grad, temperature * gap / 4)
+
+
+def test_teacher_is_frozen_and_flip_averages_mirror_images() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.LazyLinear(3))
+    images = torch.randn(5, 1, 6, 6)
+    model(images)  # materialise the lazy layer
+    model.train()
+    teacher = Teacher(model, flip=True)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    logits = teacher.logits(images)
+    expected = (model(images) + model(images.flip(3))) / 2
+    torch.testing.assert_close(logits, expected)
+    assert not torch.allclose(logits, model(images))  # the mirror image changed something
+    torch.testing.assert_close(Teacher(model).logits(images), model(images))
+
+
+def digits(count: int, labels_seed: int | None = None):
+    data = read_digits("train").subset(count, seed=0)
+    if labels_seed is not None:  # the same images with scrambled labels
+        generator = torch.Generator().manual_seed(labels_seed)
+        data.labels = data.labels[torch.randperm(len(data), generator=generator)]
+    return data
+
+
+def train(tmp_path: Path, name: str, teacher: nn.Module | None, weight: float, labels_seed=None):
+    torch.manual_seed(0)
+    config = TrainConfig(
+        data="digits", epochs=1, batch_size=32, distill_weight=weight, threads=1, seed=0
+    )
+    model = create_model("resnet20", num_classes=10, in_channels=1)
+    train_set, test_set = digits(128, labels_seed), digits(32)
+    (tmp_path / name).mkdir()
+    trainer = Trainer(
+        model, train_set, test_set, config, tmp_path / name, [8.0], [4.0], teacher=teacher
+    )
+    trainer.fit()
+    return weights_digest(trainer.model)
+
+
+def test_trainer_mixes_labels_and_teacher_by_the_weight(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    teacher = create_model("resnet20", num_classes=10, in_channels=1)
+    alone = train(tmp_path, "alone", None, 0.9)
+    # weight 0: the teacher runs but changes nothing, bitwise
+    assert train(tmp_path, "w0", teacher, 0.0) == alone
+    # weight 1: the labels no longer matter, bitwise; with a teacher the run differs
+    taught = train(tmp_path, "w1", teacher, 1.0)
+    assert train(tmp_path, "w1-scrambled", teacher, 1.0, labels_seed=3) == taught
+    assert taught != alone
+    # in between, both count
+    half = train(tmp_path, "half", teacher, 0.5)
+    assert half != train(tmp_path, "half-scrambled", teacher, 0.5, labels_seed=3)
+
+
+def test_teacher_must_share_classes_and_input(tmp_path: Path) -> None:
+    arguments = {"num_classes": 10, "in_channels": 1}
+    model = create_model("resnet20", **arguments)
+
+    def manifest(classes: list[str], size: int) -> Manifest:
+        return Manifest("resnet20", arguments, classes, [1, size, size], [8.0], [4.0])
+
+    student = manifest([str(i) for i in range(10)], 8)
+    save_model(model, tmp_path / "same", student)
+    save_model(model, tmp_path / "other", manifest(list("abcdefghij"), 8))
+    save_model(model, tmp_path / "bigger", manifest(student.classes, 16))
+    assert load_teacher(TrainConfig(), student) is None
+    assert isinstance(load_teacher(TrainConfig(teacher=str(tmp_path / "same")), student), nn.Module)
+    with pytest.raises(SecateursError, match="other classes"):
+        load_teacher(TrainConfig(teacher=str(tmp_path / "other")), student)
+    with pytest.raises(SecateursError, match="inputs of size"):
+        load_teacher(TrainConfig(teacher=str(tmp_path / "bigger")), student)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"distill_weight": 1.5}, "distillation weight"),
+        ({"distill_weight": -0.1}, "distillation weight"),
+        ({"distill_temperature": 0.0}, "temperature must be positive"),
+    ],
+)
+def test_distillation_settings_are_checked(settings: dict, message: str) -> None:
+    with pytest.raises(SecateursError, match=message):
+        TrainConfig(**settings).validate()
