@@ -157,10 +157,16 @@ def test_series_names_the_non_default_settings_and_curves_average_seeds(tmp_path
                 method_params={"seed": 1},
             ),
             write_run(tmp_path / "r7", "random", 28_000_000, 190_000, 17.0, 86.0),
+            write_run(tmp_path / "kd", "random", 20_000_000, 1, 10.0, 86.0, distill_weight=0.7),
+            write_run(tmp_path / "k0", "random", 20_000_000, 1, 10.0, 10.0, 0, distill_weight=0.7),
         ]
     )
-    assert [run.series for run in runs] == ["wsp uniform saliency=weights"] + ["random"] * 3
+    # distillation only shapes fine-tuning: a run without any is not a distilled run
+    assert [run.series for run in runs] == ["wsp uniform saliency=weights"] + ["random"] * 3 + [
+        "random distill=0.7",
+        "random",
+    ]
     assert markdown_table(runs).splitlines()[2].split(" | ")[1] == "wsp uniform saliency=weights"
-    curves = _curves(runs, "macs_kept")
+    curves = _curves(runs[:4], "macs_kept")
     assert list(curves) == ["random"]  # the wsp series has one target only
     assert curves["random"] == (pytest.approx([0.5, 0.7]), pytest.approx([84.5, 86.0]))

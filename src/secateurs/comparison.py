@@ -64,6 +64,8 @@ def _series(report: dict[str, Any]) -> str:
             default = defaults[key].default if key in defaults else None
             if key != "seed" and value != default:
                 parts.append(f"{key}={value}")
+    if report.get("distill_weight") and report.get("finetune_epochs"):
+        parts.append(f"distill={report['distill_weight']:g}")
     return " ".join(parts)
 
 
