@@ -63,6 +63,7 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
         latency_repeats=0,
         fold_bias=args.fold_bias,
         recalibrate_bn=args.recalibrate_bn,
+        distill=args.distill,
         method_params=parse_method_params(args.method_param),
     )
     run_prune(job)
@@ -260,6 +261,9 @@ def main() -> None:
     parser.add_argument("--fold-bias", action="store_true", help="PruneJob.fold_bias (ours)")
     parser.add_argument(
         "--recalibrate-bn", type=int, default=0, help="PruneJob.recalibrate_bn (ours), batches"
+    )
+    parser.add_argument(
+        "--distill", type=float, default=0.0, help="PruneJob.distill (ours): teacher's weight"
     )
     parser.add_argument(
         "--method-param", action="append", default=[], help="KEY=VALUE for our methods"
