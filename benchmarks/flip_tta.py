@@ -1,9 +1,11 @@
-"""Benchmark: what would test-time flip averaging add to a saved model's top-1?
+"""Benchmark: what would test-time flip averaging, and averaging several models, add to top-1?
 
 Evaluates each model on the test split twice: as trained (one pass), and with the logits of each
-image and its mirror image averaged (two passes). secateurs reports single-pass accuracy
-everywhere; this measures how much of a gap to a target flip averaging could close, at twice
-the inference cost.
+image and its mirror image averaged (two passes). Given more than one model, it also evaluates
+their ensemble (logits averaged over the models), with and without flips: the accuracy a
+distillation teacher made of these models would have. secateurs reports single-pass accuracy of
+one model everywhere; this measures how much of a gap to a target these could close, at two
+(or 2N) times the inference cost.
 
     python benchmarks/flip_tta.py benchmarks/baselines/resnet20-cifar10 \
         --data ../shared/data/cifar10
@@ -18,6 +20,7 @@ import torch
 from secateurs.data import BatchLoader, load_split
 from secateurs.measure import evaluate
 from secateurs.store import load_model
+from secateurs.train.distill import Ensemble
 
 
 class FlipAveraged(torch.nn.Module):
@@ -40,13 +43,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print("| model | top-1 | top-1 with flip averaging | gain |")
     print("|---|---:|---:|---:|")
+    models = []
     for path in args.models:
         model, manifest = load_model(path)
         test = load_split(args.data, "test", manifest.image_size)
         loader = BatchLoader(test, 256, manifest.mean, manifest.std)
+        models.append(model)
         plain = evaluate(model, loader)["top1"]
         averaged = evaluate(FlipAveraged(model), loader)["top1"]
         print(f"| {path} | {plain:.2f} | {averaged:.2f} | {averaged - plain:+.2f} |")
+    if len(models) > 1:
+        ensemble = Ensemble(models).eval()
+        plain = evaluate(ensemble, loader)["top1"]
+        averaged = evaluate(FlipAveraged(ensemble), loader)["top1"]
+        name = f"ensemble of the {len(models)} models"
+        print(f"| {name} | {plain:.2f} | {averaged:.2f} | {averaged - plain:+.2f} |")
 
 
 if __name__ == "__main__":

@@ -63,8 +63,10 @@ def test_train_flags_reach_the_config(monkeypatch, capsys) -> None:
     config = seen["config"]
     assert (config.cutout, config.alternate_flip, config.flip, config.lr) == (8, True, True, 0.2)
     assert config.decay_norm is True
-    assert (config.teacher, config.distill_weight, config.distill_temperature) == ("t", 0.5, 2.0)
-    assert config.teacher_flip is True
+    assert (config.teacher, config.distill_weight, config.distill_temperature) == (["t"], 0.5, 2.0)
+    assert (config.teacher_flip, config.teacher_offline) == (True, False)
+    assert main([*argv, "--teacher", "a", "b", "--teacher-offline"]) == 0
+    assert (seen["config"].teacher, seen["config"].teacher_offline) == (["a", "b"], True)
     assert main(["train", "--out", "x", "--no-flip"]) == 0
     assert (seen["config"].flip, seen["config"].alternate_flip, seen["config"].cutout) == (
         False,
@@ -72,7 +74,7 @@ def test_train_flags_reach_the_config(monkeypatch, capsys) -> None:
         0,
     )
     assert seen["config"].decay_norm is False
-    assert (seen["config"].teacher, seen["config"].teacher_flip) == (None, False)
+    assert (seen["config"].teacher, seen["config"].teacher_flip) == ([], False)
 
 
 @pytest.mark.parametrize(

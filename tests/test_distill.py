@@ -1,5 +1,5 @@
-"""Knowledge distillation: the loss by hand, the teacher's flip averaging, and what the trainer
-does with a teacher."""
+"""Knowledge distillation: the loss by hand, the teacher's flip averaging, ensembles, precomputed
+teachers, and what the trainer does with a teacher."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+from secateurs.data import BatchLoader
 from secateurs.data.digits import read_digits
 from secateurs.errors import SecateursError
 from secateurs.models import create_model
 from secateurs.store import Manifest, save_model
 from secateurs.train.config import TrainConfig
-from secateurs.train.distill import Teacher, distillation_loss
+from secateurs.train.distill import Ensemble, PrecomputedTeacher, Teacher, distillation_loss
 from secateurs.train.run import load_teacher
 from secateurs.train.trainer import Trainer, weights_digest
 
@@ -69,10 +70,17 @@ def digits(count: int, labels_seed: int | None = None):
     return data
 
 
-def train(tmp_path: Path, name: str, teacher: nn.Module | None, weight: float, labels_seed=None):
+def train(
+    tmp_path: Path,
+    name: str,
+    teacher: nn.Module | None,
+    weight: float,
+    labels_seed: int | None = None,
+    **settings,
+) -> str:
     torch.manual_seed(0)
     config = TrainConfig(
-        data="digits", epochs=1, batch_size=32, distill_weight=weight, threads=1, seed=0
+        data="digits", epochs=1, batch_size=32, distill_weight=weight, threads=1, seed=0, **settings
     )
     model = create_model("resnet20", num_classes=10, in_channels=1)
     train_set, test_set = digits(128, labels_seed), digits(32)
@@ -99,6 +107,61 @@ def test_trainer_mixes_labels_and_teacher_by_the_weight(tmp_path: Path) -> None:
     assert half != train(tmp_path, "half-scrambled", teacher, 0.5, labels_seed=3)
 
 
+def test_ensemble_is_the_mean_of_its_members() -> None:
+    first, second = nn.Linear(3, 2), nn.Linear(3, 2)
+    inputs = torch.randn(4, 3)
+    torch.testing.assert_close(
+        Ensemble([first, second])(inputs), (first(inputs) + second(inputs)) / 2
+    )
+
+
+def test_precomputed_teacher_looks_up_each_images_logits() -> None:
+    """Computed once on the stored images, in order; looked up by index in shuffled batches, it
+    gives what the teacher gives on those images (no augmentation here, so the same images)."""
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_channels=1)
+    teacher = Teacher(model, flip=True)
+    data = digits(40)
+    stored = BatchLoader(data, 16, [8.0], [4.0])
+    table = teacher.precompute(stored.indexed(), len(data))
+    assert table.shape == (40, 10) and not table.isnan().any()
+    precomputed = PrecomputedTeacher(table)
+    shuffled = BatchLoader(data, 8, [8.0], [4.0], train=True, padding=0, flip=False, seed=3)
+    shuffled.set_epoch(1)
+    batches = list(shuffled.indexed())
+    assert [int(index[0]) for index, *_ in batches] != list(range(0, 40, 8))  # shuffled
+    for index, images, labels in batches:
+        torch.testing.assert_close(precomputed.logits(images, index), teacher.logits(images))
+        assert torch.equal(labels, data.labels[index])
+    with pytest.raises(ValueError, match="indices"):
+        precomputed.logits(batches[0][1])
+    with pytest.raises(ValueError, match="every image"):
+        teacher.precompute(batches[:2], len(data))
+
+
+def test_offline_teacher_in_the_trainer(tmp_path: Path) -> None:
+    """Without augmentation the precomputed teacher trains like the live one; with it, the targets
+    stay fixed, so the run differs; with weight 1 it is still blind to the labels."""
+    torch.manual_seed(1)
+    teacher = create_model("resnet20", num_classes=10, in_channels=1)
+    still = {"padding": 0, "flip": False}
+    live = train(tmp_path, "live", teacher, 1.0, **still)
+    assert train(tmp_path, "offline-still", teacher, 1.0, teacher_offline=True, **still) == live
+    offline = train(tmp_path, "offline", teacher, 1.0, teacher_offline=True)
+    assert offline != train(tmp_path, "live-augmented", teacher, 1.0)
+    scrambled = train(tmp_path, "scrambled", teacher, 1.0, 3, teacher_offline=True)
+    assert scrambled == offline
+    assert offline != train(tmp_path, "alone", None, 1.0)
+
+
+def test_teacher_config_takes_one_directory_or_several() -> None:
+    assert TrainConfig(teacher="a").teacher == ["a"]  # a configuration from before the list
+    assert TrainConfig(teacher=None).teacher == []
+    assert TrainConfig(teacher=["a", "b"]).teacher == ["a", "b"]
+    with pytest.raises(SecateursError, match="offline teacher needs a teacher"):
+        TrainConfig(teacher_offline=True).validate()
+
+
 def test_teacher_must_share_classes_and_input(tmp_path: Path) -> None:
     arguments = {"num_classes": 10, "in_channels": 1}
     model = create_model("resnet20", **arguments)
@@ -112,6 +175,8 @@ def test_teacher_must_share_classes_and_input(tmp_path: Path) -> None:
     save_model(model, tmp_path / "bigger", manifest(student.classes, 16))
     assert load_teacher(TrainConfig(), student) is None
     assert isinstance(load_teacher(TrainConfig(teacher=str(tmp_path / "same")), student), nn.Module)
+    pair = load_teacher(TrainConfig(teacher=[str(tmp_path / "same")] * 2), student)
+    assert isinstance(pair, Ensemble) and len(pair.members) == 2
     with pytest.raises(SecateursError, match="other classes"):
         load_teacher(TrainConfig(teacher=str(tmp_path / "other")), student)
     with pytest.raises(SecateursError, match="inputs of size"):
@@ -145,4 +210,11 @@ def test_run_training_loads_the_teacher_it_names(tmp_path: Path) -> None:
     assert silent["rank_weight_digests"] == plain["rank_weight_digests"]
     assert taught["rank_weight_digests"] != plain["rank_weight_digests"]
     saved = json.loads((tmp_path / "w1" / "config.json").read_text())
-    assert (saved["teacher"], saved["distill_weight"]) == (teacher, 1.0)
+    assert (saved["teacher"], saved["distill_weight"]) == ([teacher], 1.0)
+    # two of them, run once before training: the mean of two equal models is that model
+    pair = {"teacher": [teacher, teacher], "teacher_offline": True, "distill_weight": 1.0}
+    offline = run_training(TrainConfig(**base, **pair), tmp_path / "pair")
+    assert offline["rank_weight_digests"] not in (
+        plain["rank_weight_digests"],
+        taught["rank_weight_digests"],
+    )

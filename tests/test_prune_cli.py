@@ -151,12 +151,12 @@ def test_distillation_from_the_unpruned_model(trained: Path, tmp_path: Path, cap
     report = json.loads((out / "report.json").read_text())
     assert report["distill_weight"] == 0.7 and report["finetune_epochs"] == 1
     config = json.loads((out / "finetune" / "config.json").read_text())
-    assert (config["teacher"], config["distill_weight"]) == (str(trained), 0.7)
+    assert (config["teacher"], config["distill_weight"]) == ([str(trained)], 0.7)
     assert "distilled from the unpruned model (weight 0.7" in (out / "report.md").read_text()
     # the same fine-tuning without the teacher ends elsewhere
     plain = tmp_path / "plain"
     assert _run([*argv, *settings, "-o", str(plain)], capsys)[0] == 0
-    assert json.loads((plain / "finetune" / "config.json").read_text())["teacher"] is None
+    assert json.loads((plain / "finetune" / "config.json").read_text())["teacher"] == []
     tuned = (out / "model.safetensors").read_bytes()
     assert tuned != (plain / "model.safetensors").read_bytes()
     for bad, message in ((["--distill", "1.5"], "in [0, 1]"), (["--distill", "0.5"], "--finetune")):

@@ -163,7 +163,7 @@ def _fine_tune(
     """Fine-tune ``model`` in place; with ``job.distill``, a copy of ``original`` teaches it."""
     recipe = {key: manifest.training[key] for key in FINETUNE_INHERITS if key in manifest.training}
     if job.distill:
-        recipe.update(teacher=str(job.model_dir), distill_weight=job.distill)
+        recipe.update(teacher=[str(job.model_dir)], distill_weight=job.distill)
     config = TrainConfig(
         model=str(job.model_dir),
         data=str(job.data),

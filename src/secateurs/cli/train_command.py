@@ -15,6 +15,8 @@ examples:
   secateurs train --model resnet20 --data ../shared/data/cifar10 --epochs 40 --out runs/r20
   secateurs train --resume --out runs/r20          # continue a run that was stopped
   secateurs train --model resnet20 --data DATA --teacher runs/r56/model --out runs/r20-kd
+  secateurs train --model resnet20 --data DATA --teacher runs/a/model runs/b/model \
+      --teacher-offline --out runs/r20-kd2    # two teachers' mean, computed once
   torchrun --nproc_per_node 2 -m secateurs train --model resnet20 --data DATA --out runs/ddp
 """
 
@@ -31,7 +33,6 @@ FLAGS: list[tuple[str, type, str]] = [
     ("warmup-epochs", float, "linear warm-up length in epochs"),
     ("label-smoothing", float, "label smoothing factor"),
     ("ema-decay", float, "average the weights with this EMA decay, e.g. 0.999 (0: off)"),
-    ("teacher", str, "a saved model directory to distil from (knowledge distillation)"),
     ("distill-weight", float, "with --teacher: weight of the distillation term, 1 - w on labels"),
     ("distill-temperature", float, "with --teacher: softmax temperature of the soft targets"),
     ("momentum", float, "SGD momentum"),
@@ -73,6 +74,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="weight decay on BatchNorm parameters and biases too",
     )
     parser.add_argument(
+        "--teacher",
+        nargs="+",
+        metavar="DIR",
+        help="saved model directories to distil from (knowledge distillation); several: the "
+        "mean of their logits",
+    )
+    parser.add_argument(
+        "--teacher-offline",
+        action="store_true",
+        default=None,
+        help="run the teacher once on the stored training images before training (no cost "
+        "per step; its targets ignore the crop)",
+    )
+    parser.add_argument(
         "--teacher-flip",
         action="store_true",
         default=None,
@@ -96,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         flip=False if args.no_flip else None,
         alternate_flip=args.alternate_flip,
+        teacher=args.teacher,
         teacher_flip=args.teacher_flip,
+        teacher_offline=args.teacher_offline,
     )
     config: TrainConfig = load_config(args.config, overrides)
     summary = run_training(config, args.out, resume=args.resume)

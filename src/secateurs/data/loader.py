@@ -89,6 +89,11 @@ class BatchLoader:
         return count // self.batch_size if self.train else -(-count // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for _, images, labels in self.indexed():
+            yield images, labels
+
+    def indexed(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """Batches as (index, images, labels): ``index`` holds each image's place in the set."""
         indices = torch.tensor(list(self.sampler), dtype=torch.int64)
         generator = torch.Generator().manual_seed(
             (self.seed * 1_000_003 + self.epoch) * 1_009 + self.rank
@@ -108,4 +113,4 @@ class BatchLoader:
             # Always the layout asked for: the batched crop leaves NHWC strides, which would
             # silently switch convolutions to channels-last kernels (see decisions.md).
             images = images.contiguous(memory_format=self.memory_format)
-            yield images, self.image_set.labels[index]
+            yield index, images, self.image_set.labels[index]

@@ -35,10 +35,13 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (and BN
     # statistics), updated every step; it is evaluated and saved instead of the raw weights
-    teacher: str | None = None  # a saved model directory: distil from it (train/distill.py)
+    # saved model directories to distil from (train/distill.py); several: their mean logits
+    teacher: list[str] = field(default_factory=list)
     distill_weight: float = 0.9  # with a teacher: loss = (1 - w) cross-entropy + w distillation
     distill_temperature: float = 4.0
     teacher_flip: bool = False  # the teacher's logits averaged over each image and its mirror
+    teacher_offline: bool = False  # the teacher run once on the stored training images, not on
+    # each batch: no cost per step, targets blind to the crop
     # augmentation
     padding: int = 4  # random-crop shift in pixels
     flip: bool = True  # left-right flips
@@ -51,7 +54,16 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 256
 
+    def __post_init__(self) -> None:
+        # one directory as a string: configurations from before several teachers were allowed
+        if self.teacher is None:
+            self.teacher = []
+        elif isinstance(self.teacher, str):
+            self.teacher = [self.teacher]
+
     def validate(self) -> TrainConfig:
+        if self.teacher_offline and not self.teacher:
+            raise SecateursError("an offline teacher needs a teacher (--teacher DIR)")
         if self.epochs < 1:
             raise SecateursError(f"epochs must be at least 1, not {self.epochs}")
         if self.batch_size < 1:

@@ -1,15 +1,22 @@
 """Knowledge distillation (Hinton, Vinyals and Dean 2015, "Distilling the Knowledge in a Neural
 Network"): the student also matches a frozen teacher's softened class probabilities.
 
-Used to train a model with a stronger one's help, and to fine-tune a pruned model with the model it
-was cut from as its teacher.
+Used to train a model with a stronger one's help (one model, or several averaged as an
+:class:`Ensemble`), and to fine-tune a pruned model with the model it was cut from as its teacher.
+The teacher runs beside the student on every batch (:class:`Teacher`), or once before training on
+every training image as stored (:class:`PrecomputedTeacher`): no cost per step, but its targets
+ignore each step's random crop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from secateurs.progress import progress_bar
 
 
 def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -21,6 +28,17 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperatur
     log_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
     kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
+
+
+class Ensemble(nn.Module):
+    """Several classifiers as one: the mean of their logits."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(models)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return torch.stack([member(images) for member in self.members]).mean(0)
 
 
 class Teacher:
@@ -37,8 +55,42 @@ class Teacher:
         return self
 
     @torch.no_grad()
-    def logits(self, images: Tensor) -> Tensor:
+    def logits(self, images: Tensor, index: Tensor | None = None) -> Tensor:
+        """The soft targets' logits for ``images`` (``index``, their place in the training set,
+        is not needed: the teacher sees the images themselves)."""
         logits = self.model(images)
         if self.flip:
             logits = (logits + self.model(images.flip(3))) / 2
         return logits
+
+    def precompute(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]], count: int) -> Tensor:
+        """The logits of all ``count`` images that ``batches`` (index, images, labels) hold,
+        row ``i`` for image ``i``."""
+        table: Tensor | None = None
+        with progress_bar() as bar:
+            task = bar.add_task("teacher logits", total=count, rate="")
+            for index, images, _ in batches:
+                logits = self.logits(images)
+                if table is None:
+                    table = torch.full((count, logits.shape[1]), float("nan"))
+                table[index] = logits.float()
+                bar.update(task, advance=len(index))
+        if table is None or table.isnan().any():
+            raise ValueError("the batches did not cover every image")
+        return table
+
+
+class PrecomputedTeacher:
+    """A teacher's logits computed once for every training image, looked up by the image's
+    index: the same targets in every epoch, whatever crop or flip the student sees."""
+
+    def __init__(self, table: Tensor) -> None:
+        self.table = table
+
+    def to(self, memory_format: torch.memory_format) -> PrecomputedTeacher:
+        return self
+
+    def logits(self, images: Tensor, index: Tensor | None = None) -> Tensor:
+        if index is None:
+            raise ValueError("a precomputed teacher needs the images' indices")
+        return self.table[index]

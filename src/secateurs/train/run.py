@@ -21,6 +21,7 @@ from secateurs.models import create_model
 from secateurs.store import Manifest, load_model, save_model
 from secateurs.train.callback import Callback
 from secateurs.train.config import TrainConfig
+from secateurs.train.distill import Ensemble
 from secateurs.train.distributed import DistributedContext, init_distributed
 from secateurs.train.trainer import CHECKPOINT_FILE, Trainer
 
@@ -97,20 +98,24 @@ def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Modu
 
 
 def load_teacher(config: TrainConfig, manifest: Manifest) -> nn.Module | None:
-    """The saved model ``config.teacher`` names, checked against the student's classes and input."""
-    if config.teacher is None:
+    """The saved models ``config.teacher`` names, checked against the student's classes and input;
+    several make one :class:`Ensemble`."""
+    teachers = []
+    for path in config.teacher:
+        teacher, teacher_manifest = load_model(path)
+        if teacher_manifest.classes != manifest.classes:
+            raise SecateursError(f"teacher {path} was trained on other classes")
+        if teacher_manifest.input_size != manifest.input_size:
+            raise SecateursError(
+                f"teacher {path} takes inputs of size {teacher_manifest.input_size}, "
+                f"the student {manifest.input_size}"
+            )
+        if (teacher_manifest.mean, teacher_manifest.std) != (manifest.mean, manifest.std):
+            log.warning("teacher %s was trained with another normalisation", path)
+        teachers.append(teacher)
+    if not teachers:
         return None
-    teacher, teacher_manifest = load_model(config.teacher)
-    if teacher_manifest.classes != manifest.classes:
-        raise SecateursError(f"teacher {config.teacher} was trained on other classes")
-    if teacher_manifest.input_size != manifest.input_size:
-        raise SecateursError(
-            f"teacher {config.teacher} takes inputs of size {teacher_manifest.input_size}, "
-            f"the student {manifest.input_size}"
-        )
-    if (teacher_manifest.mean, teacher_manifest.std) != (manifest.mean, manifest.std):
-        log.warning("teacher %s was trained with another normalisation", config.teacher)
-    return teacher
+    return teachers[0] if len(teachers) == 1 else Ensemble(teachers)
 
 
 def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> TrainConfig:

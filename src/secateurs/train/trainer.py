@@ -31,7 +31,7 @@ from secateurs.progress import progress_bar
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import load_checkpoint, save_checkpoint
 from secateurs.train.config import TrainConfig
-from secateurs.train.distill import Teacher, distillation_loss
+from secateurs.train.distill import PrecomputedTeacher, Teacher, distillation_loss
 from secateurs.train.distributed import (
     DistributedContext,
     all_gather,
@@ -103,9 +103,7 @@ class Trainer:
             self.channels_last = False
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.teacher = Teacher(teacher, config.teacher_flip) if teacher is not None else None
-        if self.teacher is not None and self.channels_last:
-            self.teacher.to(torch.channels_last)
+        self.teacher = self._build_teacher(teacher, train_set, mean, std)
         self.train_model: nn.Module = (
             DistributedDataParallel(self.model) if self.context.enabled else self.model
         )
@@ -163,6 +161,28 @@ class Trainer:
             multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay),
             use_buffers=True,
         )
+
+    def _build_teacher(
+        self,
+        model: nn.Module | None,
+        train_set: ImageSet,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> Teacher | PrecomputedTeacher | None:
+        """``model`` as the teacher: run on every batch, or, with ``config.teacher_offline``, run
+        once now on every training image as stored (no crop; mirrored too with teacher_flip)."""
+        if model is None:
+            return None
+        teacher = Teacher(model, self.config.teacher_flip)
+        if self.channels_last:
+            teacher.to(torch.channels_last)
+        if not self.config.teacher_offline:
+            return teacher
+        stored = BatchLoader(
+            train_set, self.config.eval_batch_size, mean, std, channels_last=self.channels_last
+        )
+        log.info("computing the teacher's logits for %d training images", len(train_set))
+        return PrecomputedTeacher(teacher.precompute(stored.indexed(), len(train_set)))
 
     @property
     def final_model(self) -> nn.Module:
@@ -265,11 +285,11 @@ class Trainer:
                 total=len(self.train_loader),
                 rate="",
             )
-            for images, labels in self.train_loader:
+            for index, images, labels in self.train_loader.indexed():
                 for callback in self.callbacks:
                     callback.before_step(self)
                 logits = self.train_model(images)
-                loss = self._loss(images, logits, labels)
+                loss = self._loss(images, logits, labels, index)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 for callback in self.callbacks:
@@ -301,14 +321,14 @@ class Trainer:
         }
 
     def _loss(
-        self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+        self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
         hard = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
         if self.teacher is None:
             return hard
         weight = self.config.distill_weight
         soft = distillation_loss(
-            logits, self.teacher.logits(images), self.config.distill_temperature
+            logits, self.teacher.logits(images, index), self.config.distill_temperature
         )
         return (1 - weight) * hard + weight * soft
 
