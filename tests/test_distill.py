@@ -160,6 +160,8 @@ def test_teacher_config_takes_one_directory_or_several() -> None:
     assert TrainConfig(teacher=["a", "b"]).teacher == ["a", "b"]
     with pytest.raises(SecateursError, match="offline teacher needs a teacher"):
         TrainConfig(teacher_offline=True).validate()
+    with pytest.raises(SecateursError, match="teacher must be model directories"):
+        TrainConfig(teacher=5).validate()  # e.g. ``teacher = 5`` in a TOML file
 
 
 def test_teacher_must_share_classes_and_input(tmp_path: Path) -> None:
@@ -211,7 +213,8 @@ def test_run_training_loads_the_teacher_it_names(tmp_path: Path) -> None:
     assert taught["rank_weight_digests"] != plain["rank_weight_digests"]
     saved = json.loads((tmp_path / "w1" / "config.json").read_text())
     assert (saved["teacher"], saved["distill_weight"]) == ([teacher], 1.0)
-    # two of them, run once before training: the mean of two equal models is that model
+    # two of them, run once before training: their mean is that model, but its fixed targets
+    # ignore the crops, so the run ends elsewhere than the live teacher's
     pair = {"teacher": [teacher, teacher], "teacher_offline": True, "distill_weight": 1.0}
     offline = run_training(TrainConfig(**base, **pair), tmp_path / "pair")
     assert offline["rank_weight_digests"] not in (

@@ -62,6 +62,8 @@ class TrainConfig:
             self.teacher = [self.teacher]
 
     def validate(self) -> TrainConfig:
+        if not isinstance(self.teacher, list) or not all(isinstance(t, str) for t in self.teacher):
+            raise SecateursError(f"teacher must be model directories, not {self.teacher!r}")
         if self.teacher_offline and not self.teacher:
             raise SecateursError("an offline teacher needs a teacher (--teacher DIR)")
         if self.epochs < 1:
