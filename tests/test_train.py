@@ -15,6 +15,7 @@ from secateurs.store import load_model
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import load_checkpoint
 from secateurs.train.config import TrainConfig, load_config
+from secateurs.train.curves import CURVES_FILE, training_figure
 from secateurs.train.layout import channels_last_crashes
 from secateurs.train.run import run_training
 from secateurs.train.schedule import warmup_cosine, warmup_step
@@ -204,6 +205,22 @@ def test_run_directory_contents(finished_run) -> None:
     history = metrics(run_dir)
     assert manifest.metrics["top1"] == history[-1]["test_top1"]
     assert all(0 < m["test_n"] == 64 for m in history)
+    assert (run_dir / CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_plot_the_error_of_each_run_and_the_raw_weights_dotted() -> None:
+    plain = [{"epoch": e, "test_top1": t, "train_loss": 1 / e} for e, t in ((1, 60.0), (2, 80.0))]
+    ema = [
+        {"epoch": 1, "test_top1": 70.0, "test_raw_top1": 50.0, "train_loss": 2.0},
+        {"epoch": 2, "test_top1": 100.0, "test_raw_top1": 90.0, "train_loss": 1.0},
+    ]
+    figure = training_figure({"plain": plain, "ema": ema}, target=89.5, references={"x": 95.0})
+    error, loss = figure.axes
+    curves = [(line.get_linestyle(), list(line.get_ydata())) for line in error.get_lines()]
+    assert curves[:3] == [("-", [40.0, 20.0]), ("-", [30.0, 0.0]), (":", [50.0, 10.0])]
+    assert [list(line.get_ydata()) for line in error.get_lines()[3:]] == [[10.5] * 2, [5.0] * 2]
+    assert [list(line.get_ydata()) for line in loss.get_lines()] == [[1.0, 0.5], [2.0, 1.0]]
+    assert error.get_yscale() == "log"  # the zero error of 100% top-1 is masked, not an error
 
 
 # -- weight averaging ---------------------------------------------------------------------------

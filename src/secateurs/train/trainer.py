@@ -3,6 +3,7 @@ channels-last, DDP, an exponential moving average of the weights and distillatio
 a checkpoint every epoch, and exact resumption.
 
 A run directory holds ``config.json``, ``versions.json``, ``metrics.jsonl`` (one line an epoch),
+``curves.png`` (test error and loss so far, redrawn every epoch),
 ``checkpoint.pt`` (model, optimizer, scheduler, RNG, epoch, callbacks) and, at the end, ``model/``.
 """
 
@@ -31,6 +32,7 @@ from secateurs.progress import progress_bar
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import load_checkpoint, save_checkpoint
 from secateurs.train.config import TrainConfig
+from secateurs.train.curves import CURVES_FILE, plot_training
 from secateurs.train.distill import PrecomputedTeacher, Teacher, distillation_loss
 from secateurs.train.distributed import (
     DistributedContext,
@@ -265,6 +267,7 @@ class Trainer:
                 with (self.run_dir / METRICS_FILE).open("a") as file:
                     file.write(json.dumps(record) + "\n")
                 save_checkpoint(self.state_dict(), self.checkpoint_path)
+                plot_training({self.run_dir.name: self.history}, self.run_dir / CURVES_FILE)
         return self.history
 
     def evaluate(self) -> dict[str, float]:
