@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -148,7 +149,9 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return run_dir, summary
 
 
-def test_resumed_run_is_bitwise_identical(tmp_path: Path, finished_run) -> None:
+def test_resumed_run_is_bitwise_identical(
+    tmp_path: Path, finished_run, caplog: pytest.LogCaptureFixture
+) -> None:
     run_a, summary_a = finished_run
     run_b = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
@@ -163,7 +166,12 @@ def test_resumed_run_is_bitwise_identical(tmp_path: Path, finished_run) -> None:
         run_training(small_config(), run_b, resume=True)
     assert (run_b / CHECKPOINT_FILE).read_bytes() == before
 
-    summary_b = run_training(small_config(), run_b, resume=True, callbacks=[Interrupt(None)])
+    with caplog.at_level(logging.INFO, logger="secateurs.train.trainer"):
+        summary_b = run_training(small_config(), run_b, resume=True, callbacks=[Interrupt(None)])
+    # the resumed process logs epochs 2 and 3, with the time left before the last
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["2/3", "3/3"]
+    assert [line.endswith(" to go") for line in epochs] == [True, False]
 
     model_a, manifest_a = load_model(run_a / "model")
     model_b, manifest_b = load_model(run_b / "model")

@@ -28,7 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from secateurs.data import BatchLoader, ImageSet
 from secateurs.errors import SecateursError
 from secateurs.measure.accuracy import evaluate
-from secateurs.progress import progress_bar
+from secateurs.progress import format_duration, progress_bar
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import load_checkpoint, save_checkpoint
 from secateurs.train.config import TrainConfig
@@ -248,6 +248,7 @@ class Trainer:
         """Train the remaining epochs; returns the per-epoch metrics of the whole run."""
         for callback in self.callbacks:
             callback.on_train_start(self)
+        started, first_epoch = time.perf_counter(), self.epoch
         while self.epoch < self.config.epochs:
             record = self._train_epoch()
             record.update({f"test_{k}": v for k, v in self.evaluate().items()})
@@ -255,13 +256,17 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_epoch_end(self, self.epoch)
             self.history.append(record)
+            # the run's end, at the mean pace (training and evaluation) of this process's epochs
+            per_epoch = (time.perf_counter() - started) / (self.epoch - first_epoch)
+            left = self.config.epochs - self.epoch
             log.info(
-                "epoch %d/%d  loss %.4f  test top-1 %.2f%%  %.0f images/s",
+                "epoch %d/%d  loss %.4f  test top-1 %.2f%%  %.0f images/s%s",
                 record["epoch"],
                 self.config.epochs,
                 record["train_loss"],
                 record["test_top1"],
                 record["images_per_s"],
+                f"  {format_duration(per_epoch * left)} to go" if left else "",
             )
             if self.context.is_main:
                 with (self.run_dir / METRICS_FILE).open("a") as file:
