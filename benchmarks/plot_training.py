@@ -23,12 +23,20 @@ def labelled(text: str) -> tuple[str, str]:
     return label, value
 
 
+def level(text: str) -> tuple[str, float]:
+    label, value = labelled(text)
+    try:
+        return label, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LABEL=TOP1 (a number), got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=labelled, metavar="LABEL=DIR")
     parser.add_argument("--target", type=float, help="a top-1 level to draw, e.g. 89.5")
     parser.add_argument(
-        "--reference", action="append", type=labelled, default=[], metavar="LABEL=TOP1"
+        "--reference", action="append", type=level, default=[], metavar="LABEL=TOP1"
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -38,8 +46,7 @@ def main() -> None:
         if not path.is_file():
             parser.error(f"{path}: no such file")
         runs[label] = [json.loads(line) for line in path.open()]
-    references = {label: float(top1) for label, top1 in args.reference}
-    plot_training(runs, args.out, target=args.target, references=references)
+    plot_training(runs, args.out, target=args.target, references=dict(args.reference))
     print(f"wrote {args.out}")
 
 
