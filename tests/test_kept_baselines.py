@@ -26,10 +26,11 @@ def test_the_documented_baselines_are_kept() -> None:
 def test_kept_baseline_scores_its_recorded_top1(name: str, cifar10_root: Path) -> None:
     model, manifest = load_model(BASELINES / name)
     assert manifest.metrics["epochs"] == 40
-    test_set = load_split(cifar10_root, "test")
+    test_set = load_split(cifar10_root, "test", manifest.image_size)
     assert test_set.classes == manifest.classes
     result = evaluate(model, BatchLoader(test_set, 500, manifest.mean, manifest.std))
     assert result["n"] == 10_000
-    # one image is 0.01 points; the thread count can move a tie-breaking logit, no more
+    # one image is 0.01 points: room for two images whose logits round differently on another
+    # thread count than the one the model was evaluated with after training
     assert result["top1"] == pytest.approx(manifest.metrics["top1"], abs=0.021)
     assert result["top5"] == pytest.approx(manifest.metrics["top5"], abs=0.021)
