@@ -85,6 +85,21 @@ def test_train_flags_reach_the_config(monkeypatch, capsys) -> None:
         ["train", "--epochs", "many", "--out", "x"],  # not a number
         ["frobnicate"],  # unknown command
         [],  # no command
+        # counts that must be whole and positive are refused before any work
+        ["train", "--out", "x", "--batch-size", "0"],
+        ["train", "--out", "x", "--threads", "-1"],
+        ["train", "--out", "x", "--train-subset", "-1300"],
+        ["train", "--out", "x", "--cutout", "-2"],
+        ["eval", "m", "--data", "digits", "--batch-size", "0"],
+        ["eval", "m", "--data", "digits", "--subset", "-5"],
+        ["measure", "m", "--threads", "0"],
+        ["measure", "m", "--repeats", "0"],
+        ["measure", "m", "--batch-sizes", "1", "0"],
+        ["prune", "m", "--method", "l1", "--target-macs", "0.5", "-o", "x", "--batch-size", "0"],
+        ["prune", "m", "--method", "l1", "--target-macs", "0.5", "-o", "x", "--threads", "0"],
+        ["prune", "m", "--method", "l1", "--target-macs", "0.5", "-o", "x", "--steps", "1.5"],
+        ["spp", "m", "--data", "digits", "-o", "x", "--batch-size", "0"],
+        ["demo", "--epochs", "0"],
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(argv: list[str], capsys) -> None:
@@ -111,6 +126,57 @@ def test_existing_run_without_resume_is_one_line(tmp_path: Path, capsys) -> None
     assert main(["train", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "pass --resume" in err[0]
+
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("secateurs: error: ")
+    return lines[0]
+
+
+def test_bad_run_directories_are_one_line(tmp_path: Path, capsys) -> None:
+    # --resume where there is nothing to resume (a typo in --out) does not start a new run
+    empty = tmp_path / "typo"
+    assert main(["train", "--out", str(empty), "--resume"]) == 2
+    assert "nothing to resume in" in one_error_line(capsys)
+    assert not empty.exists()
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    assert main(["train", "--out", str(afile)]) == 2
+    assert "is a file" in one_error_line(capsys)
+    argv = ["prune", str(tmp_path), "--method", "l1", "--target-macs", "0.5", "-o", str(afile)]
+    assert main(argv) == 2
+    assert "is a file" in one_error_line(capsys)
+    assert main(["demo", "--out", str(afile)]) == 2
+    assert "is a file" in one_error_line(capsys)
+
+
+def test_unreadable_checkpoints_and_configs_are_one_line(tmp_path: Path, capsys) -> None:
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"")  # an empty file: the loader's error has no text
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    assert "is not a secateurs checkpoint" in one_error_line(capsys)
+
+    (run / "config.json").write_text('{"epochs": 1, "bogus": 2}')
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    assert "unknown config keys: bogus" in one_error_line(capsys)
+    (run / "config.json").write_text('{"epochs": 1, "batch_si')  # truncated
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    assert "cannot read" in one_error_line(capsys)
+
+    # a checkpoint torch can read that is not a training state: a plain dict, a tensor
+    config = {"epochs": 1, "data": "digits", "train_subset": 64, "batch_size": 32}
+    (run / "config.json").write_text(json.dumps(config))
+    for state in ({"model": {}}, torch.zeros(3)):
+        torch.save(state, run / "checkpoint.pt")
+        assert main(["train", "--out", str(run), "--resume"]) == 2
+        assert "does not hold the training state of this run" in one_error_line(capsys)
 
 
 @pytest.mark.slow

@@ -82,11 +82,32 @@ def test_image_folder_reads_val_as_test_and_grayscale_as_one_channel(tmp_path: P
     assert torch.equal(image_set.images[0, 0], torch.from_numpy(pixels))
 
 
+def test_image_folder_mixing_grayscale_and_colour_is_colour(tmp_path: Path) -> None:
+    # the first file (sorted) is grayscale: the set is still colour, the gray image in 3 channels
+    gray = np.full((4, 4), 200, dtype=np.uint8)
+    colour = np.zeros((4, 4, 3), dtype=np.uint8)
+    colour[..., 0] = 255
+    write_image(tmp_path / "train" / "a" / "0.png", gray)
+    write_image(tmp_path / "train" / "a" / "1.png", colour)
+    image_set = load_split(tmp_path, "train")
+    assert image_set.images.shape == (2, 3, 4, 4)
+    assert torch.equal(image_set.images[0], torch.full((3, 4, 4), 200, dtype=torch.uint8))
+    assert image_set.images[1, 0].eq(255).all() and image_set.images[1, 1:].eq(0).all()
+
+
+def test_image_folder_scales_16_bit_images_to_8_bits(tmp_path: Path) -> None:
+    values = np.array([[0, 255, 256, 32768], [40000, 65535, 1000, 512]], dtype=np.uint16)
+    write_image(tmp_path / "train" / "a" / "0.png", values)
+    image_set = load_split(tmp_path, "train")
+    assert image_set.images.shape == (1, 1, 2, 4)
+    assert image_set.images[0, 0].tolist() == [[0, 0, 1, 128], [156, 255, 3, 2]]
+
+
 def test_cache_entry_is_written_and_read_back(tmp_path: Path, monkeypatch) -> None:
     make_tree(tmp_path)
     first = load_split(tmp_path, "train")
     files = imagefolder.scan(tmp_path / "train")[1]
-    key = cache.cache_key(files, "imagefolder|None")
+    key = cache.cache_key(files, imagefolder.cache_tag(None))
     entry = Path(os.environ["SECATEURS_CACHE"]) / f"{key}.safetensors"
     assert entry.is_file() and entry.with_suffix(".json").is_file()
     assert not list(entry.parent.glob("*.tmp"))  # temporary files were renamed into place

@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,8 +103,26 @@ def test_config_errors(tmp_path: Path) -> None:
     with pytest.raises(SecateursError, match="epochs must be at least 1"):
         load_config(None, {"epochs": 0})
     path.write_text('epochs = "40"\n')
-    with pytest.raises(SecateursError, match="invalid config value"):
+    with pytest.raises(SecateursError, match="epochs must be int, not '40'"):
         load_config(path, {})
+    path.write_text("epochs = 1.5\n")  # not rounded to 1 or 2
+    with pytest.raises(SecateursError, match=r"epochs must be int, not 1\.5"):
+        load_config(path, {})
+    path.write_text("lr = 1\nlabel_smoothing = 0\n")  # an integer is a fine float
+    assert load_config(path, {}).lr == 1
+    path.write_bytes(b"\xff\xfe epochs")
+    with pytest.raises(SecateursError, match="is not a text"):
+        load_config(path, {})
+    for key, value, message in [
+        ("momentum", -1.0, "momentum must be in"),
+        ("weight_decay", -1e-4, "weight decay must be >= 0"),
+        ("threads", 0, "threads must be at least 1"),
+        ("train_subset", -5, "train subset must be at least 1"),
+        ("eval_batch_size", 0, "eval batch size must be at least 1"),
+        ("channels_last", 1, "channels_last must be bool"),
+    ]:
+        with pytest.raises(SecateursError, match=message):
+            load_config(None, {key: value})
     with pytest.raises(SecateursError, match="schedule must be"):
         load_config(None, {"schedule": "linear"})
 
@@ -166,8 +185,13 @@ def test_resumed_run_is_bitwise_identical(
         run_training(small_config(), run_b, resume=True)
     assert (run_b / CHECKPOINT_FILE).read_bytes() == before
 
+    # a crash after an epoch's metrics line but before its checkpoint left a line the
+    # checkpoint does not know: resuming rewrites the file from the checkpoint's history
+    with (run_b / "metrics.jsonl").open("a") as file:
+        file.write(json.dumps({**metrics(run_b)[0], "epoch": 2}) + "\n")
     with caplog.at_level(logging.INFO, logger="secateurs.train.trainer"):
         summary_b = run_training(small_config(), run_b, resume=True, callbacks=[Interrupt(None)])
+    assert [record["epoch"] for record in metrics(run_b)] == [1, 2, 3]
     # the resumed process logs epochs 2 and 3, with the time left before the last
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == ["2/3", "3/3"]
@@ -325,3 +349,56 @@ def test_channels_last_falls_back_to_nchw_where_pytorch_crashes(
     layout = torch.channels_last if expected else torch.contiguous_format
     assert trainer.train_loader.memory_format == trainer.test_loader.memory_format == layout
     assert ("training in NCHW" in caplog.text) is not expected
+
+
+# -- data that does not fit ------------------------------------------------------------------
+def write_split(root: Path, split: str, size: int) -> None:
+    """``root/split/{a,b}/`` with four random RGB PNGs of ``size`` x ``size`` each."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / split / name).mkdir(parents=True)
+        for index in range(4):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / split / name / f"{index}.png")
+
+
+def test_splits_of_different_sizes_are_refused(tmp_path: Path) -> None:
+    write_split(tmp_path / "data", "train", 8)
+    write_split(tmp_path / "data", "test", 12)
+    config = TrainConfig(data=str(tmp_path / "data"), epochs=1, batch_size=4, threads=1)
+    with pytest.raises(SecateursError, match=r"train split holds \(3, 8, 8\) images and the test"):
+        run_training(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_fine_tuning_on_images_of_another_size_is_refused(tmp_path: Path) -> None:
+    write_split(tmp_path / "small", "train", 8)
+    write_split(tmp_path / "small", "test", 8)
+    write_split(tmp_path / "large", "train", 12)
+    write_split(tmp_path / "large", "test", 12)
+    config = TrainConfig(data=str(tmp_path / "small"), epochs=1, batch_size=4, threads=1)
+    run_training(config, tmp_path / "first")
+    config = TrainConfig(
+        model=str(tmp_path / "first" / "model"),
+        data=str(tmp_path / "large"),
+        epochs=1,
+        batch_size=4,
+        threads=1,
+    )
+    with pytest.raises(
+        SecateursError, match=r"takes \(3, 8, 8\) inputs but .* holds \(3, 12, 12\)"
+    ):
+        run_training(config, tmp_path / "second")
+
+
+def test_subsets_and_batches_must_hold_an_image() -> None:
+    from secateurs.data import BatchLoader
+
+    digits = read_digits("test")
+    with pytest.raises(SecateursError, match="a subset needs at least 1 image, not -5"):
+        digits.subset(-5)
+    assert len(digits.subset(10**6)) == len(digits)  # more than there are: all of them
+    with pytest.raises(SecateursError, match="batch size must be at least 1, not 0"):
+        BatchLoader(digits, 0, [0.5], [0.5])

@@ -11,9 +11,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from secateurs.errors import SecateursError
 from secateurs.pipeline import PruneJob, run_prune
 from secateurs.train.config import TrainConfig
 from secateurs.train.run import run_training
+from secateurs.train.trainer import CHECKPOINT_FILE
 
 log = logging.getLogger(__name__)
 DEMO_METHODS = ("l1", "taylor")
@@ -37,8 +39,11 @@ def demo_config(epochs: int) -> TrainConfig:
 def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 3) -> list[dict[str, Any]]:
     """Train, prune with each demo method, print the table; returns one report per method."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SecateursError(f"{out} is a file; --out takes a directory")
     log.info("training resnet20 on the digits set for %d epochs", epochs)
-    run_training(demo_config(epochs), out / "train", resume=(out / "train").exists())
+    started = (out / "train" / CHECKPOINT_FILE).exists()
+    run_training(demo_config(epochs), out / "train", resume=started)
     reports = []
     for method in DEMO_METHODS:
         log.info(

@@ -111,6 +111,8 @@ def check_job(job: PruneJob) -> None:
         raise SecateursError(f"--distill takes a weight in [0, 1], not {job.distill}")
     if job.distill and not job.finetune_epochs:
         raise SecateursError("--distill applies to fine-tuning: pass --finetune-epochs")
+    if job.out.exists() and not job.out.is_dir():
+        raise SecateursError(f"{job.out} is a file; -o takes a directory")
     if job.out.exists() and any(job.out.iterdir()) and not job.resume:
         raise SecateursError(f"{job.out} exists and is not empty; choose another -o (or --resume)")
 

@@ -82,6 +82,8 @@ def check_job(job: SPPJob) -> None:
         raise SecateursError(f"SPP trains: epochs must be at least 1, not {job.epochs}")
     if job.interval < 1 or not 0 < job.A <= 1 or not 0 < job.u < 1:
         raise SecateursError("SPP needs interval >= 1, 0 < A <= 1 and 0 < u < 1")
+    if job.out.exists() and not job.out.is_dir():
+        raise SecateursError(f"{job.out} is a file; -o takes a directory")
     if job.out.exists() and any(job.out.iterdir()) and not job.resume:
         raise SecateursError(f"{job.out} exists and is not empty; choose another -o (or --resume)")
 

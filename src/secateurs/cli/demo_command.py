@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
+from secateurs.cli.parser import positive_int
 from secateurs.demo import run_demo
 
 
@@ -17,7 +18,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", help="run directory (default: a temporary one)")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=positive_int, default=15)
     parser.set_defaults(run=run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from secateurs.cli.parser import positive_int
 from secateurs.data import BatchLoader, load_split
 from secateurs.errors import SecateursError
 from secateurs.measure import evaluate
@@ -29,10 +30,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="a saved model directory")
     parser.add_argument("--data", required=True, help="data set root (see `secateurs train -h`)")
     parser.add_argument("--split", default="test", choices=["test", "train"])
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument(
         "--subset",
-        type=int,
+        type=positive_int,
         help="evaluate on a fixed draw of this many images (the draw `train --test-subset` makes)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the --subset draw")

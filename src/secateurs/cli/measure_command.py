@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from secateurs.cli.parser import positive_int
 from secateurs.measure import LatencySettings, count_cost, measure_latency
 from secateurs.store import load_model
 
@@ -25,9 +26,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("model", help="a saved model directory")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 64])
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=30)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--onnx", action="store_true", help="also time it in onnxruntime")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

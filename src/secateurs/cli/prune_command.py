@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from secateurs.cli.parser import ratio
+from secateurs.cli.parser import non_negative_int, positive_int, ratio
 from secateurs.errors import SecateursError
 from secateurs.pipeline import DEFAULT_ROUND_TO, PruneJob, run_prune
 from secateurs.pruning.allocation import STRATEGIES
@@ -80,11 +80,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--round-to",
-        type=int,
+        type=positive_int,
         default=DEFAULT_ROUND_TO,
         help="keep channel counts at a multiple of this (measured CPU preference; 1 = exact)",
     )
-    parser.add_argument("--steps", type=int, default=1, help="prune in this many steps")
+    parser.add_argument("--steps", type=positive_int, default=1, help="prune in this many steps")
     parser.add_argument(
         "--fold-bias",
         action="store_true",
@@ -92,7 +92,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--recalibrate-bn",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="BATCHES",
         help="re-estimate BatchNorm statistics on this many training batches after pruning, "
@@ -107,14 +107,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "1 - WEIGHT on the labels (knowledge distillation, temperature 4; 0 = off)",
     )
     parser.add_argument("--data", help="data set root: scoring data, accuracy, fine-tuning")
-    parser.add_argument("--finetune-epochs", type=int, default=0)
+    parser.add_argument("--finetune-epochs", type=non_negative_int, default=0)
     parser.add_argument("--finetune-lr", type=float, default=0.01)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--scoring-batches", type=int, default=8)
-    parser.add_argument("--train-subset", type=int, help="use this many training images")
-    parser.add_argument("--test-subset", type=int, help="evaluate on this many test images")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--latency-repeats", type=int, default=30)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--scoring-batches", type=positive_int, default=8)
+    parser.add_argument("--train-subset", type=positive_int, help="use this many training images")
+    parser.add_argument(
+        "--test-subset", type=positive_int, help="evaluate on this many test images"
+    )
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--latency-repeats", type=non_negative_int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("-o", "--out", required=True, help="output directory (must be new)")

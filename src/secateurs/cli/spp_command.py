@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from secateurs.cli.parser import ratio
+from secateurs.cli.parser import non_negative_int, positive_int, ratio
 from secateurs.pruning.spp.callback import DEFAULT_INTERVAL
 from secateurs.pruning.spp.groups import GRANULARITIES
 from secateurs.pruning.spp.schedule import DEFAULT_A, DEFAULT_U
@@ -43,26 +43,28 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--target-macs", type=ratio, default=0.5, help="keep this fraction of the MACs"
     )
     parser.add_argument(
-        "--epochs", type=int, default=10, help="total epochs: pruning phase and retraining"
+        "--epochs", type=positive_int, default=10, help="total epochs: pruning phase and retraining"
     )
     parser.add_argument("--lr", type=float, default=0.01, help="peak learning rate (cosine)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--A", type=float, default=DEFAULT_A, help="largest increment")
     parser.add_argument("--u", type=float, default=DEFAULT_U, help="increment at N_c is u * A")
     parser.add_argument(
-        "--interval", type=int, default=DEFAULT_INTERVAL, help="iterations between updates"
+        "--interval", type=positive_int, default=DEFAULT_INTERVAL, help="iterations between updates"
     )
     parser.add_argument(
         "--oneshot",
         action="store_true",
         help="baseline: remove the smallest-L1 groups at once, then train with that mask",
     )
-    parser.add_argument("--train-subset", type=int, help="use this many training images")
-    parser.add_argument("--test-subset", type=int, help="evaluate on this many test images")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-subset", type=positive_int, help="use this many training images")
+    parser.add_argument(
+        "--test-subset", type=positive_int, help="evaluate on this many test images"
+    )
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument(
         "--latency-repeats",
-        type=int,
+        type=non_negative_int,
         default=30,
         help="0: no timing (compact layers untimed; rerun with --resume when the machine is quiet)",
     )

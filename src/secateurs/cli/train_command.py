@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
+from typing import Any
 
+from secateurs.cli.parser import non_negative_int, positive_int
 from secateurs.train.config import TrainConfig, load_config
 from secateurs.train.run import run_training
 
@@ -21,12 +24,12 @@ examples:
 """
 
 # flags that map one-to-one onto TrainConfig fields: (flag, type, help)
-FLAGS: list[tuple[str, type, str]] = [
+FLAGS: list[tuple[str, Callable[[str], Any], str]] = [
     ("model", str, "registered model name, or a saved model directory to fine-tune"),
     ("data", str, "'digits', an ImageFolder root with train/ and test/, or cifar-10-batches-py"),
-    ("image-size", int, "resize ImageFolder images to this size (ImageNet layout)"),
-    ("epochs", int, "epochs to train"),
-    ("batch-size", int, "global batch size"),
+    ("image-size", positive_int, "resize ImageFolder images to this size (ImageNet layout)"),
+    ("epochs", positive_int, "epochs to train"),
+    ("batch-size", positive_int, "global batch size"),
     ("lr", float, "peak learning rate"),
     ("weight-decay", float, "weight decay on conv and linear weights"),
     ("schedule", str, "cosine or step"),
@@ -36,11 +39,11 @@ FLAGS: list[tuple[str, type, str]] = [
     ("distill-weight", float, "with --teacher: weight of the distillation term, 1 - w on labels"),
     ("distill-temperature", float, "with --teacher: softmax temperature of the soft targets"),
     ("momentum", float, "SGD momentum"),
-    ("padding", int, "random-crop shift in pixels"),
-    ("cutout", int, "zero a square of this side in each training image (0: off)"),
-    ("train-subset", int, "train on this many images (a fixed draw)"),
-    ("test-subset", int, "evaluate on this many images"),
-    ("threads", int, "torch threads"),
+    ("padding", non_negative_int, "random-crop shift in pixels"),
+    ("cutout", non_negative_int, "zero a square of this side in each training image (0: off)"),
+    ("train-subset", positive_int, "train on this many images (a fixed draw)"),
+    ("test-subset", positive_int, "evaluate on this many images"),
+    ("threads", positive_int, "torch threads"),
     ("seed", int, "random seed"),
 ]
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from secateurs.errors import SecateursError
+
 
 @dataclass
 class ImageSet:
@@ -32,7 +34,10 @@ class ImageSet:
         return (channels, height, width)
 
     def subset(self, count: int, seed: int = 0) -> ImageSet:
-        """``count`` images drawn without replacement (a fixed draw for a given ``seed``)."""
+        """``count`` images drawn without replacement (a fixed draw for a given ``seed``); all of
+        them when ``count`` is at least their number."""
+        if count < 1:
+            raise SecateursError(f"a subset needs at least 1 image, not {count}")
         if count >= len(self):
             return self
         generator = torch.Generator().manual_seed(seed)

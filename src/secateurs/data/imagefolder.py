@@ -18,6 +18,8 @@ from secateurs.data.dataset import ImageSet
 from secateurs.errors import SecateursError
 from secateurs.progress import progress_bar
 
+GRAYSCALE_MODES = {"L", "1", "LA"}
+SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I"}  # 16-bit grayscale PNGs open as these
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff", ".gif"}
 
 
@@ -41,10 +43,14 @@ def scan(root: Path) -> tuple[list[str], list[Path], list[int]]:
     return classes, files, labels
 
 
-def _decode(path: Path, image_size: int | None, mode: str) -> np.ndarray:
+def _decode(path: Path, image_size: int | None) -> np.ndarray:
+    """(H, W) for a grayscale file, (H, W, 3) for anything else."""
     try:
         with Image.open(path) as image:
-            image = image.convert(mode)
+            if image.mode in SIXTEEN_BIT_MODES:  # PIL's convert("L") would clip, not scale
+                pixels = np.asarray(image).astype(np.int64) // 256
+                image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "L")
+            image = image.convert("L" if image.mode in GRAYSCALE_MODES else "RGB")
             if image_size is not None:
                 image = _resize_center_crop(image, image_size)
             return np.asarray(image, dtype=np.uint8)
@@ -62,34 +68,33 @@ def _resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def _image_mode(path: Path) -> str:
-    try:
-        with Image.open(path) as image:
-            return "L" if image.mode in ("L", "1", "I;16") else "RGB"
-    except (UnidentifiedImageError, OSError) as error:
-        raise SecateursError(f"cannot read image {path}: {error}") from None
+def cache_tag(image_size: int | None) -> str:
+    """What besides the files keys a decoded set; v2: grayscale files in colour sets, 16-bit
+    files scaled."""
+    return f"imagefolder-v2|{image_size}"
 
 
 def read_image_folder(root: Path, image_size: int | None = None) -> ImageSet:
     """Decode every image under ``root`` (cached after the first call)."""
     classes, files, labels = scan(root)
-    key = cache.cache_key(files, f"imagefolder|{image_size}")
+    key = cache.cache_key(files, cache_tag(image_size))
     cached = cache.load_cached(key)
     if cached is not None:
         return cached
-    mode = _image_mode(files[0])
     arrays: list[np.ndarray] = []
     with progress_bar() as bar:
         task = bar.add_task(f"decoding {root}", total=len(files), rate="")
         for path in files:
-            array = _decode(path, image_size, mode)
-            if arrays and array.shape != arrays[0].shape:
+            array = _decode(path, image_size)
+            if arrays and array.shape[:2] != arrays[0].shape[:2]:
                 raise SecateursError(
                     f"images of mixed sizes: {path} is {_describe(array)} but {files[0]} is "
                     f"{_describe(arrays[0])}; pass --image-size N to resize them"
                 )
             arrays.append(array)
             bar.advance(task)
+    if any(array.ndim == 3 for array in arrays):  # a colour set: grayscale files become RGB
+        arrays = [np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
     stacked = torch.from_numpy(np.stack(arrays))
     images = stacked.unsqueeze(1) if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2)
     image_set = ImageSet(images.contiguous(), torch.tensor(labels, dtype=torch.int64), classes)

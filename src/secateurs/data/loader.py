@@ -15,6 +15,7 @@ from torch.utils.data import DistributedSampler
 
 from secateurs.data.augment import alternating_flip, cutout, random_crop, random_flip
 from secateurs.data.dataset import ImageSet
+from secateurs.errors import SecateursError
 
 
 class _Indices:
@@ -53,6 +54,8 @@ class BatchLoader:
         world_size: int = 1,
         channels_last: bool = False,
     ) -> None:
+        if batch_size < 1:
+            raise SecateursError(f"batch size must be at least 1, not {batch_size}")
         self.image_set = image_set
         self.batch_size = batch_size
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255

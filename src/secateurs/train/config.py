@@ -62,6 +62,7 @@ class TrainConfig:
             self.teacher = [self.teacher]
 
     def validate(self) -> TrainConfig:
+        self._check_types()
         if not isinstance(self.teacher, list) or not all(isinstance(t, str) for t in self.teacher):
             raise SecateursError(f"teacher must be model directories, not {self.teacher!r}")
         if self.teacher_offline and not self.teacher:
@@ -70,8 +71,20 @@ class TrainConfig:
             raise SecateursError(f"epochs must be at least 1, not {self.epochs}")
         if self.batch_size < 1:
             raise SecateursError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise SecateursError(f"eval batch size must be at least 1, not {self.eval_batch_size}")
+        for name in ("train_subset", "test_subset", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SecateursError(f"{name.replace('_', ' ')} must be at least 1, not {value}")
         if self.lr <= 0:
             raise SecateursError(f"learning rate must be positive, not {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise SecateursError(f"momentum must be in [0, 1), not {self.momentum}")
+        if self.weight_decay < 0:
+            raise SecateursError(f"weight decay must be >= 0, not {self.weight_decay}")
+        if self.warmup_epochs < 0 or self.gamma <= 0:
+            raise SecateursError("warm-up epochs must be >= 0 and the step factor gamma > 0")
         if self.schedule not in ("cosine", "step"):
             raise SecateursError(f"schedule must be 'cosine' or 'step', not {self.schedule!r}")
         if not 0 <= self.label_smoothing < 1:
@@ -90,8 +103,42 @@ class TrainConfig:
             )
         return self
 
+    def _check_types(self) -> None:
+        """Each number has its field's type: ``epochs = 1.5`` or ``batch_size = "64"`` in a file
+        is refused, not rounded or left to fail deep inside training."""
+        for spec in fields(self):
+            value, kind = getattr(self, spec.name), str(spec.type)
+            if value is None and "None" in kind:
+                continue
+            if kind.startswith("int"):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind.startswith("float"):
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            elif kind.startswith("bool"):
+                ok = isinstance(value, bool)
+            elif kind.startswith("str"):
+                ok = isinstance(value, str)
+            else:
+                continue
+            if not ok:
+                expected = kind.split(" |")[0]
+                raise SecateursError(f"{spec.name} must be {expected}, not {value!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def config_from_dict(values: dict[str, Any], source: str) -> TrainConfig:
+    """A validated :class:`TrainConfig` from plain values (a TOML file, flags, a run's
+    config.json); ``source`` names where they came from in the error."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SecateursError(f"unknown config keys: {', '.join(unknown)} (in {source})")
+    try:
+        return TrainConfig(**values).validate()
+    except TypeError as error:
+        raise SecateursError(f"invalid config value in {source}: {error}") from None
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -103,14 +150,9 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
             values.update(tomllib.loads(path.read_text()))
         except OSError as error:
             raise SecateursError(f"cannot read config {path}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise SecateursError(f"{path} is not a text (UTF-8) TOML file") from None
         except tomllib.TOMLDecodeError as error:
             raise SecateursError(f"{path} is not valid TOML: {error}") from None
     values.update({key: value for key, value in overrides.items() if value is not None})
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise SecateursError(f"unknown config keys: {', '.join(unknown)}")
-    try:
-        return TrainConfig(**values).validate()
-    except TypeError as error:  # e.g. epochs = "40" in the file
-        raise SecateursError(f"invalid config value: {error}") from None
+    return config_from_dict(values, str(path) if path is not None else "the flags")

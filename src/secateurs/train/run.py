@@ -20,7 +20,7 @@ from secateurs.errors import SecateursError
 from secateurs.models import create_model
 from secateurs.store import Manifest, load_model, save_model
 from secateurs.train.callback import Callback
-from secateurs.train.config import TrainConfig
+from secateurs.train.config import TrainConfig, config_from_dict
 from secateurs.train.distill import Ensemble
 from secateurs.train.distributed import DistributedContext, init_distributed
 from secateurs.train.trainer import CHECKPOINT_FILE, Trainer
@@ -67,6 +67,11 @@ def load_data(config: TrainConfig) -> tuple[ImageSet, ImageSet]:
         test_set = test_set.subset(config.test_subset, seed=config.seed)
     if train_set.classes != test_set.classes:
         raise SecateursError("the train and test splits have different classes")
+    if train_set.input_size != test_set.input_size:
+        raise SecateursError(
+            f"the train split holds {tuple(train_set.input_size)} images and the test split "
+            f"{tuple(test_set.input_size)}: pass --image-size to resize both"
+        )
     return train_set, test_set
 
 
@@ -78,6 +83,11 @@ def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Modu
             raise SecateursError(
                 f"{config.model} was trained on classes {manifest.classes[:4]}..., "
                 f"not this data set's {train_set.classes[:4]}..."
+            )
+        if list(train_set.input_size) != list(manifest.input_size):
+            raise SecateursError(
+                f"{config.model} takes {tuple(manifest.input_size)} inputs but {config.data} "
+                f"holds {tuple(train_set.input_size)}"
             )
         return model.train(), manifest
     channels = train_set.input_size[0]
@@ -121,9 +131,16 @@ def load_teacher(config: TrainConfig, manifest: Manifest) -> nn.Module | None:
 def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> TrainConfig:
     """Create ``run_dir`` for a new run, or read back the configuration of the run to resume."""
     config_path = run_dir / CONFIG_FILE
-    if resume and config_path.exists():
-        saved = json.loads(config_path.read_text())
-        return TrainConfig(**saved).validate()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SecateursError(f"{run_dir} is a file, not a run directory")
+    if resume:
+        if not (run_dir / CHECKPOINT_FILE).exists():
+            raise SecateursError(
+                f"nothing to resume in {run_dir}: it holds no {CHECKPOINT_FILE} "
+                "(start the run without --resume)"
+            )
+        if config_path.exists():
+            return read_run_config(run_dir)
     if not resume and (run_dir / CHECKPOINT_FILE).exists():
         raise SecateursError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
@@ -132,6 +149,18 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> TrainCo
     config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
     return config
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    """The configuration a run directory was started with (its config.json), validated."""
+    path = run_dir / CONFIG_FILE
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SecateursError(f"cannot read {path}: {error}") from None
+    if not isinstance(values, dict):
+        raise SecateursError(f"{path} does not hold a training configuration")
+    return config_from_dict(values, str(path))
 
 
 def run_training(
@@ -146,7 +175,7 @@ def run_training(
     config = prepare_run_dir(run_dir, config, resume) if context.is_main else config
     if context.enabled:
         _wait_for_main(context)
-        config = TrainConfig(**json.loads((run_dir / CONFIG_FILE).read_text()))
+        config = read_run_config(run_dir)
     apply_runtime_settings(config)
     train_set, test_set = load_data(config)
     model, manifest = build_start_model(config, train_set)

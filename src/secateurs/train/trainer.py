@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -214,6 +215,16 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self._load_state_dict(state)
+        except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            raise SecateursError(
+                f"{self.checkpoint_path} does not hold the training state of this run "
+                f"({type(error).__name__}: {reason})"
+            ) from None
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["callbacks"]) != len(self.callbacks):
             raise SecateursError(
                 f"{self.checkpoint_path} holds the state of {len(state['callbacks'])} callbacks, "
@@ -240,8 +251,18 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return False
         self.load_state_dict(load_checkpoint(self.checkpoint_path))
+        if self.context.is_main:  # a crash after the checkpoint, before the metrics: redo them
+            self._write_metrics()
         log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
         return True
+
+    def _write_metrics(self) -> None:
+        """metrics.jsonl rewritten from the history the checkpoint holds (temporary file, then
+        rename), so the file never has an epoch twice or one the checkpoint lacks."""
+        path = self.run_dir / METRICS_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
+        os.replace(tmp, path)
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
@@ -269,9 +290,8 @@ class Trainer:
                 f"  {format_duration(per_epoch * left)} to go" if left else "",
             )
             if self.context.is_main:
-                with (self.run_dir / METRICS_FILE).open("a") as file:
-                    file.write(json.dumps(record) + "\n")
                 save_checkpoint(self.state_dict(), self.checkpoint_path)
+                self._write_metrics()
                 plot_training({self.run_dir.name: self.history}, self.run_dir / CURVES_FILE)
         return self.history
 
