@@ -291,6 +291,17 @@ def test_cifar_pickle_of_the_wrong_shape(tmp_path: Path) -> None:
     bad.write_bytes(pickle.dumps({b"labels": [1], b"data": np.zeros((1, 7), np.uint8)}))
     with pytest.raises(SecateursError, match=re.escape(f"not a CIFAR-10 batch file: {bad}")):
         load_split(root, "test")
+    image = np.zeros((1, 3072), np.uint8)
+    bad.write_bytes(pickle.dumps({b"labels": [1, 2], b"data": image}))  # a label too many
+    with pytest.raises(SecateursError, match="holds 1 images but 2 labels"):
+        load_split(root, "test")
+    bad.write_bytes(pickle.dumps({b"labels": [10], b"data": image}))  # no class 10
+    with pytest.raises(SecateursError, match="has labels from 10 to 10, but 10 classes"):
+        load_split(root, "test")
+    bad.write_bytes(pickle.dumps({b"labels": [1], b"data": image}))
+    (root / "batches.meta").write_bytes(pickle.dumps({b"num_vis": 3072}))
+    with pytest.raises(SecateursError, match=r"batches\.meta has no list of label_names"):
+        load_split(root, "test")
 
 
 def test_malicious_cifar_pickle_is_refused_not_run(tmp_path: Path) -> None:

@@ -101,6 +101,34 @@ def test_unknown_manifest_keys_are_ignored_and_missing_ones_refused(tmp_path: Pa
     (tmp_path / MANIFEST_FILE).write_text("{not json")
     with pytest.raises(SecateursError, match="is not valid JSON"):
         load_model(tmp_path)
+    (tmp_path / MANIFEST_FILE).write_bytes(b"\xff\xfe{")
+    with pytest.raises(SecateursError, match="is not a text"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("architecture", 5, "architecture must be a name"),
+        ("arguments", None, "arguments must be an object"),
+        ("classes", "airplane", "classes must be a list of names"),
+        ("input_size", [1, 8], r"input_size must be \[channels, height, width\]"),
+        ("input_size", [3, 32, 0], "input_size must be"),
+        ("mean", [0.5], r"mean must hold one number per input channel \(3\)"),
+        ("std", "wide", "std must hold one number"),
+        ("metrics", [], "metrics must be an object"),
+        ("pruning", "l1", "pruning must be an object or null"),
+        ("image_size", 32.5, "image_size must be a whole number"),
+    ],
+)
+def test_manifest_fields_of_the_wrong_type_are_refused(
+    tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    save_model(create_model("resnet20", num_classes=10), tmp_path, manifest())
+    data = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({**data, key: value}))
+    with pytest.raises(SecateursError, match=f"is not a secateurs manifest: {message}"):
+        load_model(tmp_path)
 
 
 def test_pickle_posing_as_safetensors_is_refused_not_run(tmp_path: Path) -> None:

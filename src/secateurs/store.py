@@ -49,9 +49,47 @@ class Manifest:
         if not isinstance(data, dict):
             raise SecateursError(f"{source} is not a secateurs manifest: not a JSON object")
         try:
-            return cls(**{key: value for key, value in data.items() if key in known})
+            manifest = cls(**{key: value for key, value in data.items() if key in known})
         except TypeError as error:
             raise SecateursError(f"{source} is not a secateurs manifest: {error}") from None
+        problem = manifest._problem()
+        if problem:
+            raise SecateursError(f"{source} is not a secateurs manifest: {problem}")
+        return manifest
+
+    def _problem(self) -> str | None:
+        """What is wrong with the fields' types and shapes, if anything."""
+
+        def numbers(values: Any) -> bool:
+            return isinstance(values, list) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            )
+
+        if not isinstance(self.architecture, str):
+            return f"architecture must be a name, not {self.architecture!r}"
+        if not isinstance(self.arguments, dict):
+            return f"arguments must be an object, not {self.arguments!r}"
+        if not isinstance(self.classes, list) or not all(isinstance(c, str) for c in self.classes):
+            return "classes must be a list of names"
+        size = self.input_size
+        if (
+            not numbers(size)
+            or len(size) != 3
+            or not all(isinstance(v, int) and v > 0 for v in size)
+        ):
+            return f"input_size must be [channels, height, width], not {size!r}"
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if not numbers(values) or len(values) != size[0]:
+                return f"{name} must hold one number per input channel ({size[0]})"
+        for name in ("metrics", "training"):
+            if not isinstance(getattr(self, name), dict):
+                return f"{name} must be an object"
+        if self.pruning is not None and not isinstance(self.pruning, dict):
+            return "pruning must be an object or null"
+        if self.image_size is not None and not isinstance(self.image_size, int):
+            return f"image_size must be a whole number or null, not {self.image_size!r}"
+        return None
 
 
 def build_model(manifest: Manifest) -> nn.Module:
@@ -89,6 +127,8 @@ def read_manifest(directory: str | Path) -> Manifest:
         return Manifest.from_json(json.loads(path.read_text()), path)
     except json.JSONDecodeError as error:
         raise SecateursError(f"{path} is not valid JSON: {error}") from None
+    except UnicodeDecodeError:
+        raise SecateursError(f"{path} is not a text (UTF-8) JSON file") from None
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

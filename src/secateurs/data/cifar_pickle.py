@@ -54,15 +54,32 @@ def read_cifar_pickle(root: Path, split: str) -> ImageSet:
         batch = _load_batch(root / name)
         try:
             data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            labels += list(batch[b"labels"])
+            batch_labels = [int(label) for label in batch[b"labels"]]
         except (KeyError, ValueError, TypeError) as error:
             raise SecateursError(f"not a CIFAR-10 batch file: {root / name} ({error})") from None
+        if len(batch_labels) != len(data):
+            raise SecateursError(
+                f"not a CIFAR-10 batch file: {root / name} holds {len(data)} images "
+                f"but {len(batch_labels)} labels"
+            )
         images.append(data)
-    meta = root / "batches.meta"
-    if meta.is_file():
-        classes = [name.decode() for name in _load_batch(meta)[b"label_names"]]
-    else:
-        classes = [str(index) for index in range(10)]
+        labels += batch_labels
+    classes = _class_names(root / "batches.meta")
+    if labels and not 0 <= min(labels) <= max(labels) < len(classes):
+        raise SecateursError(
+            f"{root} has labels from {min(labels)} to {max(labels)}, but {len(classes)} classes"
+        )
     return ImageSet(
         torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64), classes
     )
+
+
+def _class_names(meta: Path) -> list[str]:
+    """The ``label_names`` of ``batches.meta``; without the file, the classes are numbered."""
+    if not meta.is_file():
+        return [str(index) for index in range(10)]
+    content = _load_batch(meta)
+    try:
+        return [name.decode() for name in content[b"label_names"]]
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        raise SecateursError(f"{meta} has no list of label_names") from None
