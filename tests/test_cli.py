@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,17 @@ def test_eval_reads_images_as_training_did(tmp_path: Path, capsys) -> None:
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 12
     assert result["top1"] == summary["top1"]
+
+
+def test_resume_says_which_flags_the_saved_config_overrules(tmp_path: Path, caplog) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--data", "digits", "--train-subset", "64", "--test-subset", "32"]
+    argv += ["--batch-size", "32", "--threads", "1", "--epochs", "1", "--out", str(run)]
+    assert main(argv) == 0
+    with caplog.at_level(logging.WARNING):
+        assert main([*argv, "--resume"]) == 0  # the same flags: nothing to say
+        assert not caplog.records
+        assert main([*argv[:-4], "--epochs", "3", "--out", str(run), "--resume"]) == 0
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert warning == f"--resume keeps epochs = 1 from {run}/config.json; ignoring --epochs 3"
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1

@@ -123,6 +123,19 @@ def test_cache_entry_is_written_and_read_back(tmp_path: Path, monkeypatch) -> No
     assert second.classes == first.classes
 
 
+def test_cache_entry_without_images_is_ignored(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    make_tree(tmp_path)
+    first = load_split(tmp_path, "train")
+    files = imagefolder.scan(tmp_path / "train")[1]
+    key = cache.cache_key(files, imagefolder.cache_tag(None))
+    entry = Path(os.environ["SECATEURS_CACHE"]) / f"{key}.safetensors"
+    save_file({"labels": first.labels}, entry)  # no images
+    second = load_split(tmp_path, "train")  # decoded again, not a KeyError
+    assert torch.equal(second.images, first.images)
+
+
 def test_cache_key_changes_when_a_file_changes(tmp_path: Path) -> None:
     make_tree(tmp_path)
     first = load_split(tmp_path, "train")

@@ -17,7 +17,13 @@ from secateurs.errors import SecateursError
 from secateurs.models import create_model
 from secateurs.store import Manifest, save_model
 from secateurs.train.config import TrainConfig
-from secateurs.train.distill import Ensemble, PrecomputedTeacher, Teacher, distillation_loss
+from secateurs.train.distill import (
+    Ensemble,
+    PrecomputedTeacher,
+    Renormalized,
+    Teacher,
+    distillation_loss,
+)
 from secateurs.train.run import load_teacher
 from secateurs.train.trainer import Trainer, weights_digest
 
@@ -221,3 +227,20 @@ def test_run_training_loads_the_teacher_it_names(tmp_path: Path) -> None:
         plain["rank_weight_digests"],
         taught["rank_weight_digests"],
     )
+
+
+def test_a_teacher_normalised_otherwise_sees_its_own_normalisation() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()).eval()
+    pixels = torch.rand(2, 3, 5, 5)
+    student = ([0.5, 0.4, 0.3], [0.2, 0.25, 0.3])  # the student's mean and std
+    teacher = ([0.45, 0.5, 0.35], [0.3, 0.2, 0.22])  # the teacher's
+
+    def normalise(stats: tuple[list[float], list[float]]) -> torch.Tensor:
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in stats)
+        return (pixels - mean) / std
+
+    wrapped = Renormalized(model, student, teacher)
+    expected = model(normalise(teacher))
+    torch.testing.assert_close(wrapped(normalise(student)), expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(model(normalise(student)), expected, atol=1e-3)

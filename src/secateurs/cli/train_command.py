@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from secateurs.cli.parser import non_negative_int, positive_int
 from secateurs.train.config import TrainConfig, load_config
-from secateurs.train.run import run_training
+from secateurs.train.run import CONFIG_FILE, read_run_config, run_training
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """Train a model and save it (safetensors + manifest) in OUT/model.
 
@@ -119,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         teacher_offline=args.teacher_offline,
     )
     config: TrainConfig = load_config(args.config, overrides)
+    if args.resume:
+        _warn_ignored_settings(Path(args.out), overrides)
     summary = run_training(config, args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
@@ -127,3 +133,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%  ->  {args.out}/model")
     return 0
+
+
+def _warn_ignored_settings(run_dir: Path, given: dict[str, Any]) -> None:
+    """A resumed run keeps the settings in its config.json: say which flags that overrules."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    saved = read_run_config(run_dir).to_dict()
+    for key, value in given.items():
+        if value is not None and key in saved and saved[key] != value:
+            log.warning(
+                "--resume keeps %s = %r from %s; ignoring --%s %r",
+                key,
+                saved[key],
+                run_dir / CONFIG_FILE,
+                key.replace("_", "-"),
+                value,
+            )

@@ -42,10 +42,10 @@ def load_cached(key: str) -> ImageSet | None:
     try:
         tensors = load_file(path)
         classes = json.loads(path.with_suffix(".json").read_text())["classes"]
-    except (OSError, SafetensorError, KeyError, ValueError):
+        return ImageSet(tensors["images"], tensors["labels"], classes)
+    except (OSError, SafetensorError, KeyError, ValueError, TypeError):
         log.warning("ignoring unreadable cache entry %s", path)
         return None
-    return ImageSet(tensors["images"], tensors["labels"], classes)
 
 
 def store(key: str, image_set: ImageSet) -> None:

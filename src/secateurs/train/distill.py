@@ -41,6 +41,28 @@ class Ensemble(nn.Module):
         return torch.stack([member(images) for member in self.members]).mean(0)
 
 
+class Renormalized(nn.Module):
+    """``model`` fed images normalised with another mean and std than its own: each channel is
+    mapped back to pixels and normalised the way ``model`` was trained, one affine step."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        given: tuple[Sequence[float], Sequence[float]],
+        expected: tuple[Sequence[float], Sequence[float]],
+    ) -> None:
+        super().__init__()
+        self.model = model
+        (mean, std), (own_mean, own_std) = given, expected
+        scale = torch.tensor(std) / torch.tensor(own_std)
+        shift = (torch.tensor(mean) - torch.tensor(own_mean)) / torch.tensor(own_std)
+        self.register_buffer("scale", scale.view(1, -1, 1, 1))
+        self.register_buffer("shift", shift.view(1, -1, 1, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images * self.scale + self.shift)
+
+
 class Teacher:
     """A frozen model in evaluation mode whose logits are soft targets; with ``flip``, the
     logits are averaged with those of the mirrored images (a stronger teacher, one more

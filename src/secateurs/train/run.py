@@ -21,7 +21,7 @@ from secateurs.models import create_model
 from secateurs.store import Manifest, load_model, save_model
 from secateurs.train.callback import Callback
 from secateurs.train.config import TrainConfig, config_from_dict
-from secateurs.train.distill import Ensemble
+from secateurs.train.distill import Ensemble, Renormalized
 from secateurs.train.distributed import DistributedContext, init_distributed
 from secateurs.train.trainer import CHECKPOINT_FILE, Trainer
 
@@ -120,8 +120,10 @@ def load_teacher(config: TrainConfig, manifest: Manifest) -> nn.Module | None:
                 f"teacher {path} takes inputs of size {teacher_manifest.input_size}, "
                 f"the student {manifest.input_size}"
             )
-        if (teacher_manifest.mean, teacher_manifest.std) != (manifest.mean, manifest.std):
-            log.warning("teacher %s was trained with another normalisation", path)
+        own = (teacher_manifest.mean, teacher_manifest.std)
+        if own != (manifest.mean, manifest.std):
+            log.info("teacher %s was trained with another normalisation: mapping to it", path)
+            teacher = Renormalized(teacher, (manifest.mean, manifest.std), own)
         teachers.append(teacher)
     if not teachers:
         return None
