@@ -82,6 +82,15 @@ def test_image_folder_reads_val_as_test_and_grayscale_as_one_channel(tmp_path: P
     assert torch.equal(image_set.images[0, 0], torch.from_numpy(pixels))
 
 
+def test_image_folder_skips_hidden_folders_and_files(tmp_path: Path) -> None:
+    make_tree(tmp_path, per_class=2)
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "train" / CLASSES[0] / "._img0.png").write_bytes(b"\x00\x05 resource fork")
+    image_set = load_split(tmp_path, "train")
+    assert image_set.classes == sorted(CLASSES)
+    assert len(image_set) == 2 * len(CLASSES)
+
+
 def test_image_folder_mixing_grayscale_and_colour_is_colour(tmp_path: Path) -> None:
     # the first file (sorted) is grayscale: the set is still colour, the gray image in 3 channels
     gray = np.full((4, 4), 200, dtype=np.uint8)

@@ -23,7 +23,7 @@ CACHE_FORMAT = 1
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SECATEURS_CACHE", Path.home() / ".cache" / "secateurs"))
+    return Path(os.environ.get("SECATEURS_CACHE") or Path.home() / ".cache" / "secateurs")
 
 
 def cache_key(files: list[Path], extra: str) -> str:

@@ -27,14 +27,17 @@ def scan(root: Path) -> tuple[list[str], list[Path], list[int]]:
     """Class names (sorted), image files and their labels under ``root``."""
     if not root.is_dir():
         raise SecateursError(f"no such folder: {root}")
-    classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
+    # hidden entries (.ipynb_checkpoints, macOS's ._name.jpg) are not classes or images
+    classes = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise SecateursError(f"{root} has no class folders (expected {root}/<class>/<image>)")
     files: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
         class_files = sorted(
-            path for path in (root / name).iterdir() if path.suffix.lower() in IMAGE_SUFFIXES
+            path
+            for path in (root / name).iterdir()
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
         )
         if not class_files:
             raise SecateursError(f"class folder {root / name} holds no images")
