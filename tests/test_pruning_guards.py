@@ -75,6 +75,29 @@ def test_unsupported_structure_is_named() -> None:
         PruningPlan({"a": [0]}).validate(graph)
 
 
+def test_grouped_convolution_with_as_many_groups_as_outputs_is_not_depthwise() -> None:
+    # 16 -> 8 channels in 8 groups: two inputs a group, so not depthwise, so not prunable
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 8, 3, padding=1, groups=8),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    ).eval()
+    graph = ChannelGraph(model, (3, 8, 8))
+    refused = {g.root: g.reason for g in graph.groups if not g.prunable}
+    assert "grouped convolution (groups=8)" in refused["3"]
+    assert not graph.prunable_groups  # the first conv's channels feed it: refused with it
+    with pytest.raises(SecateursError, match="cannot prune group 3"):
+        PruningPlan({"3": [0, 3]}).validate(graph)
+    depthwise = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.Flatten())
+    assert all(g.prunable for g in ChannelGraph(depthwise, (3, 8, 8)).groups if g.root == "0")
+
+
 def test_plan_that_empties_a_layer_is_refused() -> None:
     graph = ChannelGraph(create_model("resnet20"), INPUT)
     with pytest.raises(SecateursError, match=r"would empty layer layer1\.0\.conv1"):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from secateurs.measure.cost import count_cost
 from secateurs.measure.latency import LatencySettings
 from secateurs.models import create_model
 from secateurs.pruning.spp import (
@@ -397,6 +398,23 @@ def test_spp_macs_counts_kept_rows_and_columns() -> None:
     assert layer["dense_macs"] == dense
     assert layer["macs"] == pytest.approx(dense * (1 - (0.25 + 0.25 - 0.0625)))
     assert result["dense_macs"] - result["macs"] == pytest.approx(dense - layer["macs"])
+
+
+def test_measured_macs_of_a_compacted_model_count_its_kept_columns() -> None:
+    # count_cost (what `secateurs measure` reports) sees a compact convolution's work
+    model = small_convnet().eval()
+    keep = torch.ones(12, 8, 3, 3, dtype=torch.bool)
+    keep[:, :2] = False  # 2 of 8 input channels
+    keep[:, 5, 0] = False  # and one row of taps of another: 72 - 18 - 3 = 51 columns kept
+    conv = model.get_submodule("3")
+    with torch.no_grad():
+        conv.weight.mul_(keep)
+    compacted = copy.deepcopy(model)
+    compacted[3] = CompactConv2d(conv, keep[0])
+    dense = count_cost(model, SMALL_INPUT)["macs"]
+    assert count_cost(compacted, SMALL_INPUT)["macs"] == dense - 12 * (72 - 51) * 4 * 4
+    paper_count = spp_macs(model, {"3": keep}, SMALL_INPUT)["macs"]  # the SPP report's
+    assert count_cost(compacted, SMALL_INPUT)["macs"] == round(paper_count)
 
 
 def test_macs_target_is_split_into_a_uniform_ratio() -> None:

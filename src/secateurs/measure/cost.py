@@ -17,13 +17,30 @@ def example_input(input_size: Sequence[int], batch: int = 1) -> torch.Tensor:
 
 
 def count_cost(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]:
-    """``macs`` for one image of ``input_size`` (C, H, W) and ``params`` of ``model``."""
+    """``macs`` for one image of ``input_size`` (C, H, W) and ``params`` of ``model``.
+
+    Torch-Pruning's counter sees only standard layers; a compact column convolution (SPP's
+    ``CompactConv2d``, found by its ``kept_columns``) computes with functional calls it cannot
+    see, so its MACs are added here: kept columns x output channels x output positions."""
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        macs, params = tp.utils.count_ops_and_params(model, example_input(input_size))
-    model.train(was_training)
-    return {"macs": int(macs), "params": int(params)}
+    compact_macs: list[int] = []
+
+    def count_compact(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        positions = output.shape[-2] * output.shape[-1]
+        compact_macs.append(module.kept_columns * module.out_channels * positions)
+
+    compact = [m for m in model.modules() if hasattr(m, "kept_columns")]
+    handles = [m.register_forward_hook(count_compact) for m in compact]
+    try:
+        with torch.no_grad():
+            macs, params = tp.utils.count_ops_and_params(model, example_input(input_size))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    # the counter runs the model once: one entry per compact layer
+    return {"macs": int(macs) + sum(compact_macs[: len(compact)]), "params": int(params)}
 
 
 def params_by_layer_type(model: nn.Module) -> dict[str, int]:

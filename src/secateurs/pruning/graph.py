@@ -56,10 +56,12 @@ class ChannelGroup:
 
 
 def _is_grouped_not_depthwise(module: nn.Module) -> bool:
+    """A grouped convolution other than a depthwise one (one input and one output channel per
+    group); 16 -> 8 channels in 8 groups is grouped, not depthwise."""
     return (
         isinstance(module, nn.modules.conv._ConvNd)
         and module.groups > 1
-        and module.groups != module.out_channels
+        and not module.groups == module.in_channels == module.out_channels
     )
 
 
