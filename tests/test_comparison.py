@@ -170,3 +170,32 @@ def test_series_names_the_non_default_settings_and_curves_average_seeds(tmp_path
     curves = _curves(runs[:4], "macs_kept")
     assert list(curves) == ["random"]  # the wsp series has one target only
     assert curves["random"] == (pytest.approx([0.5, 0.7]), pytest.approx([84.5, 86.0]))
+
+
+def test_series_tell_apart_runs_pruned_or_repaired_differently(tmp_path: Path) -> None:
+    settings = [
+        {},
+        {"steps": 1, "round_to": 1, "normalize": None, "bias_fold": False},  # the defaults
+        {"steps": 3},
+        {"round_to": 16},
+        {"normalize": "max"},
+        {"bias_fold": True},
+        {"bn_recalibration_batches": 8},
+        {"layer_ratios": {"layer1.0.conv1": 0.5}},
+    ]
+    runs = load_runs(
+        [
+            write_run(tmp_path / f"r{i}", "l1", 20_000_000, 1, 10.0, 85.0, **extra)
+            for i, extra in enumerate(settings)
+        ]
+    )
+    assert [run.series for run in runs] == [
+        "l1",
+        "l1",
+        "l1 steps=3",
+        "l1 round-to=16",
+        "l1 normalize=max",
+        "l1 fold-bias",
+        "l1 recalibrate-bn=8",
+        "l1 layer-ratios",
+    ]

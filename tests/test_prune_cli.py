@@ -89,6 +89,9 @@ def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) ->
         (["--method", "tailor", "--target-macs", "0.5"], "did you mean 'taylor'"),
         (["--method", "l1", "--target-macs", "0.001"], "without emptying a layer"),
         (["--method", "l1", "--fold-bias"], "pass --data"),
+        (["--method", "l1", "--layer-ratios", "layer1.0.conv1=0.5", "--steps", "2"], "one step"),
+        (["--method", "pfp", "--method-param", "delta=0"], "delta must be in (0, 1)"),
+        (["--method", "pfp", "--method-param", "sample_size=-5"], "sample_size must be"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, argv, message) -> None:
@@ -192,3 +195,18 @@ def test_methods_command_lists_baselines(capsys) -> None:
     assert code == 0
     names = [line.split()[0] for line in out.splitlines()]
     assert {"l1", "l2", "taylor", "bn_scale", "random"} <= set(names)
+
+
+def test_layer_ratios_report_no_target(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "one-layer"
+    argv = ["prune", str(trained), "--method", "l1", "--layer-ratios", "layer1.0.conv1=0.5"]
+    code, _, err = _run([*argv, "--latency-repeats", "0", "-o", str(out)], capsys)
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["target_ratio"] is None
+    assert report["layer_ratios"] == {"layer1.0.conv1": 0.5}
+    assert report["channels"]["layer1.0.conv1"] == {"before": 16, "after": 8}
+    assert (
+        "Target: per-layer ratios layer1.0.conv1=0.5; achieved macs ratio 0.9"
+        in (out / "report.md").read_text()
+    )

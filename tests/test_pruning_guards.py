@@ -135,3 +135,12 @@ def test_allocator_never_empties_a_group() -> None:
     plan = allocator.plan_global(10_000)
     kept = plan.kept(graph)
     assert min(kept[g.root] for g in graph.prunable_groups) == 2
+
+
+def test_surgery_leaves_the_model_in_the_mode_it_found_it() -> None:
+    for training in (True, False):
+        model = create_model("resnet20").train(training)
+        graph = ChannelGraph(model, INPUT)
+        remove_channels(graph, PruningPlan({"layer1.0.conv1": [0, 1]}))
+        assert model.training is training
+        assert model.layer1[0].conv1.out_channels == 14

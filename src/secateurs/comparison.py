@@ -66,6 +66,20 @@ def _series(report: dict[str, Any]) -> str:
                 parts.append(f"{key}={value}")
     if report.get("distill_weight") and report.get("finetune_epochs"):
         parts.append(f"distill={report['distill_weight']:g}")
+    # the pipeline's settings that change what is pruned or how (reports from before they were
+    # recorded lack them: taken as the defaults)
+    if (report.get("steps") or 1) > 1:
+        parts.append(f"steps={report['steps']}")
+    if report.get("round_to") not in (None, 1):
+        parts.append(f"round-to={report['round_to']}")
+    if report.get("normalize") is not None:
+        parts.append(f"normalize={report['normalize']}")
+    if report.get("bias_fold"):
+        parts.append("fold-bias")
+    if report.get("bn_recalibration_batches"):
+        parts.append(f"recalibrate-bn={report['bn_recalibration_batches']}")
+    if report.get("layer_ratios"):
+        parts.append("layer-ratios")
     return " ".join(parts)
 
 

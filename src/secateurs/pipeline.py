@@ -99,6 +99,13 @@ def check_job(job: PruneJob) -> None:
         Target(job.target_kind, job.target_ratio)
     if job.finetune_epochs < 0 or job.steps < 1:
         raise SecateursError("fine-tuning epochs must be >= 0 and steps >= 1")
+    if job.layer_ratios is not None and job.steps > 1:
+        raise SecateursError("--layer-ratios prunes in one step (repeating would compound)")
+    for name in ("batch_size", "scoring_batches", "threads", "round_to"):
+        if getattr(job, name) < 1:
+            raise SecateursError(f"{name.replace('_', ' ')} must be at least 1")
+    if job.latency_repeats < 0:
+        raise SecateursError("latency repeats must be >= 0 (0: no timing)")
     if job.finetune_epochs and not job.data:
         raise SecateursError("fine-tuning needs --data")
     if job.fold_bias and not job.data:
@@ -299,6 +306,9 @@ def run_prune(job: PruneJob) -> dict[str, Any]:
         finetune_seconds=round(finetune["seconds"], 1),
         method_params=method.params(),
         strategy=job.strategy,
+        steps=job.steps,
+        round_to=job.round_to,
+        normalize=job.normalize,
         bias_fold=job.fold_bias,
         bn_recalibration_batches=job.recalibrate_bn,
         distill_weight=job.distill,
@@ -339,7 +349,9 @@ def _measure(job, original, model, manifest, before_graph) -> dict[str, Any]:
         "model_dir": str(job.model_dir),
         "method": job.method,
         "target_kind": job.target_kind,
-        "target_ratio": job.target_ratio,
+        # per-layer ratios set no target: the achieved ratio is still the MACs (or params) kept
+        "target_ratio": job.target_ratio if job.layer_ratios is None else None,
+        "layer_ratios": job.layer_ratios,
         "achieved_ratio": round(cost_after[job.target_kind] / cost_before[job.target_kind], 5),
         "macs_before": cost_before["macs"],
         "macs_after": cost_after["macs"],

@@ -8,6 +8,14 @@ from pathlib import Path
 from typing import Any
 
 
+def _target(report: dict[str, Any]) -> str:
+    if report.get("target_ratio") is None:
+        ratios = report.get("layer_ratios") or {}
+        listed = ", ".join(f"{k}={v:g}" for k, v in ratios.items())
+        return f"per-layer ratios {listed}" if ratios else "none"
+    return f"{report['target_kind']} ratio {report['target_ratio']:g}"
+
+
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
     if value is None:
         return "-"
@@ -28,7 +36,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Pruning report: {report['model']} with {report['method']}",
         "",
-        f"Target: {report['target_kind']} ratio {report['target_ratio']:g}; achieved "
+        f"Target: {_target(report)}; achieved {report['target_kind']} ratio "
         f"{report['achieved_ratio']:.4f}. Selection: {report.get('selection', 'deterministic')}. "
         f"Fine-tuning: {report['finetune_epochs']} epochs{_distill_note(report)}. "
         f"Pruning took {report['pruning_seconds']:.1f} s.{_recalibration_note(report)}",

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.allocation import Allocation, Target, allocate_layer_ratios
 from secateurs.pruning.bias_fold import fold_removed_channels
@@ -75,6 +76,11 @@ def prune_model(
     mean contribution of removed channels into their consumers (:mod:`.bias_fold`), measured
     on ``data``'s batches.
     """
+    if layer_ratios is not None and steps > 1:
+        raise SecateursError(
+            "per-layer ratios are applied in one step (repeating them would compound); "
+            "pass steps=1 (--steps 1)"
+        )
     allocation = allocation or Allocation()
     data = data or ScoringData()
     outcome = PruneOutcome()
@@ -89,6 +95,11 @@ def prune_model(
         else:
             assert goal is not None
             current = count_cost(model, input_size)[kind] / base
+            if goal / current >= 1:  # an earlier step overshot this one's goal: nothing to do
+                log.info(
+                    "step %d/%d: %s ratio %.4f already meets it", step + 1, steps, kind, current
+                )
+                continue
             plan, _ = method.plan(graph, data, Target(kind, goal / current), allocation)
             for row in getattr(method, "certificate_", None) or []:  # e.g. PFP's per layer
                 outcome.certificate.append({"step": step + 1, **row})

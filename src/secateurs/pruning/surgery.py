@@ -27,6 +27,14 @@ def remove_channels(graph: ChannelGraph, plan: PruningPlan) -> list[list[Any]]:
     """
     plan.validate(graph)
     model = graph.model
+    was_training = model.training
+    try:
+        return _remove(graph, plan, model)
+    finally:
+        model.train(was_training)
+
+
+def _remove(graph: ChannelGraph, plan: PruningPlan, model: torch.nn.Module) -> list[list[Any]]:
     with torch.no_grad():
         before = model.eval()(torch.zeros(1, *graph.input_size)).shape
     history_start = len(graph.dependency_graph.pruning_history())
@@ -43,8 +51,12 @@ def remove_channels(graph: ChannelGraph, plan: PruningPlan) -> list[list[Any]]:
             graph.torch_pruning_group(group, indices).prune()
         except (RuntimeError, IndexError, ValueError) as error:
             raise SecateursError(f"surgery failed on group {group.root}: {error}") from None
-    with torch.no_grad():
-        after = model(torch.zeros(1, *graph.input_size)).shape
+    try:
+        with torch.no_grad():
+            after = model(torch.zeros(1, *graph.input_size)).shape
+    except RuntimeError as error:  # a structure the guards missed: say so in one line
+        first = (str(error).strip().splitlines() or ["RuntimeError"])[0][:200]
+        raise SecateursError(f"the pruned model no longer runs: {first}") from None
     if after != before:
         raise SecateursError(f"surgery changed the output shape from {before} to {after}")
     history = graph.dependency_graph.pruning_history()[history_start:]

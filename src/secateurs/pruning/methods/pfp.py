@@ -270,6 +270,15 @@ class ProvableFilterPruning(PruningMethod):
             raise SecateursError(f"PFP budget is one of {', '.join(BUDGETS)}, not {budget!r}")
         if budget == "engine" and selection != "deterministic":
             raise SecateursError("PFP's randomized selection needs budget=eps")
+        for name, value in (("delta", delta), ("delta_sample", delta_sample)):
+            if not 0 < value < 1:
+                raise SecateursError(f"PFP's {name} must be in (0, 1), not {value}")
+        if c_constant <= 0:
+            raise SecateursError(f"PFP's c_constant must be positive, not {c_constant}")
+        if sample_size is not None and sample_size < 1:
+            raise SecateursError(f"PFP's sample_size must be at least 1 image, not {sample_size}")
+        if certificate_images < 0:
+            raise SecateursError(f"PFP's certificate_images must be >= 0, not {certificate_images}")
         self.budget = budget
         self.selection = selection
         self.sample_size = sample_size
