@@ -139,3 +139,15 @@ def test_coarse_rounding_gives_way_to_the_target() -> None:
     assert allocator.settings.round_to < 16
     kept = plan.kept(graph)
     assert all(kept[g.root] % allocator.settings.round_to == 0 for g in graph.prunable_groups)
+
+
+def test_a_target_missed_beyond_the_tolerance_is_said(caplog) -> None:
+    # 1% of VGG-11's MACs: the closest plan the allocator finds is far off, and it says so
+    torch.manual_seed(0)
+    graph = ChannelGraph(create_model("vgg11_bn_quarter"), INPUT)
+    with caplog.at_level("WARNING", logger="secateurs.pruning.allocation"):
+        _, achieved = create_method("l1").plan(graph, None, Target("macs", 0.01), Allocation())
+    assert achieved == pytest.approx(0.00368, abs=1e-5)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("the closest plan found keeps a macs ratio of 0.0037")
+    assert "(63.2% off; tolerance 1.0%)" in warning

@@ -203,6 +203,16 @@ class Allocator:
             else:
                 error = abs(achieved / target.ratio - 1)
                 if error <= ROUNDING_SLACK or self.settings.round_to <= 1:
+                    if error > self.settings.tolerance:
+                        log.warning(
+                            "the closest plan found keeps a %s ratio of %.4f for a target of %g "
+                            "(%.1f%% off; tolerance %.1f%%)",
+                            target.kind,
+                            achieved,
+                            target.ratio,
+                            100 * error,
+                            100 * self.settings.tolerance,
+                        )
                     return plan, achieved
             finer = max(1, self.settings.round_to // 2)
             log.info("channels in multiples of %d miss the target; trying multiples of %d",
