@@ -215,6 +215,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict):
+            raise SecateursError(
+                f"{self.checkpoint_path} does not hold the training state of this run "
+                f"(it holds a {type(state).__name__})"
+            )
         try:
             self._load_state_dict(state)
         except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as error:
