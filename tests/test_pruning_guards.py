@@ -144,3 +144,27 @@ def test_surgery_leaves_the_model_in_the_mode_it_found_it() -> None:
         remove_channels(graph, PruningPlan({"layer1.0.conv1": [0, 1]}))
         assert model.training is training
         assert model.layer1[0].conv1.out_channels == 14
+
+
+@pytest.mark.parametrize("method", ["bn_scale", "taylor", "l1"])
+def test_batchnorm_without_affine_parameters_is_refused_not_crashed(method: str) -> None:
+    from secateurs.pruning.methods.base import ScoringData
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8, affine=False),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    ).eval()
+    graph = ChannelGraph(model, (3, 8, 8))
+    refused = {g.root: g.reason for g in graph.groups if not g.prunable}
+    assert "1 is a BatchNorm without affine parameters" in refused["0"]
+    data = ScoringData(batches=[(torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,)))])
+    plan, _ = create_method(method).plan(graph, data, Target("macs", 0.7), Allocation())
+    assert set(plan.removals) <= {"3"}  # only the affine BatchNorm's group

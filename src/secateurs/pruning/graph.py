@@ -149,6 +149,15 @@ class ChannelGraph:
                     "so removing a channel changes the others"
                 )
                 return
+            if isinstance(member.module, nn.modules.batchnorm._BatchNorm) and not (
+                member.module.affine
+            ):
+                group.prunable = False
+                group.reason = (
+                    f"{member.name} is a BatchNorm without affine parameters: a masked channel "
+                    "would leave it -mean/std, not zero, so the masked and pruned models differ"
+                )
+                return
             if _is_grouped_not_depthwise(member.module):
                 group.prunable = False
                 group.reason = (
