@@ -258,3 +258,30 @@ def test_engine_budget_ranks_by_sensitivity_with_the_engines_allocation(
     assert len(fractions) <= 2  # uniform: about the same fraction in every group
     with pytest.raises(Exception, match="budget is one of"):
         create_method("pfp", budget="layers")
+
+
+def test_same_padding_scores_like_the_numbers_it_stands_for() -> None:
+    def net(padding: int | str) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=padding),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=padding),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 10),
+        ).eval()
+
+    torch.manual_seed(1)
+    data = ScoringData(batches=[(torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,)))])
+    scores = {}
+    for padding in (1, "same"):
+        model = net(padding)
+        scores[padding] = create_method("pfp").score(ChannelGraph(model, (3, 8, 8)), data)
+    assert scores[1].keys() == scores["same"].keys() == {"0", "3"}
+    for root in scores[1]:
+        assert torch.equal(scores[1][root], scores["same"][root])
+        assert len(set(scores[1][root].tolist())) > 1  # real sensitivities, not the fallback 1s

@@ -69,16 +69,30 @@ def consumers(group: ChannelGroup) -> list[Member]:
 
 
 def _supported(module: nn.Module) -> bool:
+    """Consumers whose patches ``F.unfold`` can take: linear layers, and 2-D convolutions with
+    zero padding that is symmetric (numbers, "valid", or "same" with odd dilated kernels)."""
     return isinstance(module, nn.Linear) or (
-        isinstance(module, nn.Conv2d) and module.padding_mode == "zeros"
+        isinstance(module, nn.Conv2d)
+        and module.padding_mode == "zeros"
+        and _padding(module) is not None
     )
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, int] | None:
+    """``conv``'s padding as numbers; None for a "same" that pads one side more."""
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding != "same":
+        return tuple(conv.padding)  # type: ignore[return-value]
+    spans = [d * (k - 1) for k, d in zip(conv.kernel_size, conv.dilation, strict=True)]
+    return None if any(span % 2 for span in spans) else (spans[0] // 2, spans[1] // 2)
 
 
 def _patches(module: nn.Module, inputs: Tensor) -> Tensor:
     """(points, input features x kernel offsets, output positions) for one consumer."""
     if isinstance(module, nn.Linear):
         return inputs.reshape(-1, inputs.shape[-1]).unsqueeze(-1)
-    return F.unfold(inputs, module.kernel_size, module.dilation, module.padding, module.stride)
+    return F.unfold(inputs, module.kernel_size, module.dilation, _padding(module), module.stride)
 
 
 def nonnegative_points(inputs: Tensor) -> Tensor:
@@ -497,7 +511,7 @@ def measure_layer_errors(
                 diff, scale = F.linear(change, weight), F.linear(a.abs(), weight.abs())
                 exact = F.linear(a, weight)
             else:
-                args = (module.stride, module.padding, module.dilation)
+                args = (module.stride, _padding(module), module.dilation)
                 diff = F.conv2d(change, weight, None, *args)
                 scale = F.conv2d(a.abs(), weight.abs(), None, *args)
                 exact = F.conv2d(a, weight, None, *args)
