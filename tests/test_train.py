@@ -123,6 +123,8 @@ def test_config_errors(tmp_path: Path) -> None:
     ]:
         with pytest.raises(SecateursError, match=message):
             load_config(None, {key: value})
+    with pytest.raises(SecateursError, match="alternating flips need flips"):
+        load_config(None, {"alternate_flip": True, "flip": False})  # not silently unflipped
     with pytest.raises(SecateursError, match="schedule must be"):
         load_config(None, {"schedule": "linear"})
 

@@ -89,6 +89,8 @@ class TrainConfig:
             raise SecateursError(f"schedule must be 'cosine' or 'step', not {self.schedule!r}")
         if not 0 <= self.label_smoothing < 1:
             raise SecateursError("label smoothing must be in [0, 1)")
+        if self.alternate_flip and not self.flip:
+            raise SecateursError("alternating flips need flips: drop --no-flip or --alternate-flip")
         if self.cutout < 0 or self.padding < 0:
             raise SecateursError("padding and cutout must be >= 0 pixels")
         if not 0 <= self.ema_decay < 1:
