@@ -97,6 +97,15 @@ def test_bad_runs_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "other" / "report.json").write_text('{"model": "resnet20"}')
     with pytest.raises(SecateursError, match="not a pruning report"):
         load_runs([tmp_path / "other"])
+    edited = write_run(tmp_path / "edited", "l1", 20_000_000, 1, 10.0, 85.0)
+    report = json.loads((edited / "report.json").read_text())
+    report["latency"] = {"1": {"speedup": "fast"}}  # a hand-edited report
+    (edited / "report.json").write_text(json.dumps(report))
+    with pytest.raises(SecateursError, match="not a pruning report"):
+        load_runs([edited])
+    (edited / "report.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(SecateursError, match="not a text"):
+        load_runs([edited])
 
 
 def test_compare_command_prints_json_and_writes_the_plot(

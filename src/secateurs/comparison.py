@@ -128,7 +128,9 @@ def load_runs(paths: list[str | Path]) -> list[RunSummary]:
             runs.append(_summary(name, report))
         except json.JSONDecodeError as error:
             raise SecateursError(f"{report_path}: not valid JSON ({error.msg})") from None
-        except (KeyError, TypeError, ZeroDivisionError) as error:
+        except UnicodeDecodeError:
+            raise SecateursError(f"{report_path}: not a text (UTF-8) file") from None
+        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as error:
             raise SecateursError(f"{report_path}: not a pruning report ({error!r})") from None
     return runs
 
