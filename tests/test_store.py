@@ -3,11 +3,13 @@ anything that would run code when loaded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
 import re
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,7 +66,9 @@ def test_save_and_load_give_identical_outputs(tmp_path: Path) -> None:
         assert torch.equal(loaded(images), model(images))
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
-    assert loaded_manifest == manifest()
+    assert replace(loaded_manifest, weights_sha256=None) == manifest()
+    digest = hashlib.sha256((tmp_path / "m" / WEIGHTS_FILE).read_bytes()).hexdigest()
+    assert loaded_manifest.weights_sha256 == digest
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [MANIFEST_FILE, WEIGHTS_FILE]
 
 
@@ -83,7 +87,22 @@ def test_manifest_contents(tmp_path: Path) -> None:
         "secateurs_version": __version__,
         "format": 1,
         "image_size": None,
+        "weights_sha256": hashlib.sha256((tmp_path / WEIGHTS_FILE).read_bytes()).hexdigest(),
     }
+
+
+def test_weights_not_saved_with_the_manifest_are_refused(tmp_path: Path) -> None:
+    # a crash between the two renames of save_model: new weights beside the old manifest
+    torch.manual_seed(0)
+    save_model(create_model("resnet20", num_classes=10), tmp_path / "a", manifest())
+    save_model(create_model("resnet20", num_classes=10), tmp_path / "b", manifest())
+    (tmp_path / "a" / WEIGHTS_FILE).write_bytes((tmp_path / "b" / WEIGHTS_FILE).read_bytes())
+    with pytest.raises(SecateursError, match="is not the weights file saved with its manifest"):
+        load_model(tmp_path / "a")
+    data = json.loads((tmp_path / "a" / MANIFEST_FILE).read_text())
+    del data["weights_sha256"]  # a manifest from before the digest: loaded as it is
+    (tmp_path / "a" / MANIFEST_FILE).write_text(json.dumps(data))
+    assert load_model(tmp_path / "a")[1].weights_sha256 is None
 
 
 def test_unknown_manifest_keys_are_ignored_and_missing_ones_refused(tmp_path: Path) -> None:

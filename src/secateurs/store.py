@@ -8,9 +8,10 @@ architecture before the weights are loaded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ class Manifest:
     secateurs_version: str = __version__
     format: int = MANIFEST_FORMAT
     image_size: int | None = None  # the --image-size the training data was read with
+    # SHA-256 of model.safetensors as saved with this manifest: the two files are replaced one
+    # after the other, so a crash between could pair them wrongly; loading checks (when present)
+    weights_sha256: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: Path) -> Manifest:
@@ -87,6 +91,8 @@ class Manifest:
                 return f"{name} must be an object"
         if self.pruning is not None and not isinstance(self.pruning, dict):
             return "pruning must be an object or null"
+        if self.weights_sha256 is not None and not isinstance(self.weights_sha256, str):
+            return "weights_sha256 must be a hex digest or null"
         if self.image_size is not None and not isinstance(self.image_size, int):
             return f"image_size must be a whole number or null, not {self.image_size!r}"
         return None
@@ -109,8 +115,9 @@ def save_model(model: nn.Module, directory: str | Path, manifest: Manifest) -> P
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     weights_tmp = directory / (WEIGHTS_FILE + ".tmp")
     save_file(state, weights_tmp)
+    record = replace(manifest, weights_sha256=_sha256(weights_tmp))
     manifest_tmp = directory / (MANIFEST_FILE + ".tmp")
-    manifest_tmp.write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+    manifest_tmp.write_text(json.dumps(asdict(record), indent=2) + "\n")
     os.replace(weights_tmp, directory / WEIGHTS_FILE)
     os.replace(manifest_tmp, directory / MANIFEST_FILE)
     return directory
@@ -131,6 +138,14 @@ def read_manifest(directory: str | Path) -> Manifest:
         raise SecateursError(f"{path} is not a text (UTF-8) JSON file") from None
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a safetensors file; anything else (a pickle, say) is refused, never run."""
     if not path.is_file():
@@ -147,6 +162,11 @@ def load_model(directory: str | Path) -> tuple[nn.Module, Manifest]:
     manifest = read_manifest(directory)
     model = build_model(manifest)
     state = read_weights(directory / WEIGHTS_FILE)
+    if manifest.weights_sha256 and _sha256(directory / WEIGHTS_FILE) != manifest.weights_sha256:
+        raise SecateursError(
+            f"{directory / WEIGHTS_FILE} is not the weights file saved with its manifest "
+            "(its SHA-256 differs); was a save interrupted?"
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
