@@ -44,3 +44,25 @@ def test_sessions_do_not_spin_between_runs() -> None:
     session = onnx_session(export_onnx(create_model("resnet20", num_classes=10), INPUT), threads=2)
     options = session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_channels_last_timing_leaves_the_model_exportable() -> None:
+    from secateurs.measure import measure_latency
+
+    model = create_model("resnet20").eval()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    measure_latency(model, (3, 32, 32), LatencySettings((1,), 1, repeats=1, channels_last=True))
+    assert not any(p.is_inference() for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert len(export_onnx(model, (3, 32, 32))) > 100_000  # the weights are in the graph
+
+
+def test_a_model_onnx_cannot_export_is_one_line() -> None:
+    from secateurs.errors import SecateursError
+
+    class Unexportable(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 3)  # 32 is no multiple of 3
+
+    with pytest.raises(SecateursError, match=r"cannot export the model to ONNX \("):
+        export_onnx(Unexportable(), (3, 32, 32))

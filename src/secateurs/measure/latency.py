@@ -6,6 +6,7 @@ interleaves the models (A B A B ...) and reports the ratio of their medians.
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Sequence
@@ -38,8 +39,8 @@ def _threads(count: int):
 def _prepare(model: nn.Module, input_size: Sequence[int], batch: int, channels_last: bool):
     model = model.eval()
     images = torch.randn(batch, *input_size)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if channels_last:  # a copy: converting in place (under inference mode) would spoil the model
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     return model, images
 

@@ -26,15 +26,21 @@ def export_onnx(model: nn.Module, input_size: Sequence[int]) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(),
-            torch.randn(1, *input_size),
-            buffer,
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                model.eval(),
+                torch.randn(1, *input_size),
+                buffer,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                dynamo=False,
+            )
+        except Exception as error:  # the exporter's errors have no common base: name it
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            raise SecateursError(
+                f"cannot export the model to ONNX ({type(error).__name__}: {first})"
+            ) from None
     return buffer.getvalue()
 
 
