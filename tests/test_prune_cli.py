@@ -210,3 +210,28 @@ def test_layer_ratios_report_no_target(trained: Path, tmp_path: Path, capsys) ->
         "Target: per-layer ratios layer1.0.conv1=0.5; achieved macs ratio 0.9"
         in (out / "report.md").read_text()
     )
+
+
+def test_job_data_is_read_at_the_image_size_the_model_was_trained_with(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from secateurs.pipeline import load_job_data
+    from secateurs.store import Manifest
+
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (12, 12), (200, 10, 10)).save(tmp_path / split / name / "0.png")
+    manifest = Manifest("resnet20", {}, ["a", "b"], [3, 8, 8], [0.5] * 3, [0.2] * 3, image_size=8)
+    job = SimpleNamespace(
+        data=str(tmp_path),
+        image_size=None,
+        train_subset=None,
+        test_subset=None,
+        seed=0,
+        model_dir="m",
+    )
+    train_set, test_set = load_job_data(job, manifest)
+    assert train_set.input_size == test_set.input_size == (3, 8, 8)

@@ -118,3 +118,21 @@ def test_engine_refuses_a_model_with_compact_convolutions() -> None:
     model.layer1[0].conv2 = CompactConv2d(model.layer1[0].conv2, keep)
     with pytest.raises(SecateursError, match=r"layer1\.0\.conv2 is a compact column convolution"):
         ChannelGraph(model, (3, 16, 16))
+
+
+def test_resume_with_another_granularity_is_one_line(trained: Path, tmp_path: Path, capsys):
+    out = tmp_path / "columns"
+    argv = ["--epochs", "1", "--latency-repeats", "0"]
+    assert _spp(trained, out, "--granularity", "column", *argv) == 0
+    capsys.readouterr()
+    assert _spp(trained, out, "--granularity", "input_channel", *argv, "--resume") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "secateurs: error: the SPP checkpoint was made with another granularity (its layers "
+        "have other group counts): resume with the run's --granularity"
+    ]
+
+
+def test_spp_refuses_a_learning_rate_that_is_not_positive(trained: Path, tmp_path: Path, capsys):
+    assert _spp(trained, tmp_path / "lr", "--lr", "0", "--latency-repeats", "0") == 2
+    assert "learning rate must be positive" in capsys.readouterr().err

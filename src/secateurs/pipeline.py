@@ -127,8 +127,10 @@ def check_job(job: PruneJob) -> None:
 def load_job_data(job: Any, manifest: Manifest) -> tuple[ImageSet | None, ImageSet | None]:
     if not job.data:
         return None, None
-    train_set = load_split(job.data, "train", job.image_size)
-    test_set = load_split(job.data, "test", job.image_size)
+    # read the images as the model's training did, unless the job says otherwise
+    image_size = getattr(job, "image_size", None) or manifest.image_size
+    train_set = load_split(job.data, "train", image_size)
+    test_set = load_split(job.data, "test", image_size)
     if job.train_subset:
         train_set = train_set.subset(job.train_subset, job.seed)
     if job.test_subset:

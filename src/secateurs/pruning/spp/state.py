@@ -146,6 +146,12 @@ class SPPState:
             raise SecateursError(
                 "the SPP checkpoint was made for other layers: resume the same run"
             )
+        sizes = [layer.size for layer in self.layers]
+        if [len(p) for p in state["probability"]] != sizes:
+            raise SecateursError(
+                "the SPP checkpoint was made with another granularity (its layers have other "
+                "group counts): resume with the run's --granularity"
+            )
         self.ratios = [float(r) for r in state["ratios"]]
         self.probability = [p.clone().double() for p in state["probability"]]
         self.pruned = [p.clone().bool() for p in state["pruned"]]
