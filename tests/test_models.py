@@ -102,3 +102,40 @@ def test_torchvision_model_builds_without_download(tmp_path: Path, monkeypatch) 
         create_model("torchvision:resnet18", num_classes=10, in_channels=1)
     with pytest.raises(SecateursError, match="did you mean resnet18"):
         create_model("torchvision:resnet19")
+
+
+def test_torchvision_models_with_auxiliary_heads_train_on_plain_logits() -> None:
+    pytest.importorskip("torchvision")
+    model = create_model("torchvision:googlenet", num_classes=10).train()
+    logits = model(torch.randn(2, 3, 64, 64))
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 10)
+
+
+def test_models_pattern_filters_torchvision_names_too(capsys) -> None:
+    pytest.importorskip("torchvision")
+    from secateurs.cli.main import main
+
+    assert main(["models", "resnet1*", "--torchvision"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == [
+        "resnet110",
+        "torchvision:resnet101",
+        "torchvision:resnet152",
+        "torchvision:resnet18",
+    ]
+
+
+@pytest.mark.parametrize("width", [0.01, 0, -1, "x", True])
+def test_mobilenet_width_that_leaves_no_channels_is_refused(width: object) -> None:
+    with pytest.raises(SecateursError, match="width must be a number of at least 1/16"):
+        create_model("mobilenetv2", width=width)
+
+
+def test_a_model_too_deep_for_the_images_is_refused_before_training(tmp_path: Path) -> None:
+    from secateurs.train.config import TrainConfig
+    from secateurs.train.run import run_training
+
+    config = TrainConfig(model="vgg16_bn", data="digits", epochs=1, threads=1)
+    with pytest.raises(SecateursError, match=r"vgg16_bn cannot take \(1, 8, 8\) images"):
+        run_training(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

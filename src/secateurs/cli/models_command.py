@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 
 from secateurs.models import list_models, model_entry
 
@@ -26,5 +27,8 @@ def run(args: argparse.Namespace) -> int:
         from secateurs.models.torchvision_models import list_torchvision_models
 
         for name in list_torchvision_models():
-            print(f"torchvision:{name}")
+            if fnmatch.fnmatch(f"torchvision:{name}", args.pattern) or fnmatch.fnmatch(
+                name, args.pattern
+            ):
+                print(f"torchvision:{name}")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from secateurs.errors import SecateursError
 from secateurs.models.registry import register_model
 
 # (expansion, output channels, blocks, first stride); the first two stages keep stride 1 for CIFAR.
@@ -55,6 +56,12 @@ class InvertedResidual(nn.Module):
 class CifarMobileNetV2(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> None:
         super().__init__()
+        narrowest = min(out for _, out, _, _ in CIFAR_SETTINGS)
+        if isinstance(width, bool) or not isinstance(width, int | float) or narrowest * width < 1:
+            raise SecateursError(
+                f"width must be a number of at least 1/{narrowest} (every layer keeps a channel), "
+                f"not {width!r}"
+            )
         channels = int(32 * width)
         layers: list[nn.Module] = [_conv_bn_relu(in_channels, channels, 3, 1)]
         for expansion, out, blocks, stride in CIFAR_SETTINGS:

@@ -73,3 +73,6 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
         return entry.factory(**kwargs)
     except TypeError as error:
         raise SecateursError(f"model {name!r} does not take these arguments: {error}") from None
+    except (ValueError, RuntimeError) as error:  # e.g. a width that leaves no channels
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise SecateursError(f"cannot build model {name!r} with {kwargs}: {first}") from None

@@ -31,6 +31,9 @@ def list_torchvision_models() -> list[str]:
     return sorted(models.list_models(module=models))
 
 
+AUXILIARY_HEADS = {"googlenet", "inception_v3"}  # built without their auxiliary classifiers
+
+
 def torchvision_entry(name: str) -> ModelEntry:
     models = _torchvision_models()
     available = models.list_models(module=models)
@@ -45,6 +48,8 @@ def torchvision_entry(name: str) -> ModelEntry:
         # secateurs passes in_channels to every model; torchvision's models take RGB only
         if in_channels != 3:
             raise SecateursError(f"torchvision:{name} takes 3-channel images, not {in_channels}")
+        if name in AUXILIARY_HEADS:  # their training forward returns a tuple with the aux logits
+            kwargs.setdefault("aux_logits", False)
         return models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
 
     size = 299 if name == "inception_v3" else 224

@@ -94,6 +94,15 @@ def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Modu
     arguments = {"num_classes": len(train_set.classes), "in_channels": channels}
     arguments.update(config.model_args)
     model = create_model(config.model, **arguments)
+    try:  # one image through it: a model that cannot take this size fails here, in one line
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *train_set.input_size))
+    except RuntimeError as error:
+        first = (str(error).strip().splitlines() or ["RuntimeError"])[0][:200]
+        raise SecateursError(
+            f"{config.model} cannot take {tuple(train_set.input_size)} images: {first}"
+        ) from None
+    model.train()
     mean, std = train_set.channel_stats()
     manifest = Manifest(
         config.model,
