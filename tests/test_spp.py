@@ -497,3 +497,23 @@ def test_channel_granularity_on_a_resnet_gives_an_engine_plan() -> None:
     remove_channels(ChannelGraph(model, SMALL_INPUT), plan)
     with torch.no_grad():
         assert max_relative_difference(model(images), expected) <= 1e-5
+
+
+def test_grouped_convolution_reports_its_kept_columns_per_group() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, groups=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 4),
+    )
+    callback = SPPCallback("column", ratio=0.5, oneshot=True)
+    callback.prepare(model, (3, 8, 8))
+    keep = callback.keep_masks()["2"]
+    report = compact_model(model, (3, 8, 8), {"2": keep}, FAST)
+    (layer,) = [layer for layer in report.layers if layer.name == "2"]
+    # 2 groups x 4 input channels x 9 taps; half of each group's columns pruned
+    assert (layer.columns, layer.kept_columns, layer.choice) == (72, 36, "dense-unsupported")

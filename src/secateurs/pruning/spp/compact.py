@@ -179,7 +179,9 @@ def compact_model(
             continue
         with torch.no_grad():  # grouped: the mask baked, no compact form (yet)
             conv.weight.mul_(torch.broadcast_to(keep, conv.weight.shape).to(conv.weight))
-        kept = int(torch.broadcast_to(keep.bool(), conv.weight.shape).any(1).sum())
+        # a column of group g is kept when any of the group's filters keeps it
+        full = torch.broadcast_to(keep.bool(), conv.weight.shape)
+        kept = int(full.reshape(conv.groups, conv.out_channels // conv.groups, -1).any(1).sum())
         total = conv.weight[0].numel() * conv.groups
         choices.append(LayerChoice(name, kept, total, "dense-unsupported"))
     plan, history, columns = remove_dead_channels(model, input_size, columns)
