@@ -136,3 +136,13 @@ def test_resume_with_another_granularity_is_one_line(trained: Path, tmp_path: Pa
 def test_spp_refuses_a_learning_rate_that_is_not_positive(trained: Path, tmp_path: Path, capsys):
     assert _spp(trained, tmp_path / "lr", "--lr", "0", "--latency-repeats", "0") == 2
     assert "learning rate must be positive" in capsys.readouterr().err
+
+
+def test_a_refused_run_leaves_nothing_that_blocks_the_corrected_one(
+    trained: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "retry"
+    assert _spp(trained, out, "--target-macs", "0.01", "--latency-repeats", "0") == 2
+    assert "secateurs: error:" in capsys.readouterr().err
+    assert not out.exists()
+    assert _spp(trained, out, "--epochs", "1", "--latency-repeats", "0") == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from secateurs.pruning.surgery import remove_channels
 from secateurs.report import write_report
 from secateurs.store import load_model, save_model
 from secateurs.train.config import TrainConfig
-from secateurs.train.trainer import Trainer
+from secateurs.train.trainer import CHECKPOINT_FILE, Trainer
 
 log = logging.getLogger(__name__)
 EQUALITY_TOLERANCE = 1e-4  # max relative difference, compacted vs masked model outputs
@@ -159,20 +160,30 @@ def run_spp(job: SPPJob) -> dict[str, Any]:
         oneshot=job.oneshot,
     )
     model = copy.deepcopy(original).train()
+    # compaction traces the model after training: a model Torch-Pruning cannot trace fails now
+    ChannelGraph(copy.deepcopy(original), input_size)
     run_dir = job.out / "train"
+    created = not job.out.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(
-        model,
-        train_set,
-        test_set,
-        train_config(job, manifest),
-        run_dir,
-        manifest.mean,
-        manifest.std,
-        callbacks=[callback],
-    )
-    trainer.resume()
-    history = trainer.fit()
+    try:
+        trainer = Trainer(
+            model,
+            train_set,
+            test_set,
+            train_config(job, manifest),
+            run_dir,
+            manifest.mean,
+            manifest.std,
+            callbacks=[callback],
+        )
+        trainer.resume()
+        history = trainer.fit()
+    except SecateursError:
+        # refused before any epoch was saved (e.g. a target out of reach): leave no directory
+        # that would block the corrected command
+        if created and not (run_dir / CHECKPOINT_FILE).exists():
+            shutil.rmtree(job.out, ignore_errors=True)
+        raise
     if not callback.state.over:
         log.warning(
             "SPP did not reach its target within %d epochs: compacting what it pruned", job.epochs
