@@ -128,9 +128,12 @@ def test_resume_with_another_granularity_is_one_line(trained: Path, tmp_path: Pa
     assert _spp(trained, out, "--granularity", "input_channel", *argv, "--resume") == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        "secateurs: error: the SPP checkpoint was made with another granularity (its layers "
-        "have other group counts): resume with the run's --granularity"
+        "secateurs: error: the SPP run was started with other settings: granularity 'column' "
+        "(now 'input_channel'); resume it with the same ones"
     ]
+    resumed = [*argv, "--target-macs", "0.3", "--resume"]
+    assert _spp(trained, out, "--granularity", "column", *resumed) == 2
+    assert "target_macs 0.5 (now 0.3)" in capsys.readouterr().err
 
 
 def test_spp_refuses_a_learning_rate_that_is_not_positive(trained: Path, tmp_path: Path, capsys):

@@ -30,6 +30,7 @@ the same masks.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -263,8 +264,22 @@ class SPPCallback(Callback):
         }
 
     # -- checkpoints ----------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """What decides the run's masks: a resumed run must have the same."""
+        return {
+            "granularity": self.granularity,
+            "target_macs": self.target_macs,
+            "ratio": self.ratio,
+            "layer_ratios": self.layer_ratios,
+            "A": self.A,
+            "u": self.u,
+            "interval": self.interval,
+            "oneshot": self.oneshot,
+        }
+
     def state_dict(self) -> dict[str, Any]:
         return {
+            "settings": json.dumps(self.settings()),
             "spp": self.state_.state_dict() if self.state_ is not None else self._pending,
             "generator": self.generator_.get_state(),
             "step": self.step_,
@@ -273,6 +288,17 @@ class SPPCallback(Callback):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "settings" in state:  # checkpoints from before the settings were saved lack them
+            saved, given = json.loads(state["settings"]), self.settings()
+            differ = [key for key in given if saved.get(key) != given[key]]
+            if differ:
+                listed = ", ".join(
+                    f"{key} {saved.get(key)!r} (now {given[key]!r})" for key in differ
+                )
+                raise SecateursError(
+                    f"the SPP run was started with other settings: {listed}; resume it with the "
+                    "same ones"
+                )
         self.generator_.set_state(state["generator"])
         self.step_, self.updates_ = int(state["step"]), int(state["updates"])
         finished = int(state["finished_step"])
