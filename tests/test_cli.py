@@ -246,3 +246,29 @@ def test_resume_says_which_flags_the_saved_config_overrules(tmp_path: Path, capl
     (warning,) = [record.getMessage() for record in caplog.records]
     assert warning == f"--resume keeps epochs = 1 from {run}/config.json; ignoring --epochs 3"
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_demo_says_when_it_reuses_a_model_trained_for_other_epochs(
+    tmp_path: Path, caplog, monkeypatch
+) -> None:
+    from secateurs import demo
+    from secateurs.train.config import TrainConfig
+
+    train = tmp_path / "demo" / "train"
+    train.mkdir(parents=True)
+    (train / "checkpoint.pt").write_bytes(b"")
+    (train / "config.json").write_text(json.dumps(TrainConfig(epochs=1).to_dict()))
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(demo, "run_training", stop)
+    with caplog.at_level(logging.WARNING), pytest.raises(Stop):
+        demo.run_demo(tmp_path / "demo", epochs=2)
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert warning.endswith(
+        "holds a demo trained for 1 epochs: reusing it (another --out trains 2)"
+    )

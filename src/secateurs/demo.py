@@ -14,7 +14,7 @@ from rich.table import Table
 from secateurs.errors import SecateursError
 from secateurs.pipeline import PruneJob, run_prune
 from secateurs.train.config import TrainConfig
-from secateurs.train.run import run_training
+from secateurs.train.run import CONFIG_FILE, read_run_config, run_training
 from secateurs.train.trainer import CHECKPOINT_FILE
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,15 @@ def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 3) -> lis
         raise SecateursError(f"{out} is a file; --out takes a directory")
     log.info("training resnet20 on the digits set for %d epochs", epochs)
     started = (out / "train" / CHECKPOINT_FILE).exists()
+    if started and (out / "train" / CONFIG_FILE).exists():
+        trained_for = read_run_config(out / "train").epochs
+        if trained_for != epochs:
+            log.warning(
+                "%s holds a demo trained for %d epochs: reusing it (another --out trains %d)",
+                out,
+                trained_for,
+                epochs,
+            )
     run_training(demo_config(epochs), out / "train", resume=started)
     reports = []
     for method in DEMO_METHODS:
