@@ -38,3 +38,27 @@ def masked_and_pruned_outputs(
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
+
+
+def two_convs(
+    width: int = 8,
+    out: int | None = None,
+    *,
+    groups: int = 1,
+    padding: int | str = 1,
+    affine: bool = True,
+) -> nn.Sequential:
+    """conv(3 -> width) BN ReLU conv(width -> out, groups) BN ReLU, pooled, linear to 10 classes:
+    the smallest net with one prunable channel group between two convolutions."""
+    out = out or width
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=padding),
+        nn.BatchNorm2d(width, affine=affine),
+        nn.ReLU(),
+        nn.Conv2d(width, out, 3, padding=padding, groups=groups),
+        nn.BatchNorm2d(out),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(out, 10),
+    )

@@ -12,7 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruning_helpers import masked_and_pruned_outputs, randomise_batchnorm, relative_difference
+from pruning_helpers import (
+    masked_and_pruned_outputs,
+    randomise_batchnorm,
+    relative_difference,
+    two_convs,
+)
 from secateurs.measure import count_cost
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
@@ -263,17 +268,7 @@ def test_engine_budget_ranks_by_sensitivity_with_the_engines_allocation(
 def test_same_padding_scores_like_the_numbers_it_stands_for() -> None:
     def net(padding: int | str) -> nn.Module:
         torch.manual_seed(0)
-        return nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=padding),
-            nn.BatchNorm2d(8),
-            nn.ReLU(),
-            nn.Conv2d(8, 8, 3, padding=padding),
-            nn.BatchNorm2d(8),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(8, 10),
-        ).eval()
+        return two_convs(8, padding=padding).eval()
 
     torch.manual_seed(1)
     data = ScoringData(batches=[(torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,)))])

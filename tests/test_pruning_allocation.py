@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
+from pruning_helpers import two_convs
 from secateurs.errors import SecateursError
 from secateurs.measure import count_cost
 from secateurs.models import create_model
@@ -16,6 +16,13 @@ from secateurs.pruning.methods import create_method
 from secateurs.pruning.prune import prune_model, step_targets
 
 INPUT = (3, 32, 32)
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Models here are untrained: their random weights decide the plans, so every test draws
+    them from the same seed, whatever ran before it in the process."""
+    torch.manual_seed(0)
 
 
 @pytest.mark.parametrize("strategy", ["global", "uniform"])
@@ -41,8 +48,7 @@ def test_uniform_keeps_the_same_fraction_everywhere() -> None:
 
 
 def test_channel_counts_are_rounded_to_the_multiple() -> None:
-    # seeded: on some random weights 4 cannot meet 0.5 within 5% and the allocator falls back to 2
-    torch.manual_seed(0)
+    # (seeded: on some random weights 4 cannot meet 0.5 within 5% and the allocator falls back to 2)
     graph = ChannelGraph(create_model("resnet20"), INPUT)
     plan, _ = create_method("l1").plan(
         graph, None, Target("macs", 0.5), Allocation(round_to=4, tolerance=0.05)
@@ -105,17 +111,7 @@ def test_iterative_steps_reach_the_target_geometrically() -> None:
 def test_a_step_that_overshoots_the_next_goal_skips_it() -> None:
     # four channels a layer: a step removes at least a quarter of a layer, past the next goals
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 10),
-    )
+    model = two_convs(4)
     outcome = prune_model(model, (3, 8, 8), create_method("l1"), Target("macs", 0.8), steps=4)
     assert len(outcome.rounds) == 1  # steps 2-4 found their goals already met
     assert outcome.achieved == pytest.approx(0.768, abs=0.001)

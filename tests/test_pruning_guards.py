@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from pruning_helpers import two_convs
 from secateurs.errors import SecateursError
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
@@ -77,17 +78,7 @@ def test_unsupported_structure_is_named() -> None:
 
 def test_grouped_convolution_with_as_many_groups_as_outputs_is_not_depthwise() -> None:
     # 16 -> 8 channels in 8 groups: two inputs a group, so not depthwise, so not prunable
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Conv2d(16, 8, 3, padding=1, groups=8),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    ).eval()
+    model = two_convs(16, 8, groups=8).eval()
     graph = ChannelGraph(model, (3, 8, 8))
     refused = {g.root: g.reason for g in graph.groups if not g.prunable}
     assert "grouped convolution (groups=8)" in refused["3"]
@@ -151,17 +142,7 @@ def test_batchnorm_without_affine_parameters_is_refused_not_crashed(method: str)
     from secateurs.pruning.methods.base import ScoringData
 
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8, affine=False),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    ).eval()
+    model = two_convs(8, affine=False).eval()
     graph = ChannelGraph(model, (3, 8, 8))
     refused = {g.root: g.reason for g in graph.groups if not g.prunable}
     assert "1 is a BatchNorm without affine parameters" in refused["0"]
