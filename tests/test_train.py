@@ -404,3 +404,15 @@ def test_subsets_and_batches_must_hold_an_image() -> None:
     assert len(digits.subset(10**6)) == len(digits)  # more than there are: all of them
     with pytest.raises(SecateursError, match="batch size must be at least 1, not 0"):
         BatchLoader(digits, 0, [0.5], [0.5])
+
+
+def test_a_grayscale_test_split_beside_a_colour_train_split_is_named(tmp_path: Path) -> None:
+    from PIL import Image
+
+    write_split(tmp_path / "data", "train", 8)
+    for name in ("a", "b"):
+        (tmp_path / "data" / "test" / name).mkdir(parents=True)
+        Image.new("L", (8, 8), 128).save(tmp_path / "data" / "test" / name / "0.png")
+    config = TrainConfig(data=str(tmp_path / "data"), epochs=1, batch_size=4, threads=1)
+    with pytest.raises(SecateursError, match=r"\(1, 8, 8\) \(one is grayscale, the other colour\)"):
+        run_training(config, tmp_path / "run")

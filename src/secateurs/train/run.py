@@ -68,9 +68,14 @@ def load_data(config: TrainConfig) -> tuple[ImageSet, ImageSet]:
     if train_set.classes != test_set.classes:
         raise SecateursError("the train and test splits have different classes")
     if train_set.input_size != test_set.input_size:
+        hint = (
+            ": pass --image-size to resize both"
+            if train_set.input_size[1:] != test_set.input_size[1:]
+            else " (one is grayscale, the other colour)"
+        )
         raise SecateursError(
             f"the train split holds {tuple(train_set.input_size)} images and the test split "
-            f"{tuple(test_set.input_size)}: pass --image-size to resize both"
+            f"{tuple(test_set.input_size)}{hint}"
         )
     return train_set, test_set
 
