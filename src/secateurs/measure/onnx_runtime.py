@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from secateurs.errors import SecateursError
+from secateurs.errors import SecateursError, first_line
 from secateurs.measure.latency import LatencySettings, summarise
 
 
@@ -37,7 +37,7 @@ def export_onnx(model: nn.Module, input_size: Sequence[int]) -> bytes:
                 dynamo=False,
             )
         except Exception as error:  # the exporter's errors have no common base: name it
-            first = (str(error).strip().splitlines() or [""])[0][:200]
+            first = first_line(error, fallback="")
             raise SecateursError(
                 f"cannot export the model to ONNX ({type(error).__name__}: {first})"
             ) from None

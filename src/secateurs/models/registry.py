@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from secateurs.errors import SecateursError
+from secateurs.errors import SecateursError, first_line
 
 TORCHVISION_PREFIX = "torchvision:"
 
@@ -74,5 +74,5 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     except TypeError as error:
         raise SecateursError(f"model {name!r} does not take these arguments: {error}") from None
     except (ValueError, RuntimeError) as error:  # e.g. a width that leaves no channels
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        first = first_line(error)
         raise SecateursError(f"cannot build model {name!r} with {kwargs}: {first}") from None

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from secateurs.errors import SecateursError
+from secateurs.errors import SecateursError, first_line
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.plan import PruningPlan, input_scale_vector
 
@@ -55,7 +55,7 @@ def _remove(graph: ChannelGraph, plan: PruningPlan, model: torch.nn.Module) -> l
         with torch.no_grad():
             after = model(torch.zeros(1, *graph.input_size)).shape
     except RuntimeError as error:  # a structure the guards missed: say so in one line
-        first = (str(error).strip().splitlines() or ["RuntimeError"])[0][:200]
+        first = first_line(error)
         raise SecateursError(f"the pruned model no longer runs: {first}") from None
     if after != before:
         raise SecateursError(f"surgery changed the output shape from {before} to {after}")

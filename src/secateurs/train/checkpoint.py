@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from secateurs.errors import SecateursError
+from secateurs.errors import SecateursError, first_line
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -28,7 +28,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        reason = first_line(error, 160)
         raise SecateursError(
             f"{path} is not a secateurs checkpoint (refused to unpickle it: {reason})"
         ) from None

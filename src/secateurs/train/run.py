@@ -16,7 +16,7 @@ from torch import nn
 
 from secateurs import __version__
 from secateurs.data import ImageSet, load_split
-from secateurs.errors import SecateursError
+from secateurs.errors import SecateursError, first_line
 from secateurs.models import create_model
 from secateurs.store import Manifest, load_model, save_model
 from secateurs.train.callback import Callback
@@ -103,7 +103,7 @@ def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Modu
         with torch.no_grad():
             model.eval()(torch.zeros(1, *train_set.input_size))
     except RuntimeError as error:
-        first = (str(error).strip().splitlines() or ["RuntimeError"])[0][:200]
+        first = first_line(error)
         raise SecateursError(
             f"{config.model} cannot take {tuple(train_set.input_size)} images: {first}"
         ) from None

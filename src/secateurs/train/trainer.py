@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from secateurs.data import BatchLoader, ImageSet
-from secateurs.errors import SecateursError
+from secateurs.errors import SecateursError, first_line
 from secateurs.measure.accuracy import evaluate
 from secateurs.progress import format_duration, progress_bar
 from secateurs.train.callback import Callback
@@ -223,7 +223,7 @@ class Trainer:
         try:
             self._load_state_dict(state)
         except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            reason = first_line(error, 160)
             raise SecateursError(
                 f"{self.checkpoint_path} does not hold the training state of this run "
                 f"({type(error).__name__}: {reason})"
