@@ -9,13 +9,13 @@ set; :func:`unequal_terms` names every way in which they do not.
 from __future__ import annotations
 
 import inspect
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from secateurs.errors import SecateursError
+from secateurs.report import Report, read_report
 
 
 @dataclass(frozen=True)
@@ -43,70 +43,67 @@ class RunSummary:
         return self.top1_after if self.top1_after is not None else self.top1_oneshot
 
 
-def _report_path(path: Path) -> Path:
-    return path / "report.json" if path.is_dir() else path
-
-
-def _series(report: dict[str, Any]) -> str:
+def _series(report: Report) -> str:
     """The method's name, then every setting that differs from its default (seeds aside): runs of
     one series differ only in seed and target, so they form one curve."""
     from secateurs.pruning.methods import list_methods, method_class
 
-    method = str(report["method"])
+    pruning, settings = report.pruning, report.settings
+    method = pruning.method
     parts = [method]
-    if report.get("strategy") not in (None, "global"):
-        parts.append(str(report["strategy"]))
-    if report.get("granularity"):  # SPP
-        parts.append(str(report["granularity"]))
+    if pruning.strategy not in (None, "global"):
+        parts.append(str(pruning.strategy))
+    if pruning.granularity:  # SPP
+        parts.append(pruning.granularity)
     if method in list_methods():
         defaults = inspect.signature(method_class(method).__init__).parameters
-        for key, value in sorted((report.get("method_params") or {}).items()):
+        for key, value in sorted(pruning.method_params.items()):
             default = defaults[key].default if key in defaults else None
             if key != "seed" and value != default:
                 parts.append(f"{key}={value}")
-    if report.get("distill_weight") and report.get("finetune_epochs"):
-        parts.append(f"distill={report['distill_weight']:g}")
-    # the pipeline's settings that change what is pruned or how (reports from before they were
-    # recorded lack them: taken as the defaults)
-    if (report.get("steps") or 1) > 1:
-        parts.append(f"steps={report['steps']}")
-    if report.get("round_to") not in (None, 1):
-        parts.append(f"round-to={report['round_to']}")
-    if report.get("normalize") is not None:
-        parts.append(f"normalize={report['normalize']}")
-    if report.get("bias_fold"):
+    if settings.distill_weight and settings.training_epochs:
+        parts.append(f"distill={settings.distill_weight:g}")
+    # the run's settings that change what is pruned or how
+    if pruning.steps > 1:
+        parts.append(f"steps={pruning.steps}")
+    if pruning.round_to != 1:
+        parts.append(f"round-to={pruning.round_to}")
+    if pruning.normalize is not None:
+        parts.append(f"normalize={pruning.normalize}")
+    if pruning.bias_fold:
         parts.append("fold-bias")
-    if report.get("bn_recalibration_batches"):
-        parts.append(f"recalibrate-bn={report['bn_recalibration_batches']}")
-    if report.get("layer_ratios"):
+    if settings.bn_recalibration_batches:
+        parts.append(f"recalibrate-bn={settings.bn_recalibration_batches}")
+    if pruning.layer_ratios:
         parts.append("layer-ratios")
     return " ".join(parts)
 
 
-def _summary(name: str, report: dict[str, Any]) -> RunSummary:
+def _summary(name: str, report: Report) -> RunSummary:
+    tuned = report.settings.kind != "prune" or report.settings.training_epochs != 0
+    after = report.accuracy.get("after")
     return RunSummary(
         name=name,
-        method=str(report["method"]),
+        method=report.pruning.method,
         series=_series(report),
-        model=str(report["model"]),
-        macs_kept=report["macs_after"] / report["macs_before"],
-        params_kept=report["params_after"] / report["params_before"],
-        top1_before=report.get("top1_before"),
-        top1_oneshot=report.get("top1_oneshot"),
-        # a run without fine-tuning repeats its one-shot accuracy as "after"; it has no after
-        top1_after=report.get("top1_after") if report.get("finetune_epochs") != 0 else None,
-        finetune_epochs=report.get("finetune_epochs"),
-        test_images=report.get("test_images"),
+        model=report.settings.model,
+        macs_kept=report.macs_kept,
+        params_kept=report.params_kept,
+        top1_before=report.top1("before"),
+        top1_oneshot=report.top1("oneshot"),
+        # a pruning run without fine-tuning has no "after" beyond its one-shot accuracy
+        top1_after=report.top1("after") if tuned else None,
+        finetune_epochs=report.settings.training_epochs,
+        test_images=after.images if after else None,
         speedup={
-            str(batch): float(entry["speedup"])
-            for batch, entry in (report.get("latency") or {}).items()
+            batch: float(entry.speedup) for batch, entry in report.latency.get("eager", {}).items()
         },
     )
 
 
 def _names(paths: list[Path]) -> list[str]:
     """Each run's directory name, or parent/name where two runs share a name."""
-    runs = [_report_path(path).parent for path in paths]
+    runs = [(path if path.is_dir() else path.parent) for path in paths]
     short = [run.name for run in runs]
     return [
         f"{run.parent.name}/{run.name}" if short.count(run.name) > 1 else run.name for run in runs
@@ -120,18 +117,11 @@ def load_runs(paths: list[str | Path]) -> list[RunSummary]:
     resolved = [Path(path) for path in paths]
     runs = []
     for name, path in zip(_names(resolved), resolved, strict=True):
-        report_path = _report_path(path)
-        if not report_path.is_file():
-            raise SecateursError(f"{report_path}: no such report (is {path} a pruning run?)")
+        report = read_report(path)
         try:
-            report = json.loads(report_path.read_text())
             runs.append(_summary(name, report))
-        except json.JSONDecodeError as error:
-            raise SecateursError(f"{report_path}: not valid JSON ({error.msg})") from None
-        except UnicodeDecodeError:
-            raise SecateursError(f"{report_path}: not a text (UTF-8) file") from None
-        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as error:
-            raise SecateursError(f"{report_path}: not a pruning report ({error!r})") from None
+        except ZeroDivisionError as error:
+            raise SecateursError(f"{path}: not a pruning report ({error!r})") from None
     return runs
 
 

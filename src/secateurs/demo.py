@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from secateurs.errors import SecateursError
-from secateurs.pipeline import PruneJob, run_prune
+from secateurs.report import Report
+from secateurs.runs.prune_job import PruneJob
+from secateurs.runs.prune_run import run_prune
 from secateurs.train.config import TrainConfig
 from secateurs.train.run import CONFIG_FILE, read_run_config, run_training
 from secateurs.train.trainer import CHECKPOINT_FILE
@@ -36,7 +37,7 @@ def demo_config(epochs: int) -> TrainConfig:
     )
 
 
-def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 3) -> list[dict[str, Any]]:
+def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 3) -> list[Report]:
     """Train, prune with each demo method, print the table; returns one report per method."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -61,10 +62,10 @@ def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 3) -> lis
             finetune_epochs,
         )
         job = PruneJob(
-            model_dir=out / "train" / "model",
+            model=out / "train" / "model",
             method=method,
             out=out / f"pruned-{method}",
-            target_ratio=0.5,
+            target_macs=0.5,
             data="digits",
             finetune_epochs=finetune_epochs,
             batch_size=64,
@@ -72,42 +73,55 @@ def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 3) -> lis
             latency_repeats=20,
             resume=(out / f"pruned-{method}").exists(),
         )
-        reports.append(run_prune(job))
+        report = run_prune(job)
+        assert report is not None  # the demo is not distributed
+        reports.append(report)
     Console().print(demo_table(reports))
     log.info("reports and plots: %s/pruned-*/report.{md,png}", out)
     return reports
 
 
-def demo_table(reports: list[dict[str, Any]]) -> Table:
+def demo_table(reports: list[Report]) -> Table:
+    """One row for the dense model and one per method: top-1, cost, and latency at batch 64 in
+    PyTorch eager and in onnxruntime, with the speed-ups measured interleaved."""
     table = Table(title="secateurs demo: resnet20 on digits (8x8), pruned to 50% of MACs")
     for column in (
         "model",
         "top-1 %",
         "MACs (M)",
         "params (K)",
-        "batch 1 (ms)",
-        "batch 64 (ms)",
-        "speed-up b64",
+        "eager b64 (ms)",
+        "speed-up",
+        "onnxruntime b64 (ms)",
+        "speed-up",
     ):
         table.add_column(column, justify="right")
     first = reports[0]
+    cells = [_latency(first, backend, "before_ms") for backend in ("eager", "onnxruntime")]
     table.add_row(
         "dense",
-        f"{first['top1_before']:.2f}",
-        f"{first['macs_before'] / 1e6:.2f}",
-        f"{first['params_before'] / 1e3:.1f}",
-        f"{first['latency']['1']['before_ms']:.2f}",
-        f"{first['latency']['64']['before_ms']:.2f}",
+        f"{first.top1('before'):.2f}",
+        f"{first.cost_before.macs / 1e6:.2f}",
+        f"{first.cost_before.params / 1e3:.1f}",
+        cells[0],
+        "1.00x",
+        cells[1],
         "1.00x",
     )
     for report in reports:
         table.add_row(
-            report["method"],
-            f"{report['top1_after']:.2f}",
-            f"{report['macs_after'] / 1e6:.2f}",
-            f"{report['params_after'] / 1e3:.1f}",
-            f"{report['latency']['1']['after_ms']:.2f}",
-            f"{report['latency']['64']['after_ms']:.2f}",
-            f"{report['latency']['64']['speedup']:.2f}x",
+            report.pruning.method,
+            f"{report.top1('after'):.2f}",
+            f"{report.cost_after.macs / 1e6:.2f}",
+            f"{report.cost_after.params / 1e3:.1f}",
+            _latency(report, "eager", "after_ms"),
+            _latency(report, "eager", "speedup", "x"),
+            _latency(report, "onnxruntime", "after_ms"),
+            _latency(report, "onnxruntime", "speedup", "x"),
         )
     return table
+
+
+def _latency(report: Report, backend: str, figure: str, unit: str = "") -> str:
+    entry = report.latency.get(backend, {}).get("64")
+    return "-" if entry is None else f"{getattr(entry, figure):.2f}{unit}"

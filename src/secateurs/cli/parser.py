@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from secateurs.report import Report
 
 
 class Parser(argparse.ArgumentParser):
@@ -14,7 +18,13 @@ class Parser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples in descriptions as written and shows defaults."""
+    """Keeps the examples in descriptions as written and shows defaults (not the empty ones:
+    "(default: None)" on an optional flag says nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.required:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def ratio(text: str) -> float:
@@ -46,3 +56,16 @@ def _int_at_least(text: str, least: int) -> int:
     if value < least:
         raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
     return value
+
+
+def print_report(report: Report | None, as_json: bool) -> None:
+    """A finished run's report on standard output: JSON, or the markdown table (nothing on the
+    ranks of a distributed run other than rank 0, which return no report)."""
+    if report is None:
+        return
+    if as_json:
+        print(json.dumps(report.to_json()))
+    else:
+        from secateurs.report import markdown
+
+        print(markdown(report))

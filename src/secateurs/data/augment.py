@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How training batches are augmented: a random crop shifted by up to ``padding`` pixels,
+    left-right flips (at random, or each image in every other epoch with ``alternate_flip``),
+    and a zeroed square of side ``cutout`` (0: none)."""
+
+    padding: int = 4
+    flip: bool = True
+    alternate_flip: bool = False
+    cutout: int = 0
 
 
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:

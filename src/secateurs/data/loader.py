@@ -13,7 +13,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from secateurs.data.augment import alternating_flip, cutout, random_crop, random_flip
+from secateurs.data.augment import (
+    Augmentation,
+    alternating_flip,
+    cutout,
+    random_crop,
+    random_flip,
+)
 from secateurs.data.dataset import ImageSet
 from secateurs.errors import SecateursError
 
@@ -31,10 +37,12 @@ class _Indices:
 class BatchLoader:
     """Iterate (images, labels) batches; images are float, normalised with ``mean``/``std``.
 
-    ``train=True`` shuffles, drops the last partial batch and augments: random crop with
-    ``padding`` pixels; left-right flips when ``flip``, at random or, with ``alternate_flip``,
-    each image in every other epoch; and, when ``cutout`` > 0, a square of that side zeroed
-    after normalisation. Under DDP each rank reads its own ``1/world_size`` share.
+    With an ``augment`` (training) it shuffles, drops the last partial batch and augments: random
+    crop with ``augment.padding`` pixels; left-right flips when ``augment.flip``, at random or,
+    with ``augment.alternate_flip``, each image in every other epoch; and, when
+    ``augment.cutout`` > 0, a square of that side zeroed after normalisation. Without one
+    (evaluation) it reads every image once, in order. ``shard = (rank, world_size)``: under DDP
+    each rank reads its own ``1/world_size`` share.
     """
 
     def __init__(
@@ -44,14 +52,9 @@ class BatchLoader:
         mean: Sequence[float],
         std: Sequence[float],
         *,
-        train: bool = False,
-        padding: int = 4,
-        flip: bool = True,
-        alternate_flip: bool = False,
-        cutout: int = 0,
+        augment: Augmentation | None = None,
         seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
+        shard: tuple[int, int] = (0, 1),
         channels_last: bool = False,
     ) -> None:
         if batch_size < 1:
@@ -60,16 +63,15 @@ class BatchLoader:
         self.batch_size = batch_size
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std).view(1, -1, 1, 1) * 255
-        self.train = train
-        self.padding = padding
-        self.flip = flip
-        self.cutout = cutout
+        self.augment = augment
+        self.train = augment is not None
         # which images alternating flips mirror in even epochs: a fixed draw per image
         self.flipped_first = (
             torch.rand(len(image_set), generator=torch.Generator().manual_seed(seed)) < 0.5
-            if flip and alternate_flip
+            if augment is not None and augment.flip and augment.alternate_flip
             else None
         )
+        rank, world_size = shard
         self.seed = seed
         self.rank = rank
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -77,9 +79,9 @@ class BatchLoader:
             _Indices(len(image_set)),  # type: ignore[arg-type]
             num_replicas=world_size,
             rank=rank,
-            shuffle=train,
+            shuffle=self.train,
             seed=seed,
-            drop_last=train,
+            drop_last=self.train,
         )
         self.epoch = 0
 
@@ -104,15 +106,16 @@ class BatchLoader:
         for batch_index in range(len(self)):
             index = indices[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
             images = self.image_set.images[index].float()
-            if self.train:
-                images = random_crop(images, self.padding, generator)
+            augment = self.augment
+            if augment is not None:
+                images = random_crop(images, augment.padding, generator)
                 if self.flipped_first is not None:
                     images = alternating_flip(images, self.flipped_first[index], self.epoch)
-                elif self.flip:
+                elif augment.flip:
                     images = random_flip(images, generator)
             images = (images - self.mean) / self.std
-            if self.train and self.cutout > 0:
-                images = cutout(images, self.cutout, generator)
+            if augment is not None and augment.cutout > 0:
+                images = cutout(images, augment.cutout, generator)
             # Always the layout asked for: the batched crop leaves NHWC strides, which would
             # silently switch convolutions to channels-last kernels (see decisions.md).
             images = images.contiguous(memory_format=self.memory_format)

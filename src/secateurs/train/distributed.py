@@ -52,6 +52,12 @@ def all_gather(value: object, context: DistributedContext) -> list[object]:
     return gathered
 
 
+def barrier(context: DistributedContext) -> None:
+    """Wait until every rank gets here (nothing to wait for outside a distributed run)."""
+    if context.enabled:
+        dist.barrier()
+
+
 def broadcast_buffers(model: nn.Module, context: DistributedContext) -> None:
     """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
 

@@ -15,15 +15,16 @@ import torch
 from torch import nn
 
 from secateurs import __version__
-from secateurs.data import ImageSet, load_split
+from secateurs.data import ImageSet, LabelledData, load_split
 from secateurs.errors import SecateursError, first_line
 from secateurs.models import create_model
+from secateurs.runs.training import apply_runtime_settings, train_model
 from secateurs.store import Manifest, load_model, save_model
 from secateurs.train.callback import Callback
 from secateurs.train.config import TrainConfig, config_from_dict
 from secateurs.train.distill import Ensemble, Renormalized
 from secateurs.train.distributed import DistributedContext, init_distributed
-from secateurs.train.trainer import CHECKPOINT_FILE, Trainer
+from secateurs.train.trainer import CHECKPOINT_FILE
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
@@ -49,13 +50,6 @@ def versions() -> dict[str, str]:
     except OSError:
         pass
     return found
-
-
-def apply_runtime_settings(config: TrainConfig) -> None:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.use_deterministic_algorithms(config.deterministic)
-    torch.manual_seed(config.seed)
 
 
 def load_data(config: TrainConfig) -> tuple[ImageSet, ImageSet]:
@@ -196,22 +190,11 @@ def run_training(
     train_set, test_set = load_data(config)
     model, manifest = build_start_model(config, train_set)
     teacher = load_teacher(config, manifest)
-    trainer = Trainer(
-        model,
-        train_set,
-        test_set,
-        config,
-        run_dir,
-        manifest.mean,
-        manifest.std,
-        callbacks=callbacks or [],
-        context=context,
-        teacher=teacher,
+    data = LabelledData(train_set, test_set, manifest.mean, manifest.std)
+    training = train_model(
+        model, data, config, run_dir, callbacks=callbacks or [], teacher=teacher, context=context
     )
-    if resume:
-        trainer.resume()
-    history = trainer.fit()
-    digests = trainer.rank_digests()
+    history, digests = training.history, training.rank_digests
     final = history[-1]
     if not manifest.training:
         manifest.training = config.to_dict()
@@ -231,7 +214,7 @@ def run_training(
         "rank_weight_digests": digests,
     }
     if context.is_main:
-        save_model(trainer.final_model, run_dir / "model", manifest)
+        save_model(training.model, run_dir / "model", manifest)
         (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from secateurs.data import BatchLoader, ImageSet
+from secateurs.data import Augmentation, BatchLoader, LabelledData
 from secateurs.errors import SecateursError, first_line
 from secateurs.measure.accuracy import evaluate
 from secateurs.progress import format_duration, progress_bar
@@ -79,12 +79,10 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        train_set: ImageSet,
-        test_set: ImageSet,
+        data: LabelledData,
         config: TrainConfig,
         run_dir: Path,
-        mean: Sequence[float],
-        std: Sequence[float],
+        *,
         callbacks: Sequence[Callback] = (),
         context: DistributedContext | None = None,
         teacher: nn.Module | None = None,
@@ -94,44 +92,14 @@ class Trainer:
         self.context = context or DistributedContext()
         self.callbacks = list(callbacks)
         self.model = model
-        self.channels_last = config.channels_last
-        crashes = channels_last_crashes(model) if config.channels_last else []
-        if crashes:
-            log.warning(
-                "training in NCHW, not channels-last: PyTorch's CPU backward crashes on strided "
-                "1x1 convolutions with under %d input channels (%s)",
-                MIN_SAFE_CHANNELS,
-                ", ".join(crashes),
-            )
-            self.channels_last = False
+        self.channels_last = config.channels_last and not self._channels_last_crashes(model)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.teacher = self._build_teacher(teacher, train_set, mean, std)
+        self.teacher = self._build_teacher(teacher, data)
         self.train_model: nn.Module = (
             DistributedDataParallel(self.model) if self.context.enabled else self.model
         )
-        self.train_loader = BatchLoader(
-            train_set,
-            max(1, config.batch_size // self.context.world_size),
-            mean,
-            std,
-            train=True,
-            padding=config.padding,
-            flip=config.flip,
-            alternate_flip=config.alternate_flip,
-            cutout=config.cutout,
-            seed=config.seed,
-            rank=self.context.rank,
-            world_size=self.context.world_size,
-            channels_last=self.channels_last,
-        )
-        if len(self.train_loader) == 0:
-            raise SecateursError(
-                f"{len(train_set)} training images make no full batch of {config.batch_size}"
-            )
-        self.test_loader = BatchLoader(
-            test_set, config.eval_batch_size, mean, std, channels_last=self.channels_last
-        )
+        self.train_loader, self.test_loader = self._build_loaders(data)
         self.optimizer = torch.optim.SGD(
             parameter_groups(self.model, config.weight_decay, config.decay_norm),
             lr=config.lr,
@@ -139,6 +107,48 @@ class Trainer:
             nesterov=config.nesterov and config.momentum > 0,
         )
         self.steps_per_epoch = len(self.train_loader)
+        self.scheduler = self._build_scheduler()
+        self.ema = self._build_ema()
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps completed
+        self.history: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _channels_last_crashes(model: nn.Module) -> bool:
+        crashes = channels_last_crashes(model)
+        if crashes:
+            log.warning(
+                "training in NCHW, not channels-last: PyTorch's CPU backward crashes on strided "
+                "1x1 convolutions with under %d input channels (%s)",
+                MIN_SAFE_CHANNELS,
+                ", ".join(crashes),
+            )
+        return bool(crashes)
+
+    def _build_loaders(self, data: LabelledData) -> tuple[BatchLoader, BatchLoader]:
+        config = self.config
+        augment = Augmentation(config.padding, config.flip, config.alternate_flip, config.cutout)
+        train_loader = BatchLoader(
+            data.train,
+            max(1, config.batch_size // self.context.world_size),
+            data.mean,
+            data.std,
+            augment=augment,
+            seed=config.seed,
+            shard=(self.context.rank, self.context.world_size),
+            channels_last=self.channels_last,
+        )
+        if len(train_loader) == 0:
+            raise SecateursError(
+                f"{len(data.train)} training images make no full batch of {config.batch_size}"
+            )
+        test_loader = BatchLoader(
+            data.test, config.eval_batch_size, data.mean, data.std, channels_last=self.channels_last
+        )
+        return train_loader, test_loader
+
+    def _build_scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+        config = self.config
         total = config.epochs * self.steps_per_epoch
         warmup = round(config.warmup_epochs * self.steps_per_epoch)
         if config.schedule == "cosine":
@@ -147,11 +157,7 @@ class Trainer:
             factor = lambda step: warmup_step(  # noqa: E731
                 step, total, warmup, config.milestones, config.gamma
             )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.ema = self._build_ema()
-        self.epoch = 0  # epochs completed
-        self.step = 0  # optimizer steps completed
-        self.history: list[dict[str, Any]] = []
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 
     def _build_ema(self) -> AveragedModel | None:
         """torch's AveragedModel with an EMA of parameters and buffers (BatchNorm statistics
@@ -166,11 +172,7 @@ class Trainer:
         )
 
     def _build_teacher(
-        self,
-        model: nn.Module | None,
-        train_set: ImageSet,
-        mean: Sequence[float],
-        std: Sequence[float],
+        self, model: nn.Module | None, data: LabelledData
     ) -> Teacher | PrecomputedTeacher | None:
         """``model`` as the teacher: run on every batch, or, with ``config.teacher_offline``, run
         once now on every training image as stored (no crop; mirrored too with teacher_flip)."""
@@ -182,10 +184,14 @@ class Trainer:
         if not self.config.teacher_offline:
             return teacher
         stored = BatchLoader(
-            train_set, self.config.eval_batch_size, mean, std, channels_last=self.channels_last
+            data.train,
+            self.config.eval_batch_size,
+            data.mean,
+            data.std,
+            channels_last=self.channels_last,
         )
-        log.info("computing the teacher's logits for %d training images", len(train_set))
-        return PrecomputedTeacher(teacher.precompute(stored.indexed(), len(train_set)))
+        log.info("computing the teacher's logits for %d training images", len(data.train))
+        return PrecomputedTeacher(teacher.precompute(stored.indexed(), len(data.train)))
 
     @property
     def final_model(self) -> nn.Module:

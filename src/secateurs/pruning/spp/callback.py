@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -53,6 +54,27 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 10  # iterations between probability updates (see docs/methods/spp.md)
 
 
+@dataclass
+class SPPSettings:
+    """What an SPP run prunes and how fast: the granularity, one budget (``target_macs``: kept
+    ratio of the model's MACs, split into a uniform pruned ratio per layer; ``ratio``: pruned
+    ratio R of every layer; ``layer_ratios``: R per layer name), the increment function's
+    ``A`` and ``u``, the update ``interval`` in iterations, the layers (default: every eligible
+    one but the input layer) and the one-shot baseline switch."""
+
+    granularity: str = "column"
+    target_macs: float | None = None
+    ratio: float | None = None
+    layer_ratios: Mapping[str, float] | None = None
+    A: float = DEFAULT_A
+    u: float = DEFAULT_U
+    interval: int = DEFAULT_INTERVAL
+    seed: int = 0
+    layers: Sequence[str] | None = None
+    skip_input_layer: bool = True
+    oneshot: bool = False
+
+
 class SPPCallback(Callback):
     """Structured Probabilistic Pruning (Wang et al., BMVC 2018) as a trainer callback.
 
@@ -66,30 +88,31 @@ class SPPCallback(Callback):
     """
 
     def __init__(
-        self,
-        granularity: str = "column",
-        target_macs: float | None = None,
-        ratio: float | None = None,
-        layer_ratios: Mapping[str, float] | None = None,
-        A: float = DEFAULT_A,
-        u: float = DEFAULT_U,
-        interval: int = DEFAULT_INTERVAL,
-        seed: int = 0,
-        layers: Sequence[str] | None = None,
-        skip_input_layer: bool = True,
-        input_size: Sequence[int] | None = None,
-        oneshot: bool = False,
+        self, granularity: str = "column", input_size: Sequence[int] | None = None, **options: Any
     ) -> None:
-        if sum(x is not None for x in (target_macs, ratio, layer_ratios)) != 1:
+        """``options``: the fields of :class:`SPPSettings` (target, schedule, layers, seed)."""
+        try:
+            settings = SPPSettings(granularity=granularity, **options)
+        except TypeError as error:
+            raise SecateursError(f"SPP: {error}") from None
+        if (
+            sum(
+                x is not None for x in (settings.target_macs, settings.ratio, settings.layer_ratios)
+            )
+            != 1
+        ):
             raise SecateursError("SPP needs exactly one of target_macs, ratio or layer_ratios")
-        if interval < 1:
-            raise SecateursError(f"the update interval must be at least 1, not {interval}")
-        self.granularity, self.target_macs, self.ratio = granularity, target_macs, ratio
+        if settings.interval < 1:
+            raise SecateursError(f"the update interval must be at least 1, not {settings.interval}")
+        self.granularity, self.target_macs = granularity, settings.target_macs
+        self.ratio = settings.ratio
+        layer_ratios = settings.layer_ratios
         self.layer_ratios = dict(layer_ratios) if layer_ratios is not None else None
-        self.A, self.u, self.interval, self.seed = A, u, interval, seed
-        self.layers = list(layers) if layers is not None else None
-        self.skip_input_layer, self.input_size = skip_input_layer, input_size
-        self.oneshot = oneshot
+        self.A, self.u, self.interval = settings.A, settings.u, settings.interval
+        self.seed = seed = settings.seed
+        self.layers = list(settings.layers) if settings.layers is not None else None
+        self.skip_input_layer, self.input_size = settings.skip_input_layer, input_size
+        self.oneshot = settings.oneshot
         self.generator_ = torch.Generator().manual_seed(seed)
         self.state_: SPPState | None = None
         self.step_ = 0  # iterations seen

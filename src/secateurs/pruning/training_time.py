@@ -1,0 +1,65 @@
+"""What a training-time pruning method is (SPP now; Campfire and SG-CNN next), and the registry
+that lists them beside the one-shot methods.
+
+A one-shot method scores channels of a trained model (:mod:`secateurs.pruning.methods`). A
+training-time method prunes *while* the model trains: it is a trainer callback that masks
+weights as training goes, and a compaction that turns the trained, masked model into the
+smaller model it stands for, with the cost the method counts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import nn
+
+from secateurs.measure.latency import LatencySettings
+from secateurs.train.callback import Callback
+
+
+@dataclass
+class Compaction:
+    """What compaction did: the Torch-Pruning history of the channels removed physically, the
+    manifest's extra record (how to rebuild compact layers), per-layer choices, and the cost
+    as the method counts it (None: count the compacted model)."""
+
+    history: list[list[Any]]
+    record: dict[str, Any] = field(default_factory=dict)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    macs: int | None = None
+    params: int | None = None
+
+
+class TrainingTimeMethod(ABC):
+    """A pruning method that runs inside training: :meth:`callback` for the trainer, then
+    :meth:`compact` on the trained model."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    command: ClassVar[str] = ""  # the secateurs command that runs it
+
+    @abstractmethod
+    def callback(self) -> Callback:
+        """The trainer callback that masks the model as it trains (one per run; its state is
+        checkpointed with the run)."""
+
+    @abstractmethod
+    def compact(
+        self, model: nn.Module, input_size: Sequence[int], timing: LatencySettings
+    ) -> Compaction:
+        """Turn the trained, masked ``model`` into its compact form in place; ``timing``
+        decides between forms that compute the same where the method measures them."""
+
+
+TRAINING_TIME_METHODS: dict[str, tuple[str, str]] = {
+    # name: (summary, command); the classes live beside their methods
+    "spp": (
+        "Monte Carlo masks of columns, input channels or channels from rank-based "
+        "probabilities during training, then compaction (Wang et al. 2018)",
+        "secateurs spp MODEL --data PATH --granularity column|input_channel|channel "
+        "--target-macs R",
+    ),
+}

@@ -1,0 +1,133 @@
+"""``report.md``: a run's before/after figures and the settings that produced them, for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from secateurs.report.schema import Report
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value / scale:.{digits}f}"
+
+
+def _target(report: Report) -> str:
+    pruning = report.pruning
+    if pruning.target_ratio is None:
+        ratios = pruning.layer_ratios or {}
+        listed = ", ".join(f"{k}={v:g}" for k, v in ratios.items())
+        return f"per-layer ratios {listed}" if ratios else "none"
+    return f"{pruning.target_kind} ratio {pruning.target_ratio:g}"
+
+
+def _rows(report: Report) -> list[tuple[str, Any, Any, Any]]:
+    middle = "masked" if report.settings.kind != "prune" else "oneshot"
+    rows: list[tuple[str, Any, Any, Any]] = []
+    for name, field in (("top-1 (%)", "top1"), ("top-5 (%)", "top5")):
+        values = [getattr(report.accuracy.get(s), field, None) for s in ("before", middle, "after")]
+        rows.append((name, *values))
+    rows.append(("MACs (M)", report.cost_before.macs / 1e6, None, report.cost_after.macs / 1e6))
+    rows.append(
+        ("parameters (K)", report.cost_before.params / 1e3, None, report.cost_after.params / 1e3)
+    )
+    for backend, batches in report.latency.items():
+        for batch, entry in batches.items():
+            name = f"latency {backend}, batch {batch} (ms)"
+            rows.append((name, entry.before_ms, None, entry.after_ms))
+    return rows
+
+
+def _summary(report: Report) -> str:
+    settings, pruning = report.settings, report.pruning
+    if settings.kind == "prune":
+        training = (
+            f"Fine-tuning: {settings.training_epochs} epochs{_distill_note(report)}. "
+            f"Pruning took {settings.pruning_seconds:.1f} s.{_recalibration_note(report)}"
+        )
+    else:
+        training = (
+            f"Trained with {settings.kind} for {settings.training_epochs} epochs "
+            f"({settings.training_seconds:.0f} s), then compacted."
+        )
+    return (
+        f"Target: {_target(report)}; achieved {pruning.target_kind} ratio "
+        f"{pruning.achieved_ratio:.4f}. Selection: {pruning.selection}. {training}"
+    )
+
+
+def markdown(report: Report) -> str:
+    """A table of the before/after figures and the settings that produced them."""
+    middle = "after pruning" if report.settings.kind == "prune" else "masked"
+    final = "after fine-tuning" if report.settings.kind == "prune" else "compacted"
+    lines = [
+        f"# Pruning report: {report.settings.model} with {report.pruning.method}",
+        "",
+        _summary(report),
+        "",
+        f"| measure | before | {middle} | {final} |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, before, oneshot, after in _rows(report):
+        lines.append(f"| {name} | {_fmt(before)} | {_fmt(oneshot)} | {_fmt(after)} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines.append(f"| MACs reduction | {report.macs_reduction:.2f}x |")
+    for backend, batches in report.latency.items():
+        for batch, entry in batches.items():
+            lines.append(f"| speed-up {backend}, batch {batch} | {entry.speedup:.2f}x |")
+            lines.append(f"| realisation {backend}, batch {batch} | {entry.realisation:.2f} |")
+    lines += [
+        "",
+        "Latency: median of interleaved runs (before, after, before, ...), "
+        f"{report.settings.latency_threads} threads. Speed-up = median before / median after; "
+        "realisation = speed-up / MACs reduction.",
+        "",
+    ]
+    lines += certificate_table(report.pruning.certificate)
+    return "\n".join(lines)
+
+
+def _distill_note(report: Report) -> str:
+    weight = report.settings.distill_weight
+    if not weight or not report.settings.training_epochs:
+        return ""
+    return f", distilled from the unpruned model (weight {weight:g} on its soft targets)"
+
+
+def _recalibration_note(report: Report) -> str:
+    batches = report.settings.bn_recalibration_batches
+    if not batches:
+        return ""
+    return (
+        f" BatchNorm statistics re-estimated on {batches} batches after pruning (top-1 right "
+        f"after pruning without that: {_fmt(report.top1('oneshot_uncalibrated'))}%)."
+    )
+
+
+def certificate_table(rows: list[dict[str, Any]]) -> list[str]:
+    """PFP's per-layer certificate: the guarantee's parameters and the error measured on held-out
+    images next to its bound eps."""
+    if not rows:
+        return []
+    first = rows[0]
+    lines = [
+        "## Certificate",
+        "",
+        f"PFP: |S| = {first.get('sample_images')} images for the sensitivities, "
+        f"{first.get('held_out_images')} held-out images for the measured error. Error: max over "
+        "images, units and positions of |z_hat - z| / (|W| * |a|), the quantity the bound eps "
+        "limits; L2: ||z_hat - z|| / ||z||.",
+        "",
+        "| step | group | channels | kept | eps | delta | m_l | k_l | S_l | error | L2 error |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.get('step', 1)} | {row['group']} | {row['channels']} | {row['kept']} | "
+            f"{row['eps']:.4g} | {row['delta']:.0e} | {float(row['m']):.4g} | {row['k']} | "
+            f"{row['S_l']:.4g} | {_fmt(row.get('error_max'), digits=4)} | "
+            f"{_fmt(row.get('error_l2'), digits=4)} |"
+        )
+    lines.append("")
+    return lines
