@@ -1,0 +1,80 @@
+"""What every run takes: the model, the output directory, data, batches, seeds, threads and how
+latency is timed. A run kind's job (:class:`~secateurs.runs.prune_run.PruneJob`, ...) adds its
+own options to these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from secateurs.cli.parser import non_negative_int, positive_int
+from secateurs.errors import SecateursError
+from secateurs.runs.options import at_least, check_fields, option
+
+BACKENDS = ("eager", "onnxruntime")
+
+
+def _backends(values: tuple[str, ...]) -> str | None:
+    unknown = [value for value in values if value not in BACKENDS]
+    return f"knows {', '.join(BACKENDS)}, not {', '.join(unknown)}" if unknown else None
+
+
+@dataclass(kw_only=True)
+class RunJob:
+    """The options every run kind shares."""
+
+    model: Path = option(help="a saved model directory", positional=True, parse=Path)
+    out: Path = option(help="output directory (must be new, or --resume)", flags=("-o", "--out"))
+    data: str | None = option(
+        None, help="data set root (ImageFolder train/ and test/, cifar-10-batches-py, or digits)"
+    )
+    image_size: int | None = option(
+        None, help="read images at this size (default: the model's)", cli=False
+    )
+    batch_size: int = option(
+        128, help="images per training and scoring batch", parse=positive_int, check=at_least(1)
+    )
+    train_subset: int | None = option(
+        None, help="use this many training images (a fixed draw)", parse=positive_int
+    )
+    test_subset: int | None = option(
+        None, help="evaluate on this many test images (a fixed draw)", parse=positive_int
+    )
+    threads: int = option(
+        2,
+        help="CPU threads for training, evaluation and timing",
+        parse=positive_int,
+        check=at_least(1),
+    )
+    latency_repeats: int = option(
+        30,
+        help="timed runs per model, batch size and backend (0: no timing, e.g. on a busy machine)",
+        parse=non_negative_int,
+        check=at_least(0),
+    )
+    latency_batches: tuple[int, ...] = option(
+        (1, 64), help="batch sizes to time", parse=positive_int, nargs="+", convert=tuple
+    )
+    latency_backends: tuple[str, ...] = option(
+        BACKENDS,
+        help="where to time the models: PyTorch eager and the ONNX graph in onnxruntime",
+        nargs="+",
+        choices=BACKENDS,
+        convert=tuple,
+        check=_backends,
+    )
+    seed: int = option(
+        0, help="seed of every random choice (data draws, methods, training)", parse=int
+    )
+    resume: bool = option(False, help="continue an interrupted run in OUT")
+
+    def __post_init__(self) -> None:
+        self.model, self.out = Path(self.model), Path(self.out)
+        self.latency_batches = tuple(self.latency_batches)
+        self.latency_backends = tuple(self.latency_backends)
+
+    def check(self) -> None:
+        """Every option's own check; run kinds add the checks that tie options together."""
+        check_fields(self)
+        if self.out.exists() and not self.out.is_dir():
+            raise SecateursError(f"{self.out} is a file; -o takes a directory")

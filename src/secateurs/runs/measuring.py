@@ -1,0 +1,66 @@
+"""Measuring a run's models: accuracy on the test split, and cost and latency before and after,
+the two models timed interleaved (before, after, before, ...) in each backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from torch import nn
+
+from secateurs.data import LabelledData
+from secateurs.errors import SecateursError
+from secateurs.measure import LatencySettings, compare, count_cost, evaluate
+from secateurs.measure.cost import params_by_layer_type
+from secateurs.report import Accuracy, Cost, Latency
+from secateurs.runs.job import RunJob
+
+log = logging.getLogger(__name__)
+
+
+def accuracy(model: nn.Module, data: LabelledData | None) -> Accuracy | None:
+    """Top-1/top-5 of ``model`` (put in eval mode) on the test split; None without data."""
+    if data is None:
+        return None
+    found = evaluate(model.eval(), data.batches(data.test))
+    return Accuracy(found.get("top1"), found.get("top5"), found.get("n"))
+
+
+def cost(model: nn.Module, input_size: Sequence[int]) -> Cost:
+    counted = count_cost(model, input_size)
+    return Cost(counted["macs"], counted["params"], params_by_layer_type(model)["linear"])
+
+
+def _timings(backend: str, models: list[nn.Module], input_size, settings: LatencySettings):
+    if backend == "eager":
+        return compare(models, input_size, settings)
+    from secateurs.measure.onnx_runtime import compare_onnx
+
+    return compare_onnx(models, input_size, settings)
+
+
+def latency(
+    before: nn.Module,
+    after: nn.Module,
+    input_size: Sequence[int],
+    job: RunJob,
+    macs_reduction: float,
+) -> dict[str, dict[str, Latency]]:
+    """Speed-up and realisation per backend and batch size (empty when the job times nothing).
+    A backend that cannot run the model (an export the runtime refuses) is left out, with a
+    warning that names it."""
+    settings = LatencySettings(job.latency_batches, job.threads, repeats=job.latency_repeats)
+    if not settings.repeats:
+        return {}
+    figures: dict[str, dict[str, Latency]] = {}
+    for backend in job.latency_backends:
+        try:
+            timed = _timings(backend, [before.eval(), after.eval()], input_size, settings)
+        except SecateursError as error:
+            log.warning("no %s latency: %s", backend, error)
+            continue
+        figures[backend] = {
+            str(batch): Latency.from_medians(rows[0]["median"], rows[1]["median"], macs_reduction)
+            for batch, rows in timed.items()
+        }
+    return figures

@@ -1,0 +1,189 @@
+"""The options of ``secateurs prune`` (and of :func:`secateurs.prune_run`), declared once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from secateurs.cli.parser import non_negative_int, positive_int, ratio
+from secateurs.errors import SecateursError
+from secateurs.pruning.allocation import STRATEGIES, Allocation, Target
+from secateurs.pruning.prune import PruneSettings
+from secateurs.runs.job import RunJob
+from secateurs.runs.options import at_least, in_unit_interval, option
+
+# Kept channel counts are exact by default. A single 3x3 convolution here is a step function of its
+# width with steps at multiples of 16 (docs/results/channel-multiple.md), but whole ResNet-20
+# plans rounded to 16 ran slower at batch 64 than exact ones at the same MACs (1.21-1.30x vs
+# 1.44-1.47x, docs/results/pruning-baselines.md): the measured end-to-end answer wins.
+DEFAULT_ROUND_TO = 1
+
+
+def parse_layer_ratios(items: list[str]) -> dict[str, float]:
+    """``LAYER=RATIO`` items as a mapping."""
+    ratios = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            ratios[name] = float(value)
+        except ValueError:
+            raise SecateursError(f"--layer-ratios takes LAYER=RATIO, not {item!r}") from None
+    return ratios
+
+
+def parse_method_params(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items as method keyword arguments; values read as JSON when they parse."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SecateursError(f"--method-param takes KEY=VALUE, not {item!r}")
+        try:
+            params[key] = json.loads(value)  # numbers, true/false, null
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _distill_weight(value: float) -> str | None:
+    return None if 0 <= value <= 1 else f"takes a weight in [0, 1], not {value}"
+
+
+@dataclass(kw_only=True)
+class PruneJob(RunJob):
+    """Prune a saved model once (in one step or several), fine-tune it, measure it."""
+
+    method: str = option(help="a pruning method (`secateurs methods` lists them)")
+    method_params: dict[str, Any] = option(
+        {},
+        help="a method hyperparameter, e.g. selection=randomized for pfp (repeatable)",
+        flags=("--method-param",),
+        action="append",
+        metavar="KEY=VALUE",
+        convert=parse_method_params,
+    )
+    target_macs: float | None = option(
+        None,
+        help="keep this fraction of the MACs (the default target: 0.5)",
+        parse=ratio,
+        check=in_unit_interval,
+        group="target",
+    )
+    target_params: float | None = option(
+        None,
+        help="keep this fraction of the parameters",
+        parse=ratio,
+        check=in_unit_interval,
+        group="target",
+    )
+    layer_ratios: dict[str, float] | None = option(
+        None,
+        help="remove these fractions of these groups' channels (by root layer), no target",
+        nargs="+",
+        metavar="LAYER=RATIO",
+        group="target",
+        convert=parse_layer_ratios,
+    )
+    strategy: str = option(
+        "global",
+        help="global: rank every group's channels together; uniform: the same ratio everywhere",
+        choices=STRATEGIES,
+    )
+    normalize: str | None = option(
+        None,
+        help="per-group score normalisation for global ranking (default: the method's own)",
+        choices=("none", "mean", "max"),
+    )
+    round_to: int = option(
+        DEFAULT_ROUND_TO,
+        help="keep channel counts at a multiple of this (1 = exact)",
+        parse=positive_int,
+        check=at_least(1),
+    )
+    min_channels: int = option(
+        1,
+        help="never keep fewer channels than this in a group",
+        parse=positive_int,
+        check=at_least(1),
+    )
+    steps: int = option(
+        1,
+        help="reach the target in this many geometric steps, fine-tuning between them",
+        parse=positive_int,
+        check=at_least(1),
+    )
+    fold_bias: bool = option(
+        False, help="fold removed channels' mean output into the next layer's bias (needs --data)"
+    )
+    recalibrate_bn: int = option(
+        0,
+        help="re-estimate BatchNorm statistics on this many training batches after pruning, "
+        "before fine-tuning (needs --data; 0 = off)",
+        parse=non_negative_int,
+        metavar="BATCHES",
+        check=at_least(0),
+    )
+    distill: float = option(
+        0.0,
+        help="fine-tune with the unpruned model as teacher: WEIGHT on its soft targets, "
+        "1 - WEIGHT on the labels (temperature 4; 0 = off)",
+        parse=float,
+        metavar="WEIGHT",
+        check=_distill_weight,
+    )
+    finetune_epochs: int = option(
+        0,
+        help="epochs of fine-tuning after pruning (needs --data)",
+        parse=non_negative_int,
+        check=at_least(0),
+    )
+    finetune_lr: float = option(
+        0.01,
+        help="peak learning rate of the fine-tuning (cosine, no warm-up)",
+        parse=float,
+        check=lambda value: None if value > 0 else f"must be positive, not {value}",
+    )
+    scoring_batches: int = option(
+        8,
+        help="training batches a data-driven method scores channels on",
+        parse=positive_int,
+        check=at_least(1),
+    )
+
+    @property
+    def target(self) -> Target | None:
+        """The cost target (None when per-layer ratios are given)."""
+        if self.layer_ratios is not None:
+            return None
+        if self.target_params is not None:
+            return Target("params", self.target_params)
+        return Target("macs", 0.5 if self.target_macs is None else self.target_macs)
+
+    def settings(self) -> PruneSettings:
+        allocation = Allocation(
+            strategy=self.strategy,
+            normalize=self.normalize,
+            round_to=self.round_to,
+            min_channels=self.min_channels,
+        )
+        return PruneSettings(self.target, self.layer_ratios, allocation, self.steps, self.fold_bias)
+
+    def check(self) -> None:
+        super().check()
+        from secateurs.pruning.methods import create_method
+
+        try:
+            create_method(self.method, seed=self.seed, **self.method_params)
+        except TypeError as error:
+            raise SecateursError(f"bad parameter for method {self.method!r}: {error}") from None
+        self.settings()  # the target, the steps and the allocation, checked
+        for flag, asked in (
+            ("--finetune-epochs", self.finetune_epochs),
+            ("--fold-bias", self.fold_bias),
+            ("--recalibrate-bn", self.recalibrate_bn),
+        ):
+            if asked and not self.data:
+                raise SecateursError(f"{flag} runs training images through the model: pass --data")
+        if self.distill and not self.finetune_epochs:
+            raise SecateursError("--distill applies to fine-tuning: pass --finetune-epochs")

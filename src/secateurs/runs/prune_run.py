@@ -1,0 +1,201 @@
+"""A whole pruning run, as ``secateurs prune`` does it: measure the model, prune it, fine-tune
+it, measure again side by side, and write the pruned model with its report.
+
+Output directory: ``config.json`` (the run's options), ``model.safetensors`` + ``manifest.json``
+(the pruned, fine-tuned model), ``report.json``/``report.md``/``report.png``, ``oneshot/`` (the
+model right after pruning: ``--resume`` starts from it), ``step<N>/`` (fine-tuning between
+steps) and ``finetune/`` (the fine-tuning, checkpointed every epoch: ``--resume`` continues it).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from secateurs.data import LabelledData
+from secateurs.pruning.bn_recalibration import recalibrate_batchnorm
+from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.methods import ScoringData, create_method
+from secateurs.pruning.prune import prune_model
+from secateurs.report import Accuracy, PruningRecord, Report
+from secateurs.runs.data import load_run_data
+from secateurs.runs.measuring import accuracy
+from secateurs.runs.prune_job import PruneJob
+from secateurs.runs.result import assemble_report, finish
+from secateurs.runs.run_dir import Run, open_run
+from secateurs.runs.training import Training, inherited_recipe, train_model
+from secateurs.store import Manifest, load_model, save_model
+from secateurs.train.distributed import barrier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pruned:
+    """The model right after pruning, its manifest, and what the pruning step measured."""
+
+    model: nn.Module
+    manifest: Manifest
+    seconds: float = 0.0
+    uncalibrated: Accuracy | None = None
+    certificate: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_prune(job: PruneJob) -> Report | None:
+    """Do the whole run; returns the report (also written to ``job.out``). Under ``torchrun``
+    every rank prunes and fine-tunes; rank 0 measures and writes, the others return None."""
+    with open_run("prune", job) as run:
+        torch.manual_seed(job.seed)
+        original, manifest = load_model(job.model)
+        data = load_run_data(job, manifest)
+        before = accuracy(original, data)
+        pruned = _prune_or_resume(run, original, manifest, data)
+        oneshot = accuracy(pruned.model, data)
+        final_epochs = job.finetune_epochs - (job.finetune_epochs // job.steps) * (job.steps - 1)
+        tune = (run, pruned.model, original, manifest, data)
+        training = _fine_tune(*tune, final_epochs, "finetune")
+        if not run.is_main:
+            return None
+        stages = {"before": before, "oneshot": oneshot, "after": accuracy(pruned.model, data)}
+        stages["oneshot_uncalibrated"] = pruned.uncalibrated
+        report = assemble_report(
+            run,
+            (original, pruned.model),
+            manifest,
+            _record(job, original, pruned),
+            stages,
+            pruning_seconds=round(pruned.seconds, 3),
+            training_epochs=len(training.history) if training else 0,
+            training_seconds=training.seconds if training else 0.0,
+            distill_weight=job.distill,
+            bn_recalibration_batches=job.recalibrate_bn,
+        )
+        return finish(run, pruned.model, pruned.manifest, report)
+
+
+def _prune_or_resume(
+    run: Run, original: nn.Module, manifest: Manifest, data: LabelledData | None
+) -> Pruned:
+    """Prune a copy of ``original`` (saved to ``oneshot/``), or reload it when resuming."""
+    job: PruneJob = run.job
+    oneshot_dir = job.out / "oneshot"
+    if job.resume and (oneshot_dir / "manifest.json").exists():
+        model, saved = load_model(oneshot_dir)
+        log.info("resuming from the pruned model in %s", oneshot_dir)
+        uncalibrated = saved.metrics.get("top1_oneshot_uncalibrated")
+        return Pruned(
+            model,
+            saved,
+            saved.metrics.get("pruning_seconds", 0.0),
+            None if uncalibrated is None else Accuracy(uncalibrated),
+            (saved.pruning or {}).get("certificate", []),
+        )
+    pruned = _prune(run, original, manifest, data)
+    if run.is_main:
+        save_model(pruned.model, oneshot_dir, pruned.manifest)
+    barrier(run.context)
+    return pruned
+
+
+def _prune(run: Run, original: nn.Module, manifest: Manifest, data: LabelledData | None) -> Pruned:
+    job: PruneJob = run.job
+    model = copy.deepcopy(original)
+    method = create_method(job.method, seed=job.seed, **job.method_params)
+    step_epochs = job.finetune_epochs // job.steps if job.steps > 1 else 0
+
+    def between(pruned: nn.Module, step: int) -> None:
+        _fine_tune(run, pruned, original, manifest, data, step_epochs, f"step{step + 1}")
+
+    scoring = ScoringData(
+        data.sample(job.scoring_batches * job.batch_size, job.batch_size, job.seed) if data else []
+    )
+    outcome = prune_model(model, manifest.input_size, method, job.settings(), scoring, between)
+    record = outcome.record(method, job.target)
+    record["rounds"] = list((manifest.pruning or {}).get("rounds", [])) + record["rounds"]
+    if outcome.certificate:
+        record["certificate"] = outcome.certificate
+    if outcome.folds:
+        record["bias_fold"] = outcome.folds
+    pruned = Pruned(model, manifest, outcome.seconds, certificate=outcome.certificate)
+    metrics: dict[str, Any] = {"pruning_seconds": round(outcome.seconds, 3)}
+    if job.recalibrate_bn and data is not None:
+        pruned.uncalibrated = accuracy(model, data)
+        metrics["top1_oneshot_uncalibrated"] = (
+            pruned.uncalibrated.top1 if pruned.uncalibrated else None
+        )
+        batches = data.sample(job.recalibrate_bn * job.batch_size, job.batch_size, job.seed)
+        used = recalibrate_batchnorm(model, (images for images, _ in batches))
+        log.info("BatchNorm statistics re-estimated on %d batches", used)
+    pruned.manifest = replace(manifest, pruning=record, metrics=metrics)
+    return pruned
+
+
+def _fine_tune(
+    run: Run,
+    model: nn.Module,
+    original: nn.Module,
+    manifest: Manifest,
+    data: LabelledData | None,
+    epochs: int,
+    name: str,
+) -> Training | None:
+    """Fine-tune ``model`` in place in ``OUT/name``; with ``--distill``, a copy of ``original``
+    teaches it."""
+    job: PruneJob = run.job
+    if not epochs or data is None:
+        return None
+    teacher = copy.deepcopy(original) if job.distill else None
+    recipe = inherited_recipe(
+        manifest,
+        model=str(job.model),
+        data=str(job.data),
+        epochs=epochs,
+        batch_size=job.batch_size,
+        lr=job.finetune_lr,
+        seed=job.seed,
+        threads=job.threads,
+        **({"teacher": [str(job.model)], "distill_weight": job.distill} if job.distill else {}),
+    )
+    training = train_model(
+        model.train(), data, recipe, job.out / name, teacher=teacher, context=run.context
+    )
+    model.eval()
+    return training
+
+
+def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord:
+    """The report's pruning record: the job's settings, the method's own, the channels kept."""
+    recorded = pruned.manifest.pruning or {}
+    target = job.target
+    return PruningRecord(
+        method=job.method,
+        target_kind=target.kind if target else "macs",
+        target_ratio=target.ratio if target else None,
+        method_params=recorded.get("method_params", {}),
+        layer_ratios=job.layer_ratios,
+        selection=str(recorded.get("selection", "deterministic")),
+        strategy=job.strategy,
+        normalize=job.normalize,
+        round_to=job.round_to,
+        steps=job.steps,
+        bias_fold=job.fold_bias,
+        channels=_channels(original, pruned),
+        certificate=pruned.certificate,
+    )
+
+
+def _channels(original: nn.Module, pruned: Pruned) -> dict[str, dict[str, int]]:
+    """Channels per prunable group before and after, by the group's root layer."""
+    input_size = pruned.manifest.input_size
+    before = ChannelGraph(original, input_size)
+    after = {g.root: g.size for g in ChannelGraph(pruned.model, input_size).groups}
+    return {
+        g.root: {"before": g.size, "after": after.get(g.root, g.size)}
+        for g in before.groups
+        if g.prunable
+    }
