@@ -98,9 +98,22 @@ class Manifest:
         return None
 
 
-def build_model(manifest: Manifest) -> nn.Module:
-    """The architecture a manifest describes, pruned as it records, with untrained weights."""
-    model = create_model(manifest.architecture, **manifest.arguments)
+CUSTOM_PREFIX = "custom:"  # architecture of a model secateurs cannot build: the class's name
+
+
+def build_model(manifest: Manifest, base: nn.Module | None = None) -> nn.Module:
+    """The architecture a manifest describes, pruned as it records, with untrained weights.
+    ``base``: the un-pruned model to replay the pruning on, for a class the registry does not
+    know (it is changed in place)."""
+    if base is not None:
+        model = base
+    elif manifest.architecture.startswith(CUSTOM_PREFIX):
+        raise SecateursError(
+            f"the model is a {manifest.architecture.removeprefix(CUSTOM_PREFIX)}, which secateurs "
+            "cannot build: load it with secateurs.load(directory, base=YourModel(...))"
+        )
+    else:
+        model = create_model(manifest.architecture, **manifest.arguments)
     if manifest.pruning:
         from secateurs.pruning.history import replay_pruning
 
@@ -156,11 +169,14 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise SecateursError(f"{path} is not a safetensors file ({error}); refusing it") from None
 
 
-def load_model(directory: str | Path) -> tuple[nn.Module, Manifest]:
-    """Rebuild and load the model saved in ``directory``; it is returned in eval mode."""
+def load_model(
+    directory: str | Path, base: nn.Module | None = None
+) -> tuple[nn.Module, Manifest]:
+    """Rebuild and load the model saved in ``directory``; it is returned in eval mode.
+    ``base``: the un-pruned model (of any class) that the recorded pruning is replayed on."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    model = build_model(manifest)
+    model = build_model(manifest, base)
     state = read_weights(directory / WEIGHTS_FILE)
     if manifest.weights_sha256 and _sha256(directory / WEIGHTS_FILE) != manifest.weights_sha256:
         raise SecateursError(

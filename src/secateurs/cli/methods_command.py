@@ -1,25 +1,29 @@
-"""``secateurs methods``: the registered pruning methods, one line each."""
+"""``secateurs methods``: every pruning method, one-shot and training-time, with the command
+that runs it."""
 
 from __future__ import annotations
 
 import argparse
-
-from secateurs.pruning.methods import list_methods, method_class
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "methods",
         help="list pruning methods",
-        description="List the pruning methods.\n\nexample:\n  secateurs methods",
+        description="List the pruning methods, with the command that runs each.\n\n"
+        "example:\n  secateurs methods",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in list_methods():
-        cls = method_class(name)
-        data = " [needs data]" if cls.needs_data else ""
-        print(f"{name:<12} {cls.summary}{data}")
+    from secateurs.api import list_methods
+
+    for kind in ("one-shot", "training-time"):
+        print(f"{kind} methods:")
+        for method in (m for m in list_methods() if m["kind"] == kind):
+            data = " [needs data]" if method["needs_data"] and kind == "one-shot" else ""
+            print(f"  {method['name']:<10} {method['summary']}{data}")
+            print(f"  {'':<10} run: {method['command']}")
     return 0

@@ -39,21 +39,26 @@ def _timings(backend: str, models: list[nn.Module], input_size, settings: Latenc
     return compare_onnx(models, input_size, settings)
 
 
+def timing(job: RunJob) -> LatencySettings:
+    """How a run times its models: the job's batch sizes, threads and repeats."""
+    return LatencySettings(job.latency_batches, job.threads, repeats=job.latency_repeats)
+
+
 def latency(
-    before: nn.Module,
-    after: nn.Module,
+    models: tuple[nn.Module, nn.Module],
     input_size: Sequence[int],
-    job: RunJob,
+    settings: LatencySettings,
+    backends: Sequence[str],
     macs_reduction: float,
 ) -> dict[str, dict[str, Latency]]:
-    """Speed-up and realisation per backend and batch size (empty when the job times nothing).
-    A backend that cannot run the model (an export the runtime refuses) is left out, with a
-    warning that names it."""
-    settings = LatencySettings(job.latency_batches, job.threads, repeats=job.latency_repeats)
+    """Speed-up and realisation of ``models`` = (before, after) per backend and batch size,
+    timed interleaved (empty when ``settings`` has no repeats). A backend that cannot run the
+    model (an export the runtime refuses) is left out, with a warning that names it."""
     if not settings.repeats:
         return {}
+    before, after = models
     figures: dict[str, dict[str, Latency]] = {}
-    for backend in job.latency_backends:
+    for backend in backends:
         try:
             timed = _timings(backend, [before.eval(), after.eval()], input_size, settings)
         except SecateursError as error:

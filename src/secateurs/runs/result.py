@@ -47,7 +47,11 @@ def assemble_report(
         cost_after=cost_after,
         accuracy={stage: found for stage, found in accuracies.items() if found is not None},
         latency=measuring.latency(
-            original, model, manifest.input_size, job, cost_before.macs / cost_after.macs
+            (original, model),
+            manifest.input_size,
+            measuring.timing(job),
+            job.latency_backends,
+            cost_before.macs / cost_after.macs,
         ),
     )
 

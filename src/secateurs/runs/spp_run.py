@@ -22,14 +22,13 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from secateurs.measure import LatencySettings
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.spp.compact import max_relative_difference
 from secateurs.pruning.spp.method import SPPMethod
 from secateurs.pruning.training_time import Compaction
 from secateurs.report import Cost, PruningRecord, Report
 from secateurs.runs.data import load_run_data
-from secateurs.runs.measuring import accuracy
+from secateurs.runs.measuring import accuracy, timing
 from secateurs.runs.result import assemble_report, finish
 from secateurs.runs.run_dir import open_run
 from secateurs.runs.spp_job import SPPJob
@@ -61,7 +60,8 @@ def run_spp(job: SPPJob) -> Report | None:
         masked = copy.deepcopy(model.eval())
         masked_accuracy = accuracy(masked, data)
         save_model(masked, job.out / "masked", replace(manifest, metrics=vars(masked_accuracy)))
-        compaction = method.compact(model, manifest.input_size, _timing(job))
+        # 0 repeats: every column-sparse layer compacted untimed (rerun with --resume to time)
+        compaction = method.compact(model, manifest.input_size, timing(job))
         difference = _check_equal(model, masked, manifest.input_size, job.seed)
         report = assemble_report(
             run,
@@ -103,12 +103,6 @@ def _recipe(job: SPPJob, manifest: Manifest):
         seed=job.seed,
         threads=job.threads,
     )
-
-
-def _timing(job: SPPJob) -> LatencySettings:
-    """How compaction times the dense and compact forms of a layer (0 repeats: untimed, every
-    column-sparse layer compacted; rerun with --resume on a quiet machine to time them)."""
-    return LatencySettings(job.latency_batches, job.threads, repeats=job.latency_repeats)
 
 
 def _check_equal(model: nn.Module, masked: nn.Module, input_size, seed: int) -> float:

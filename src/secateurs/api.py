@@ -1,0 +1,253 @@
+"""The Python front door: ``import secateurs`` and prune, fine-tune, measure, save and load any
+``nn.Module`` with keyword arguments, without a saved model directory in between.
+
+Every function here is a thin layer over the modules the command line uses (the pruning engine,
+:mod:`secateurs.runs`, :mod:`secateurs.store`), so a script and ``secateurs prune`` get the same
+results.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from secateurs.data import LabelledData, load_split
+from secateurs.errors import SecateursError
+from secateurs.measure import LatencySettings
+from secateurs.pruning.allocation import Allocation, Target
+from secateurs.pruning.methods import ScoringData, create_method
+from secateurs.pruning.prune import PruneSettings, prune_model
+from secateurs.report import Cost, Latency
+from secateurs.runs import measuring
+from secateurs.runs.training import Training, inherited_recipe, train_model
+from secateurs.store import CUSTOM_PREFIX, Manifest, load_model, save_model
+
+
+@dataclass
+class Pruned:
+    """A pruned copy of a model: ``model``, the cost ratio it ``achieved`` (after / before, of
+    the target's kind), and the ``record`` that :func:`save` stores to rebuild it from JSON."""
+
+    model: nn.Module
+    achieved: float
+    record: dict[str, Any]
+    input_size: tuple[int, ...]
+
+
+@dataclass
+class Measurement:
+    """A model's cost, its latency (median ms per backend and batch size), and, when measured
+    against a baseline, the baseline's cost and the speed-ups (:class:`Latency` rows)."""
+
+    cost: Cost
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    baseline_cost: Cost | None = None
+    speedup: dict[str, dict[str, Latency]] = field(default_factory=dict)
+
+
+def list_methods() -> list[dict[str, Any]]:
+    """Every pruning method: name, kind (one-shot or training-time), summary, the command that
+    runs it, and whether it needs data."""
+    from secateurs.pruning.methods import list_methods as one_shot_names
+    from secateurs.pruning.methods import method_class
+    from secateurs.pruning.training_time import TRAINING_TIME_METHODS
+
+    found = [
+        {
+            "name": name,
+            "kind": "one-shot",
+            "summary": method_class(name).summary,
+            "command": f"secateurs prune MODEL --method {name} --target-macs R"
+            + (" --data PATH" if method_class(name).needs_data else ""),
+            "needs_data": method_class(name).needs_data,
+        }
+        for name in one_shot_names()
+    ]
+    for name, (summary, command) in TRAINING_TIME_METHODS.items():
+        found.append(
+            {
+                "name": name,
+                "kind": "training-time",
+                "summary": summary,
+                "command": command,
+                "needs_data": True,
+            }
+        )
+    return found
+
+
+def list_models() -> list[str]:
+    """The registered architectures (``secateurs models``); any torchvision classifier is also
+    available as ``torchvision:NAME``."""
+    from secateurs.models import list_models as registered
+
+    return registered()
+
+
+def load_data(
+    path: str | Path,
+    *,
+    manifest: Manifest | None = None,
+    image_size: int | None = None,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    seed: int = 0,
+) -> LabelledData:
+    """The train and test splits at ``path``, normalised as ``manifest``'s model expects (else
+    with the training split's own channel statistics)."""
+    size = image_size or (manifest.image_size if manifest else None)
+    train, test = load_split(str(path), "train", size), load_split(str(path), "test", size)
+    if train_subset:
+        train = train.subset(train_subset, seed)
+    if test_subset:
+        test = test.subset(test_subset, seed)
+    mean, std = (manifest.mean, manifest.std) if manifest else train.channel_stats()
+    return LabelledData(train, test, mean, std)
+
+
+def prune(
+    model: nn.Module,
+    *,
+    method: str,
+    example_input: torch.Tensor,
+    target_macs: float | None = None,
+    target_params: float | None = None,
+    layer_ratios: Mapping[str, float] | None = None,
+    data: LabelledData | None = None,
+    steps: int = 1,
+    allocation: Allocation | None = None,
+    seed: int = 0,
+    method_params: Mapping[str, Any] | None = None,
+) -> Pruned:
+    """A copy of ``model`` pruned physically with ``method`` to keep ``target_macs`` of its MACs
+    (or ``target_params`` of its parameters, or by per-group ``layer_ratios``); ``model`` is
+    left as it was. ``data`` feeds the methods that score on data (8 batches of 128)."""
+    if target_params is not None and target_macs is not None:
+        raise SecateursError("give target_macs or target_params, not both")
+    target = None
+    if layer_ratios is None:
+        kind, ratio = ("params", target_params) if target_params else ("macs", target_macs)
+        target = Target(kind, 0.5 if ratio is None else ratio)
+    settings = PruneSettings(target, layer_ratios, allocation or Allocation(), steps)
+    pruned = copy.deepcopy(model).eval()
+    input_size = tuple(example_input.shape[1:])
+    scoring = ScoringData(data.sample(8 * 128, 128, seed) if data else [])
+    chosen = create_method(method, seed=seed, **(method_params or {}))
+    outcome = prune_model(pruned, input_size, chosen, settings, scoring)
+    return Pruned(pruned, outcome.achieved, outcome.record(chosen, target), input_size)
+
+
+def fine_tune(
+    model: nn.Module,
+    data: LabelledData,
+    *,
+    epochs: int,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    run_dir: str | Path | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> Training:
+    """Train ``model`` in place for ``epochs`` (SGD, cosine schedule from ``lr``, no warm-up),
+    checkpointing every epoch into ``run_dir`` (a temporary directory if None; a checkpoint
+    already there is resumed). Under ``torchrun`` it runs with DDP."""
+    recipe = inherited_recipe(
+        Manifest("custom", {}, [], [], [], []),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        threads=threads,
+        label_smoothing=0.0,
+    )
+    if run_dir is not None:
+        return train_model(model.train(), data, recipe, Path(run_dir))
+    with tempfile.TemporaryDirectory(prefix="secateurs-finetune-") as directory:
+        return train_model(model.train(), data, recipe, Path(directory))
+
+
+def measure(
+    model: nn.Module,
+    *,
+    example_input: torch.Tensor,
+    baseline: nn.Module | None = None,
+    batch_sizes: Sequence[int] = (1, 64),
+    backends: Sequence[str] = ("eager", "onnxruntime"),
+    repeats: int = 30,
+    threads: int = 2,
+) -> Measurement:
+    """MACs, parameters and latency of ``model``; with a ``baseline``, both are timed
+    interleaved (baseline, model, baseline, ...) and the speed-ups are reported."""
+    input_size = tuple(example_input.shape[1:])
+    settings = LatencySettings(tuple(batch_sizes), threads, repeats=repeats)
+    result = Measurement(measuring.cost(model, input_size))
+    reference = baseline if baseline is not None else model
+    reduction = 1.0
+    if baseline is not None:
+        result.baseline_cost = measuring.cost(baseline, input_size)
+        reduction = result.baseline_cost.macs / result.cost.macs
+    rows = measuring.latency((reference, model), input_size, settings, backends, reduction)
+    result.latency_ms = {
+        backend: {batch: entry.after_ms for batch, entry in batches.items()}
+        for backend, batches in rows.items()
+    }
+    if baseline is not None:
+        result.speedup = rows
+    return result
+
+
+def save(
+    model: nn.Module | Pruned,
+    directory: str | Path,
+    *,
+    manifest: Manifest | None = None,
+    example_input: torch.Tensor | None = None,
+) -> Path:
+    """Write ``model`` (or a :class:`Pruned` result) to ``directory`` as safetensors + JSON.
+
+    ``manifest``: the manifest of the model it came from (``load``'s second value), so its
+    architecture, classes and normalisation carry over and earlier pruning accumulates. Without
+    one the model is recorded as a custom class, which :func:`load` rebuilds from an un-pruned
+    instance given as ``base``."""
+    pruned = model if isinstance(model, Pruned) else None
+    module = pruned.model if pruned else model
+    if manifest is None:
+        manifest = _custom_manifest(module, pruned, example_input)
+    if pruned is not None:
+        earlier = list((manifest.pruning or {}).get("rounds", []))
+        record = {**pruned.record, "rounds": earlier + pruned.record["rounds"]}
+        manifest = replace(manifest, pruning=record)
+    return save_model(module, directory, manifest)
+
+
+def _custom_manifest(
+    module: nn.Module, pruned: Pruned | None, example_input: torch.Tensor | None
+) -> Manifest:
+    if example_input is None and pruned is None:
+        raise SecateursError("save needs example_input (or a manifest) to record the input size")
+    size = list(pruned.input_size if pruned else example_input.shape[1:])  # type: ignore[union-attr]
+    with torch.no_grad():
+        classes = module.eval()(torch.zeros(1, *size)).shape[-1]
+    kind = type(module)
+    return Manifest(
+        f"{CUSTOM_PREFIX}{kind.__module__}.{kind.__qualname__}",
+        {},
+        [str(index) for index in range(classes)],
+        size,
+        [0.0] * size[0],
+        [1.0] * size[0],
+    )
+
+
+def load(directory: str | Path, *, base: nn.Module | None = None) -> tuple[nn.Module, Manifest]:
+    """The model saved in ``directory`` (eval mode) and its manifest. ``base``: an un-pruned
+    instance of the model's class, for classes secateurs does not know: the recorded pruning is
+    replayed on it and the weights loaded, so nothing is unpickled."""
+    return load_model(directory, base)
