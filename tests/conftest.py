@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest_plugins = ["pytester"]  # test_ci_guard runs pytest on test files of its own
+
 # the machine is shared: every test process computes on one thread (subprocesses: child_env)
 torch.set_num_threads(1)
 
@@ -60,10 +62,12 @@ def run_secateurs(child_env: dict[str, str]) -> Callable[..., subprocess.Complet
 
 @pytest.fixture(scope="session")
 def cifar10_root() -> Path:
-    """The local CIFAR-10 ImageFolder copy (tests needing it are skipped without it)."""
+    """The local CIFAR-10 ImageFolder copy (tests needing it are skipped without it, and fail
+    without it under CI, whose set-up puts it in ../shared)."""
+    from ci_guard import unavailable
     from secateurs.data.sources import default_cifar10_root
 
     root = default_cifar10_root()
     if not (root / "train").is_dir() or not (root / "test").is_dir():
-        pytest.skip(f"CIFAR-10 not found at {root} (set SECATEURS_CIFAR10)")
+        unavailable(f"CIFAR-10 not found at {root} (set SECATEURS_CIFAR10)")
     return root

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hand_counts import RESNET20_MACS, RESNET20_PARAMS
 from secateurs.cli.main import build_parser, main
 from secateurs.models import list_models
 
@@ -200,8 +201,8 @@ def test_train_eval_measure_cifar10(tmp_path: Path, cifar10_root: Path, capsys, 
     done = run_secateurs("measure", out / "model", "--repeats", "3", "--threads", "1", "--json")
     assert done.returncode == 0, done.stderr
     measured = json.loads(done.stdout)
-    assert measured["macs"] == 41_407_114  # resnet20 on 3x32x32 (see test_measure)
-    assert measured["params"] == 272_474
+    assert measured["macs"] == RESNET20_MACS  # resnet20 on 3x32x32, derived in hand_counts
+    assert measured["params"] == RESNET20_PARAMS
     assert sorted(measured["latency_ms"]) == ["1", "64"]
     assert 0 < measured["latency_ms"]["1"] < measured["latency_ms"]["64"]
     assert measured["threads"] == 1

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from secateurs.measure import LatencySettings, compare, count_cost, evaluate, measure_latency
+from hand_counts import RESNET20_CONV_MACS, RESNET20_MACS, RESNET20_PARAMS
+from secateurs.cli.main import main
+from secateurs.measure import (
+    LatencySettings,
+    compare,
+    count_cost,
+    evaluate,
+    latency,
+    measure_latency,
+)
 from secateurs.measure.latency import summarise
 from secateurs.models import create_model
+from secateurs.store import Manifest, save_model
 
 
 def test_count_cost_of_a_small_net() -> None:
@@ -46,9 +58,11 @@ def test_count_cost_of_a_biased_conv() -> None:
 
 
 def test_count_cost_of_resnet20() -> None:
-    # 41.4M: the paper's ~41M multiply-adds for ResNet-20, plus BN/ReLU/pooling element counts
+    # derived layer by layer in hand_counts: 40.8M in the convolutions (the paper's ~41M), plus
+    # BN/ReLU/pooling element counts and the classifier
     cost = count_cost(create_model("resnet20", num_classes=10), (3, 32, 32))
-    assert cost == {"macs": 41_407_114, "params": 272_474}
+    assert cost == {"macs": RESNET20_MACS, "params": RESNET20_PARAMS}
+    assert RESNET20_CONV_MACS / cost["macs"] > 0.98  # the convolutions are nearly all of it
 
 
 class FixedLogits(nn.Module):
@@ -121,3 +135,79 @@ def test_summarise_known_values() -> None:
     }
     assert summarise([2.5]) == {"median": 2.5, "iqr": 0.0, "min": 2.5, "max": 2.5, "repeats": 1}
     assert summarise([1.0, 2.0, 3.0, 4.0])["median"] == pytest.approx(2.5)
+
+
+# -- the latency figures users read, from a timer whose readings are known --------------------
+class FakeClock:
+    """Stands in for ``time.perf_counter`` in secateurs.measure.latency: time moves only when a
+    :class:`Scripted` model runs."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.calls: list[str] = []  # which model ran, in order
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class Scripted(nn.Module):
+    """A model that takes, at each batch size, the next of its scripted durations (ms)."""
+
+    def __init__(self, name: str, clock: FakeClock, durations: dict[int, list[float]]) -> None:
+        super().__init__()
+        self.name, self.clock = name, clock
+        self.durations = {batch: list(values) for batch, values in durations.items()}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.clock.now += self.durations[images.shape[0]].pop(0) / 1000
+        self.clock.calls.append(self.name)
+        return images
+
+
+def test_compare_speedup_is_the_ratio_of_medians_of_interleaved_runs(monkeypatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    # the first run of each model at each batch size is the warm-up: 500 ms, never counted
+    before = Scripted("before", clock, {1: [500, 4, 1, 9, 2, 8], 4: [500, 10, 12, 11, 30, 13]})
+    after = Scripted("after", clock, {1: [500, 1, 0.25, 7, 1.5, 3], 4: [500, 6, 3, 4, 5, 40]})
+    settings = LatencySettings(batch_sizes=(1, 4), threads=1, warmup=1, repeats=5)
+    results = compare([before, after], (3, 2, 2), settings)
+    # batch 1: medians of [4, 1, 9, 2, 8] and [1, 0.25, 7, 1.5, 3] are 4 and 1.5: 2.67x faster
+    # (not the ratio of means 4.8 / 2.55, nor of minima 1 / 0.25)
+    # batch 4: medians of [10, 12, 11, 30, 13] and [6, 3, 4, 5, 40] are 12 and 5: 2.4x faster
+    for batch, median_before, median_after in ((1, 4.0, 1.5), (4, 12.0, 5.0)):
+        rows = results[batch]
+        assert rows[0]["median"] == pytest.approx(median_before, abs=1e-6)
+        assert rows[1]["median"] == pytest.approx(median_after, abs=1e-6)
+        assert rows[0]["ratio"] == 1.0
+        assert rows[1]["ratio"] == pytest.approx(median_before / median_after, rel=1e-6)
+        assert rows[0]["repeats"] == rows[1]["repeats"] == 5
+    assert results[1][1]["min"] == pytest.approx(0.25, abs=1e-6)  # the warm-up is not timed
+    assert results[4][1]["max"] == pytest.approx(40.0, abs=1e-6)
+    # interleaved: warm-up, then before, after, before, after... at each batch size
+    per_batch = ["before", "after"] + ["before", "after"] * 5
+    assert clock.calls == per_batch * 2
+
+
+def test_measure_command_prints_the_median_and_iqr_of_its_timings(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    classes = [str(i) for i in range(10)]
+    manifest = Manifest("resnet20", {}, classes, [3, 32, 32], [0.5] * 3, [0.25] * 3)
+    save_model(create_model("resnet20", num_classes=10), tmp_path / "model", manifest)
+    durations = {1: [3, 1, 4, 1, 5], 4: [20, 10, 40, 30, 50]}  # ms, 5 timed runs each
+    readings = []
+    for batch in (1, 4):
+        for duration in durations[batch]:
+            start = 10.0 * len(readings)  # when a run starts does not matter, only its duration
+            readings += [start, start + duration / 1000]
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=iter(readings).__next__))
+    argv = ["measure", str(tmp_path / "model"), "--batch-sizes", "1", "4", "--repeats", "5"]
+    assert main([*argv, "--threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["macs"], result["params"]) == (RESNET20_MACS, RESNET20_PARAMS)
+    # medians 3 and 30 ms; quartiles ("exclusive": at ranks 1.5 and 4.5 of 5) 1 and 4.5, and 15
+    # and 45: IQRs 3.5 and 30
+    assert result["latency_ms"] == pytest.approx({"1": 3.0, "4": 30.0}, abs=1e-3)
+    assert result["latency_iqr_ms"] == pytest.approx({"1": 3.5, "4": 30.0}, abs=1e-3)
+    assert result["threads"] == 1

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from ci_guard import require
 from secateurs.errors import SecateursError
 from secateurs.models import create_model, list_models, model_entry
 
@@ -80,7 +81,7 @@ def test_vgg11_bn_quarter_head_and_size() -> None:
 
 
 def test_torchvision_model_builds_without_download(tmp_path: Path, monkeypatch) -> None:
-    pytest.importorskip("torchvision")
+    require("torchvision")
     import torch.hub
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
@@ -105,14 +106,14 @@ def test_torchvision_model_builds_without_download(tmp_path: Path, monkeypatch) 
 
 
 def test_torchvision_models_with_auxiliary_heads_train_on_plain_logits() -> None:
-    pytest.importorskip("torchvision")
+    require("torchvision")
     model = create_model("torchvision:googlenet", num_classes=10).train()
     logits = model(torch.randn(2, 3, 64, 64))
     assert isinstance(logits, torch.Tensor) and logits.shape == (2, 10)
 
 
 def test_models_pattern_filters_torchvision_names_too(capsys) -> None:
-    pytest.importorskip("torchvision")
+    require("torchvision")
     from secateurs.cli.main import main
 
     assert main(["models", "resnet1*", "--torchvision"]) == 0

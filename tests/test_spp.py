@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ci_guard import require
 from secateurs.measure.cost import count_cost
 from secateurs.measure.latency import LatencySettings
 from secateurs.models import create_model
@@ -30,8 +31,7 @@ from secateurs.pruning.spp import (
 from secateurs.pruning.spp.compact import max_relative_difference
 from secateurs.pruning.spp.cost import ratios_for_macs
 from secateurs.pruning.spp.groups import ConvColumns, find_layers
-from secateurs.spp_pipeline import compact as compact_in_place
-from secateurs.spp_pipeline import spp_cost
+from secateurs.pruning.spp.method import SPPMethod
 from secateurs.store import load_model
 from secateurs.train.callback import Callback
 from secateurs.train.config import TrainConfig
@@ -160,6 +160,19 @@ def small_convnet() -> nn.Module:
 
 
 SMALL_INPUT = (3, 8, 8)
+# small_convnet's cost on SMALL_INPUT, by hand (Torch-Pruning's counting, see test_measure)
+SMALL_CONVNET_MACS = (
+    8 * 3 * 9 * 8 * 8  # conv "0", 3 -> 8 at 8x8
+    + 3 * 8 * 8 * 8  # its BatchNorm (2 per element) and ReLU (1 per element)
+    + 12 * 8 * 9 * 4 * 4  # conv "3", 8 -> 12, stride 2: 4x4
+    + 3 * 12 * 4 * 4
+    + 16 * 12 * 9 * 4 * 4  # conv "6", 12 -> 16 at 4x4
+    + 3 * 16 * 4 * 4
+    + 16 * 4 * 4  # average pooling, one per input element
+    + 16 * 4
+    + 4  # the linear layer and its bias
+)
+SMALL_CONVNET_PARAMS = 8 * 3 * 9 + 2 * 8 + 12 * 8 * 9 + 2 * 12 + 16 * 12 * 9 + 2 * 16 + 16 * 4 + 4
 
 
 def fake_trainer(model: nn.Module, rank: int = 0, lr: float = 0.1) -> SimpleNamespace:
@@ -289,12 +302,17 @@ def digits_config() -> TrainConfig:
 
 
 class Interrupt(Callback):
+    """Raises KeyboardInterrupt at the first step of epoch ``at_epoch + 1``; counts the steps
+    this process trained."""
+
     def __init__(self, at_epoch: int | None) -> None:
         self.at_epoch = at_epoch
+        self.steps = 0
 
     def before_step(self, trainer) -> None:
         if trainer.epoch == self.at_epoch:
             raise KeyboardInterrupt
+        self.steps += 1
 
 
 def digits_spp() -> SPPCallback:
@@ -302,18 +320,17 @@ def digits_spp() -> SPPCallback:
 
 
 def test_resumed_spp_run_is_bitwise_identical(tmp_path: Path) -> None:
-    spp_a = digits_spp()
+    spp_a, spp_b = digits_spp(), digits_spp()
+    resumed = Interrupt(None)
     try:
         run_training(digits_config(), tmp_path / "a", callbacks=[Interrupt(None), spp_a])
         with pytest.raises(KeyboardInterrupt):
             run_training(digits_config(), tmp_path / "b", callbacks=[Interrupt(1), digits_spp()])
-        spp_b = digits_spp()
-        run_training(
-            digits_config(), tmp_path / "b", resume=True, callbacks=[Interrupt(None), spp_b]
-        )
+        run_training(digits_config(), tmp_path / "b", resume=True, callbacks=[resumed, spp_b])
     finally:
         torch.use_deterministic_algorithms(False)
     assert spp_a.step_ == spp_b.step_ == 12
+    assert resumed.steps == 8  # epochs 2 and 3 of 4 steps: not a silent restart from scratch
     assert any(p.any() for p in spp_a.state.pruned)  # permanent pruning happened during the run
     state_a, state_b = spp_a.state_dict(), spp_b.state_dict()
     assert torch.equal(state_a["generator"], state_b["generator"])
@@ -357,7 +374,7 @@ def test_compact_conv_with_every_column_pruned_is_its_bias() -> None:
 
 
 def test_compact_conv_exports_to_onnx() -> None:
-    pytest.importorskip("onnxruntime")
+    require("onnxruntime")
     from secateurs.measure.onnx_runtime import export_onnx, onnx_session
 
     torch.manual_seed(0)
@@ -378,11 +395,41 @@ def test_compact_conv_choice_is_recorded() -> None:
     keep = torch.zeros(16, 3, 3, dtype=torch.bool)
     keep[:4] = True
     module, record = compact_conv(conv, keep, (16, 8, 8), FAST, "conv")
-    assert record.choice in ("compact", "dense")
     assert set(record.speedups) == {1, 4} and all(r > 0 for r in record.speedups.values())
-    assert (module is conv) == (record.choice == "dense")
+    # timed for real: whichever won, the choice follows the recorded speed-ups
+    faster = math.prod(record.speedups.values()) > 1
+    assert record.choice == ("compact" if faster else "dense")
+    assert isinstance(module, CompactConv2d) == faster and (module is conv) == (not faster)
     assert record.kept_columns == 36 and record.columns == 144
     assert record.max_rel_diff <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("speedups", "choice"),
+    [
+        ({1: 1.5, 4: 0.9}, "compact"),  # geometric mean 1.16
+        ({1: 0.7, 4: 1.35}, "dense"),  # geometric mean 0.97 (though the arithmetic is 1.025)
+        ({1: 0.95, 4: 0.98}, "dense"),
+    ],
+)
+def test_compact_conv_keeps_the_form_measured_faster(monkeypatch, speedups, choice) -> None:
+    from secateurs.pruning.spp import compact as compaction
+
+    timed = []
+
+    def fake_compare(models, input_size, settings):
+        timed.append(models)
+        return {batch: [{"ratio": 1.0}, {"ratio": ratio}] for batch, ratio in speedups.items()}
+
+    monkeypatch.setattr(compaction, "compare", fake_compare)
+    conv = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+    keep = torch.zeros(16, 3, 3, dtype=torch.bool)
+    keep[:4] = True
+    module, record = compact_conv(conv, keep, (16, 8, 8), FAST, "conv")
+    ((dense, compact),) = timed  # the dense form first: ratio = dense median / compact median
+    assert dense is conv and isinstance(compact, CompactConv2d)
+    assert record.speedups == speedups and record.choice == choice
+    assert module is (compact if choice == "compact" else conv)
 
 
 # -- MACs ---------------------------------------------------------------------------------------
@@ -432,7 +479,8 @@ def test_macs_target_is_split_into_a_uniform_ratio() -> None:
 def test_callback_reaches_the_target_and_compacts_exactly(granularity: str) -> None:
     model = small_convnet()
     trainer = fake_trainer(model, lr=0.05)
-    callback = SPPCallback(granularity, ratio=0.5, interval=1, A=0.25, seed=2)
+    method = SPPMethod(granularity, SMALL_INPUT, ratio=0.5, interval=1, A=0.25, seed=2)
+    callback = method.callback()
     callback.on_train_start(trainer)
     assert [layer.name for layer in callback.state.layers] == ["3", "6"]  # "0" reads the image
     train_steps(callback, trainer, 120)
@@ -443,12 +491,15 @@ def test_callback_reaches_the_target_and_compacts_exactly(granularity: str) -> N
     masks = callback.keep_masks()
     for name, keep in masks.items():  # the dense weights hold the fixed mask's zeros
         assert torch.all(model.get_submodule(name).weight[~keep] == 0)
-    macs = spp_macs(model, masks, SMALL_INPUT)
-    assert macs["ratio"] < 1
+    assert spp_macs(model, masks, SMALL_INPUT)["ratio"] < 1
 
-    # force a dead input channel of layer "6" so compaction also removes a channel of "3"
+    # force a dead input channel of layer "6" so compaction also removes a channel of "3": its
+    # 9 columns (or the input channel) pruned for good in the callback's state
+    dead = slice(5 * 9, 6 * 9) if granularity == "column" else slice(5, 6)
+    callback.state.pruned[1][dead] = True
+    masks = callback.keep_masks()
+    assert not masks["6"][:, 5].any()
     with torch.no_grad():
-        masks["6"][:, 5] = False
         model[6].weight[:, 5] = 0
     model.eval()
     images = torch.randn(4, *SMALL_INPUT)
@@ -462,20 +513,36 @@ def test_callback_reaches_the_target_and_compacts_exactly(granularity: str) -> N
     with torch.no_grad():
         assert max_relative_difference(compacted(images), expected) <= 1e-5
 
-    # as run_spp does it: the callback's own model compacted in place, then costed from masks
-    # taken before (the callback's layers no longer match its state once a channel is gone)
-    masked = copy.deepcopy(model)
-    compact_in_place(model, callback, masks, SMALL_INPUT, FAST)
+    # as `secateurs spp` does it: the callback's own model compacted in place by the method,
+    # costed from the masks taken before compaction changed the layers' shapes
+    compaction = method.compact(model, SMALL_INPUT, FAST)
     assert model[3].out_channels == compacted[3].out_channels < 12
-    cost = spp_cost(masked, model, masks, SMALL_INPUT)
-    assert cost["macs"] == int(
-        macs_with_dead_channel := spp_macs(masked, masks, SMALL_INPUT)["macs"]
-    )
-    assert macs_with_dead_channel < macs["macs"]
-    kept = sum(p.numel() for p in masked.parameters()) - sum(
-        int((~k).sum()) for k in masks.values()
-    )
-    assert cost["params"] == kept
+    with torch.no_grad():
+        assert max_relative_difference(model(images), expected) <= 1e-5
+    # the cost by hand: every filter of a layer keeps the same columns (no filter is emptied),
+    # so layer "3" costs 12 filters x kept columns x 4x4 outputs, and "6" 16 x kept x 4x4
+    for name in ("3", "6"):
+        assert torch.equal(masks[name], masks[name][:1].expand_as(masks[name]))
+    kept_3, kept_6 = int(masks["3"][0].sum()), int(masks["6"][0].sum())
+    assert kept_3 == 72 - 36  # half of 8 x 9 columns (or of 8 input channels of 9 columns)
+    assert 108 - 54 - 9 <= kept_6 <= 108 - 54  # half of 12 x 9, and the forced channel's 9
+    saved_3, saved_6 = 12 * (72 - kept_3) * 16, 16 * (108 - kept_6) * 16
+    assert compaction.macs == SMALL_CONVNET_MACS - saved_3 - saved_6
+    assert compaction.params == SMALL_CONVNET_PARAMS - 12 * (72 - kept_3) - 16 * (108 - kept_6)
+
+
+@pytest.mark.parametrize("granularity", ["column", "input_channel"])
+def test_spp_cost_counts_the_kept_columns(granularity: str) -> None:
+    """The cost an SPP run reports, by hand, for a quarter of every layer pruned at once."""
+    model = small_convnet().eval()
+    method = SPPMethod(granularity, SMALL_INPUT, ratio=0.25, oneshot=True)
+    method.callback().prepare(model, SMALL_INPUT)
+    compaction = method.compact(model, SMALL_INPUT, LatencySettings(repeats=0))
+    # layer "3" (8 -> 12, 4x4 outputs): 72 columns, ceil(0.25 x 72) = 18 pruned, or 2 of its 8
+    # input channels (18 columns); layer "6" (12 -> 16, 4x4): 27 of 108 columns, or 3 of 12
+    # input channels. Saved: 12 filters x 18 columns x 16 positions, 16 x 27 x 16
+    assert compaction.macs == SMALL_CONVNET_MACS - 12 * 18 * 16 - 16 * 27 * 16 == 48_132
+    assert compaction.params == SMALL_CONVNET_PARAMS - 12 * 18 - 16 * 27 == 2_300
 
 
 def test_channel_granularity_on_a_resnet_gives_an_engine_plan() -> None:

@@ -4,6 +4,7 @@ anything that would run code when loaded."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -158,11 +159,19 @@ def test_pickle_posing_as_safetensors_is_refused_not_run(tmp_path: Path) -> None
     with pytest.raises(SecateursError, match=re.escape(f"{weights} is not a safetensors file")):
         load_model(tmp_path)
     assert not marker.exists()
+    # the control: the file refused is armed, unpickling it runs the command
+    pickle.loads(weights.read_bytes())
+    assert marker.exists()
+    marker.unlink()
     # a torch.save file (a zip of pickles) is refused the same way
     torch.save({"state": Evil(marker)}, weights)
     with pytest.raises(SecateursError, match="is not a safetensors file"):
         load_model(tmp_path)
     assert not marker.exists()
+    # the control again: loaded (from its bytes: torch.load reads a *.safetensors name as
+    # safetensors), it fires
+    torch.load(io.BytesIO(weights.read_bytes()), weights_only=False)
+    assert marker.exists()
 
 
 def test_missing_pieces(tmp_path: Path) -> None:
@@ -211,6 +220,12 @@ def test_malicious_checkpoint_is_refused_not_run(tmp_path: Path, writer: str) ->
     with pytest.raises(SecateursError, match=re.escape(f"{path} is not a secateurs checkpoint")):
         load_checkpoint(path)
     assert not marker.exists()
+    # the control: the file refused is armed, unpickling it runs the command
+    if writer == "torch.save":
+        torch.load(path, weights_only=False)
+    else:
+        pickle.loads(path.read_bytes())
+    assert marker.exists()
 
 
 def test_garbage_checkpoint_is_refused(tmp_path: Path) -> None:

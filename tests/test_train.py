@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from secateurs.data import LabelledData
 from secateurs.data.digits import read_digits
 from secateurs.errors import SecateursError
 from secateurs.store import load_model
@@ -144,14 +145,17 @@ def small_config() -> TrainConfig:
 
 
 class Interrupt(Callback):
-    """Raises KeyboardInterrupt (like Ctrl-C) at the first step of epoch ``at_epoch + 1``."""
+    """Raises KeyboardInterrupt (like Ctrl-C) at the first step of epoch ``at_epoch + 1``, and
+    counts the steps this process trained (a resumed run must not train its epochs again)."""
 
     def __init__(self, at_epoch: int | None) -> None:
         self.at_epoch = at_epoch
+        self.steps = 0
 
     def before_step(self, trainer) -> None:
         if trainer.epoch == self.at_epoch:
             raise KeyboardInterrupt
+        self.steps += 1
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -296,12 +300,16 @@ def test_ema_is_the_average_of_every_step_and_is_what_the_run_saves(tmp_path: Pa
 def test_ema_run_resumes_bitwise(tmp_path: Path) -> None:
     config = TrainConfig(**{**small_config().to_dict(), "ema_decay": 0.9})
     try:
-        run_training(config, tmp_path / "a", callbacks=[Interrupt(None)])
+        uninterrupted, interrupted, resumed = Interrupt(None), Interrupt(1), Interrupt(None)
+        run_training(config, tmp_path / "a", callbacks=[uninterrupted])
         with pytest.raises(KeyboardInterrupt):
-            run_training(config, tmp_path / "b", callbacks=[Interrupt(1)])
-        run_training(config, tmp_path / "b", resume=True, callbacks=[Interrupt(None)])
+            run_training(config, tmp_path / "b", callbacks=[interrupted])
+        run_training(config, tmp_path / "b", resume=True, callbacks=[resumed])
     finally:
         torch.use_deterministic_algorithms(False)
+    # 3 epochs of 4 steps: the resumed process trained epochs 2 and 3 only (a restart from
+    # scratch would also end on the same weights)
+    assert (uninterrupted.steps, interrupted.steps, resumed.steps) == (12, 4, 8)
     model_a, _ = load_model(tmp_path / "a" / "model")
     model_b, _ = load_model(tmp_path / "b" / "model")
     assert weights_digest(model_a) == weights_digest(model_b)
@@ -346,7 +354,9 @@ def test_channels_last_falls_back_to_nchw_where_pytorch_crashes(
 ) -> None:
     digits = read_digits("test")
     config = TrainConfig(model="x", epochs=1, batch_size=32, channels_last=True)
-    trainer = Trainer(shortcut_net(channels), digits, digits, config, tmp_path, [0.5], [0.25])
+    trainer = Trainer(
+        shortcut_net(channels), LabelledData(digits, digits, [0.5], [0.25]), config, tmp_path
+    )
     assert trainer.channels_last is expected
     layout = torch.channels_last if expected else torch.contiguous_format
     assert trainer.train_loader.memory_format == trainer.test_loader.memory_format == layout
