@@ -19,20 +19,23 @@ import copy
 import json
 import logging
 import statistics
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch_pruning as tp
 
-from secateurs.cli.prune_command import parse_method_params
-from secateurs.data import BatchLoader, load_split
+from secateurs.data import LabelledData, load_split
 from secateurs.data.sources import default_cifar10_root
-from secateurs.measure import LatencySettings, compare, count_cost, evaluate
-from secateurs.pipeline import FINETUNE_INHERITS, PruneJob, run_prune
-from secateurs.store import load_model, save_model
-from secateurs.train.config import TrainConfig
-from secateurs.train.trainer import Trainer
+from secateurs.errors import SecateursError
+from secateurs.measure import LatencySettings, compare, count_cost
+from secateurs.report import PruningRecord, Report, RunSettings, read_report, write_report
+from secateurs.runs.measuring import accuracy, cost
+from secateurs.runs.prune_job import PruneJob, parse_method_params
+from secateurs.runs.prune_run import run_prune
+from secateurs.runs.training import inherited_recipe, train_model
+from secateurs.store import load_model, read_manifest, save_model
 
 log = logging.getLogger("benchmark")
 DEFAULT_RUNS = ["l1", "l2", "taylor", "bn_scale", "random:0", "random:1", "tp-magnitude",
@@ -48,19 +51,20 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
     name, _, multiple = name.partition("@")
     method, _, seed = name.partition(":")
     job = PruneJob(
-        model_dir=Path(args.model),
+        model=Path(args.model),
         method=method,
         out=out,
-        target_ratio=args.target_macs,
+        target_macs=args.target_macs,
         data=args.data,
         finetune_epochs=args.epochs,
         finetune_lr=args.lr,
         seed=int(seed or 0),
         threads=args.threads,
-        resume=out.exists(),
+        resume=out.is_dir() and any(out.iterdir()),
         strategy=args.strategy,
         round_to=int(multiple or args.round_to),
-        latency_repeats=0,
+        latency_repeats=0,  # phase 2 times every model together
+        latency_backends=("eager",),
         fold_bias=args.fold_bias,
         recalibrate_bn=args.recalibrate_bn,
         distill=args.distill,
@@ -109,45 +113,49 @@ def tp_prune(model, importance, target: float, input_size, batches):
 
 def torch_pruning(name: str, args: argparse.Namespace, out: Path) -> None:
     original, manifest = load_model(args.model)
-    train_set = load_split(args.data, "train")
-    test_set = load_split(args.data, "test")
-    batches = list(BatchLoader(train_set.subset(8 * 128, 0), 128, manifest.mean, manifest.std))
+    data = LabelledData(
+        load_split(args.data, "train"), load_split(args.data, "test"), manifest.mean, manifest.std
+    )
+    batches = data.sample(8 * 128, 128, 0)
     importance = (
         tp.importance.TaylorImportance()
         if name == "tp-taylor"
         else tp.importance.MagnitudeImportance(p=1)
     )
-    test_loader = BatchLoader(test_set, 256, manifest.mean, manifest.std)
-    before = evaluate(original, test_loader)
+    before = accuracy(original, data)
+    started = time.perf_counter()
     model, achieved, history = tp_prune(original, importance, args.target_macs,
                                         manifest.input_size, batches)  # fmt: skip
-    oneshot = evaluate(model.eval(), test_loader)
-    recipe = {k: manifest.training[k] for k in FINETUNE_INHERITS if k in manifest.training}
-    config = TrainConfig(model=args.model, data=args.data, epochs=args.epochs, lr=args.lr,
-                         warmup_epochs=0, threads=args.threads, **recipe)  # fmt: skip
-    (out / "finetune").mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model.train(), train_set, test_set, config, out / "finetune",
-                      manifest.mean, manifest.std)  # fmt: skip
-    trainer.resume()
-    trainer.fit()
-    after = evaluate(model.eval(), test_loader)
+    pruning_seconds = time.perf_counter() - started  # the bisection's attempts included
+    oneshot = accuracy(model, data)
+    training = None
+    if args.epochs:  # --epochs 0: one-shot models, for timing
+        recipe = inherited_recipe(manifest, model=args.model, data=args.data, epochs=args.epochs,
+                                  lr=args.lr, threads=args.threads)  # fmt: skip
+        training = train_model(model.train(), data, recipe, out / "finetune")
+    after = accuracy(model, data)
     rounds = [[[n, bool(o), [int(i) for i in idx]] for n, o, idx in history]]
     save_model(model, out, replace(manifest, pruning={"method": name, "rounds": rounds}))
-    cost_before = count_cost(original, manifest.input_size)
-    cost_after = count_cost(model, manifest.input_size)
-    report = {
-        "method": name,
-        "achieved_ratio": achieved,
-        "macs_before": cost_before["macs"],
-        "macs_after": cost_after["macs"],
-        "params_before": cost_before["params"],
-        "params_after": cost_after["params"],
-        "top1_before": before["top1"],
-        "top1_oneshot": oneshot["top1"],
-        "top1_after": after["top1"],
-        "finetune_epochs": args.epochs,
-    }
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    report = Report(
+        settings=RunSettings(
+            kind="prune",
+            model=manifest.architecture,
+            model_dir=str(args.model),
+            pruning_seconds=round(pruning_seconds, 3),
+            training_epochs=len(training.history) if training else 0,
+            training_seconds=training.seconds if training else 0.0,
+            latency_threads=args.threads,
+        ),
+        pruning=PruningRecord(
+            method=name,
+            target_ratio=args.target_macs,
+            achieved_ratio=achieved,
+        ),
+        cost_before=cost(original, manifest.input_size),
+        cost_after=cost(model, manifest.input_size),
+        accuracy={"before": before, "oneshot": oneshot, "after": after},
+    )
+    write_report(report, out)
 
 
 def measure_latency(args: argparse.Namespace, out: Path) -> None:
@@ -183,10 +191,23 @@ def onnx_cells(timing: dict, reduction: float) -> str:
     return f" {b1:.2f}x | {b64:.2f}x | {b64 / reduction:.2f} |"
 
 
-def uncalibrated(report: dict) -> str:
+def uncalibrated(report: Report) -> str:
     """With BatchNorm recalibration, the one-shot accuracy without it, in brackets."""
-    value = report.get("top1_oneshot_uncalibrated")
+    value = report.top1("oneshot_uncalibrated")
     return "" if value is None else f" (without recalibration {value:.2f})"
+
+
+def load_report(path: Path) -> Report:
+    """``read_report``, and the report.json of a Torch-Pruning run by this script before the typed
+    report: flat like version 1 but without the architecture, taken here from its manifest."""
+    try:
+        return read_report(path)
+    except SecateursError:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or "schema_version" in data or "model" in data:
+            raise
+        architecture = read_manifest(path.parent).architecture
+        return Report.from_json({**data, "model": architecture}, str(path))
 
 
 def summary(out: Path, names: list[str]) -> str:
@@ -203,18 +224,18 @@ def summary(out: Path, names: list[str]) -> str:
         path = run_dir(out, name) / "report.json"
         if not path.exists():
             continue
-        r = json.loads(path.read_text())
-        before = r["top1_before"]
+        r = load_report(path)
+        before = r.top1("before")
         if name.startswith("random"):
-            randoms.append(r["top1_after"])
-        reduction = r["macs_before"] / r["macs_after"]
+            randoms.append(r.top1("after"))
+        reduction = r.macs_reduction
         timing = latency.get(name, {})
         b1 = timing.get("1", {}).get("ratio")
         b64 = timing.get("64", {}).get("ratio")
         lines.append(
-            f"| {name} | {1 / reduction:.3f} | {r['params_after'] / r['params_before']:.3f} | "
-            f"{r['top1_oneshot']:.2f}{uncalibrated(r)} | "
-            + (f"{r['top1_after']:.2f} | " if r.get("finetune_epochs") else "(latency only) | ")
+            f"| {name} | {1 / reduction:.3f} | {r.params_kept:.3f} | "
+            f"{r.top1('oneshot'):.2f}{uncalibrated(r)} | "
+            + (f"{r.top1('after'):.2f} | " if r.settings.training_epochs else "(latency only) | ")
             + (f"{b1:.2f}x | " if b1 else "- | ")
             + (f"{b64:.2f}x | {b64 / reduction:.2f} |" if b64 else "- | - |")
             + onnx_cells(latency.get("onnx", {}).get(name, {}), reduction)

@@ -17,14 +17,15 @@ compact-or-dense choice timed, and the compacted model is timed against the dens
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import torch
 
 from secateurs.data.sources import default_cifar10_root
-from secateurs.spp_pipeline import SPPJob, run_spp
+from secateurs.report import read_report
+from secateurs.runs.spp_job import SPPJob
+from secateurs.runs.spp_run import run_spp
 
 log = logging.getLogger("benchmark")
 RUNS = ["column", "column-oneshot", "channel", "channel-oneshot"]
@@ -33,7 +34,7 @@ RUNS = ["column", "column-oneshot", "channel", "channel-oneshot"]
 def job(name: str, args: argparse.Namespace, out: Path, timed: bool) -> SPPJob:
     granularity, _, oneshot = name.partition("-")
     return SPPJob(
-        model_dir=Path(args.model),
+        model=Path(args.model),
         data=args.data,
         out=out,
         granularity=granularity,
@@ -44,7 +45,8 @@ def job(name: str, args: argparse.Namespace, out: Path, timed: bool) -> SPPJob:
         interval=args.interval,
         threads=2 if timed else args.threads,
         latency_repeats=args.repeats if timed else 0,
-        resume=out.exists(),
+        latency_backends=("eager",),
+        resume=out.is_dir() and any(out.iterdir()),
     )
 
 
@@ -59,17 +61,18 @@ def summary(out: Path, names: list[str]) -> str:
         path = out / name / "report.json"
         if not path.exists():
             continue
-        r = json.loads(path.read_text())
-        before = r["top1_before"]
-        latency = r.get("latency", {})
-        speed = [f"{latency[b]['speedup']:.2f}x" if b in latency else "-" for b in ("1", "64")]
+        r = read_report(path)
+        before = r.top1("before")
+        latency = r.latency.get("eager", {})
+        speed = [f"{latency[b].speedup:.2f}x" if b in latency else "-" for b in ("1", "64")]
         choices: dict[str, int] = {}
-        for layer in r.get("compact_layers", []):
+        for layer in r.pruning.details.get("compact_layers", []):
             choices[layer["choice"]] = choices.get(layer["choice"], 0) + 1
         chosen = ", ".join(f"{n} {c}" for c, n in sorted(choices.items())) or "-"
+        finished = r.pruning.details["spp"]["finished_step"]
         lines.append(
-            f"| {name} | {r['achieved_ratio']:.3f} | {r['params_after'] / r['params_before']:.3f} "
-            f"| {r['top1_masked']:.2f} | {r['top1_after']:.2f} | {r['spp']['finished_step']} | "
+            f"| {name} | {r.pruning.achieved_ratio:.3f} | {r.params_kept:.3f} "
+            f"| {r.top1('masked'):.2f} | {r.top1('after'):.2f} | {finished} | "
             f"{speed[0]} | {speed[1]} | {chosen} |"
         )
     if before is not None:

@@ -1,10 +1,11 @@
 """Benchmark: WSP's data-driven saliency against its weight-norm proxy, against L1 norm and Taylor,
 on one trained model at one MACs target, one-shot and after fine-tuning (issue 6).
 
-Each run is one ``secateurs prune`` job writing OUT/<run>/ (pruned model and report.json, which
-holds ``fc_params_before`` / ``fc_params_after``); a run with a report.json is skipped, so the
-benchmark resumes after an interruption. No latency is timed (``latency_repeats=0``): time the
-models later on a quiet machine. ``--summary`` prints the Markdown table for docs/results/wsp.md.
+Each run is one ``secateurs prune`` job writing OUT/<run>/ (pruned model and report.json, whose
+costs hold the fully-connected layers' parameters, ``fc_params``); a run with a report.json is
+skipped, so the benchmark resumes after an interruption. No latency is timed
+(``latency_repeats=0``): time the models later on a quiet machine. ``--summary`` prints the
+Markdown table for docs/results/wsp.md.
 
     python benchmarks/wsp.py --model benchmarks/baselines/resnet20-cifar10 --out runs/bench-wsp-r20
     python benchmarks/wsp.py --model benchmarks/baselines/vgg11_bn_quarter-cifar10 \
@@ -15,14 +16,15 @@ models later on a quiet machine. ``--summary`` prints the Markdown table for doc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import torch
 
 from secateurs.data.sources import default_cifar10_root
-from secateurs.pipeline import PruneJob, run_prune
+from secateurs.report import read_report
+from secateurs.runs.prune_job import PruneJob
+from secateurs.runs.prune_run import run_prune
 
 log = logging.getLogger("benchmark")
 # run name -> (method, method parameters, seed, global-ranking normalisation; None: the method's)
@@ -42,17 +44,18 @@ RUNS: dict[str, tuple[str, dict, int, str | None]] = {
 def run(name: str, args: argparse.Namespace, out: Path) -> None:
     method, params, seed, normalize = RUNS[name]
     job = PruneJob(
-        model_dir=Path(args.model),
+        model=Path(args.model),
         method=method,
         method_params=params,
         out=out,
-        target_ratio=args.target_macs,
+        target_macs=args.target_macs,
         data=args.data,
         finetune_epochs=args.epochs,
         finetune_lr=args.lr,
         threads=args.threads,
-        resume=out.exists(),
+        resume=out.is_dir() and any(out.iterdir()),
         latency_repeats=0,
+        latency_backends=("eager",),
         seed=seed,
         normalize=normalize,
     )
@@ -69,15 +72,14 @@ def summary(out: Path, names: list[str]) -> str:
         path = out / name / "report.json"
         if not path.exists():
             continue
-        r = json.loads(path.read_text())
-        before = r["top1_before"]
-        after = f"{r['top1_after']:.2f}" if r.get("finetune_epochs") else "(not fine-tuned)"
-        fc_kept = r["fc_params_after"] / r["fc_params_before"] if r["fc_params_before"] else 1.0
+        r = read_report(path)
+        before = r.top1("before")
+        after = f"{r.top1('after'):.2f}" if r.settings.training_epochs else "(not fine-tuned)"
+        fc_before, fc_after = r.cost_before.fc_params or 0, r.cost_after.fc_params or 0
+        fc_kept = fc_after / fc_before if fc_before else 1.0
         lines.append(
-            f"| {name} | {r['macs_after'] / r['macs_before']:.3f} | "
-            f"{r['params_after'] / r['params_before']:.3f} | {fc_kept:.3f} "
-            f"({r['fc_params_before'] - r['fc_params_after']:,} removed) | "
-            f"{r['top1_oneshot']:.2f} | {after} |"
+            f"| {name} | {r.macs_kept:.3f} | {r.params_kept:.3f} | {fc_kept:.3f} "
+            f"({fc_before - fc_after:,} removed) | {r.top1('oneshot'):.2f} | {after} |"
         )
     if before is not None:
         lines += ["", f"Unpruned top-1: {before:.2f}%."]
