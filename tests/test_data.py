@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from secateurs.data import BatchLoader, ImageSet, cache, imagefolder, load_split
+from secateurs.data import Augmentation, BatchLoader, ImageSet, cache, imagefolder, load_split
 from secateurs.data.augment import alternating_flip, cutout, random_crop, random_flip
 from secateurs.data.digits import read_digits
 from secateurs.errors import SecateursError
@@ -483,7 +483,9 @@ def test_train_batches_shuffle_by_seed_and_epoch_and_drop_the_last() -> None:
     image_set = numbered_set(10)
 
     def order(seed: int, epoch: int) -> list[int]:
-        loader = BatchLoader(image_set, 4, MEAN, STD, train=True, padding=0, flip=False, seed=seed)
+        loader = BatchLoader(
+            image_set, 4, MEAN, STD, augment=Augmentation(padding=0, flip=False), seed=seed
+        )
         loader.set_epoch(epoch)
         batches = list(loader)
         assert len(loader) == 2 and [len(b[1]) for b in batches] == [4, 4]
@@ -502,7 +504,8 @@ def test_train_batches_shuffle_by_seed_and_epoch_and_drop_the_last() -> None:
 
 def test_train_batches_augment_deterministically() -> None:
     image_set = numbered_set(16)
-    loader = BatchLoader(image_set, 8, MEAN, STD, train=True, padding=1, flip=True, seed=5)
+    augment = Augmentation(padding=1, flip=True)
+    loader = BatchLoader(image_set, 8, MEAN, STD, augment=augment, seed=5)
     loader.set_epoch(2)
     first = [images for images, _ in loader]
     again = [images for images, _ in loader]
@@ -515,7 +518,9 @@ def test_train_batches_alternate_flips_and_cut_out_when_asked() -> None:
     image_set = numbered_set(16)
 
     def batch(epoch: int, **augment: object) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = BatchLoader(image_set, 16, MEAN, STD, train=True, padding=0, seed=2, **augment)
+        loader = BatchLoader(
+            image_set, 16, MEAN, STD, augment=Augmentation(padding=0, **augment), seed=2
+        )
         loader.set_epoch(epoch)
         images, labels = next(iter(loader))
         order = labels.argsort()
@@ -549,7 +554,13 @@ def test_ranks_read_disjoint_shares() -> None:
         shares = []
         for rank in (0, 1):
             loader = BatchLoader(
-                image_set, 5, MEAN, STD, train=True, padding=0, seed=3, rank=rank, world_size=2
+                image_set,
+                5,
+                MEAN,
+                STD,
+                augment=Augmentation(padding=0),
+                seed=3,
+                shard=(rank, 2),
             )
             loader.set_epoch(epoch)
             shares.append({int(v) for _, labels in loader for v in labels})
@@ -564,9 +575,8 @@ def test_batches_come_in_the_layout_asked_for(channels_last: bool) -> None:
     # channels-last kernels, one of which crashes PyTorch (secateurs.train.layout).
     image_set = numbered_set(16)
     for train in (True, False):
-        loader = BatchLoader(
-            image_set, 8, MEAN, STD, train=train, padding=1, channels_last=channels_last
-        )
+        augment = Augmentation(padding=1) if train else None
+        loader = BatchLoader(image_set, 8, MEAN, STD, augment=augment, channels_last=channels_last)
         for images, _ in loader:
             assert images.is_contiguous() != channels_last
             assert images.is_contiguous(memory_format=torch.channels_last) == channels_last

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from secateurs.data import BatchLoader
+from secateurs.data import Augmentation, BatchLoader, LabelledData
 from secateurs.data.digits import read_digits
 from secateurs.errors import SecateursError
 from secateurs.models import create_model
@@ -91,9 +91,8 @@ def train(
     model = create_model("resnet20", num_classes=10, in_channels=1)
     train_set, test_set = digits(128, labels_seed), digits(32)
     (tmp_path / name).mkdir()
-    trainer = Trainer(
-        model, train_set, test_set, config, tmp_path / name, [8.0], [4.0], teacher=teacher
-    )
+    data = LabelledData(train_set, test_set, [8.0], [4.0])
+    trainer = Trainer(model, data, config, tmp_path / name, teacher=teacher)
     trainer.fit()
     return weights_digest(trainer.model)
 
@@ -132,7 +131,9 @@ def test_precomputed_teacher_looks_up_each_images_logits() -> None:
     table = teacher.precompute(stored.indexed(), len(data))
     assert table.shape == (40, 10) and not table.isnan().any()
     precomputed = PrecomputedTeacher(table)
-    shuffled = BatchLoader(data, 8, [8.0], [4.0], train=True, padding=0, flip=False, seed=3)
+    shuffled = BatchLoader(
+        data, 8, [8.0], [4.0], augment=Augmentation(padding=0, flip=False), seed=3
+    )
     shuffled.set_epoch(1)
     batches = list(shuffled.indexed())
     assert [int(index[0]) for index, *_ in batches] != list(range(0, 40, 8))  # shuffled

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from secateurs.cli.main import main
+from secateurs.report import read_report
 from secateurs.train.config import TrainConfig
 from secateurs.train.run import run_training
 
@@ -40,7 +41,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 
 def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "pruned"
-    code, _, _ = _run(
+    code, stdout, _ = _run(
         [
             "prune",
             str(trained),
@@ -65,19 +66,21 @@ def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) ->
         capsys,
     )
     assert code == 0
-    report = json.loads((out / "report.json").read_text())
-    assert abs(report["macs_after"] / report["macs_before"] / 0.5 - 1) <= 0.02
-    assert report["params_after"] < report["params_before"]
-    for key in ("top1_before", "top1_oneshot", "top1_after"):
-        assert 0 <= report[key] <= 100
-    assert set(report["latency"]) == {"1", "64"}
-    assert report["finetune_epochs"] == 1
+    report = read_report(out)
+    assert abs(report.macs_kept / 0.5 - 1) <= 0.02
+    assert report.cost_after.params < report.cost_before.params
+    for stage in ("before", "oneshot", "after"):
+        assert 0 <= report.top1(stage) <= 100
+    assert set(report.latency) == {"eager", "onnxruntime"}
+    assert all(set(rows) == {"1", "64"} for rows in report.latency.values())
+    assert report.settings.training_epochs == 1
+    assert json.loads(stdout) == report.to_json()  # --json prints the report
     assert (out / "report.md").read_text().startswith("# Pruning report: resnet20 with taylor")
     assert (out / "report.png").stat().st_size > 10_000
     # the saved pruned model evaluates to the reported accuracy
     code, stdout, _ = _run(["eval", str(out), "--data", "digits", "--json"], capsys)
     assert code == 0
-    assert json.loads(stdout)["top1"] == pytest.approx(report["top1_after"], abs=1e-9)
+    assert json.loads(stdout)["top1"] == pytest.approx(report.top1("after"), abs=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -110,14 +113,14 @@ def test_fold_bias_is_recorded_and_reloads(trained: Path, tmp_path: Path, capsys
     argv = ["prune", str(trained), "--method", "l1", "--data", "digits", "--fold-bias"]
     code, _, _ = _run([*argv, "--threads", "1", "--latency-repeats", "0", "-o", str(out)], capsys)
     assert code == 0
-    report = json.loads((out / "report.json").read_text())
-    assert report["bias_fold"] is True
+    report = read_report(out)
+    assert report.pruning.bias_fold is True
     (fold,) = json.loads((out / "manifest.json").read_text())["pruning"]["bias_fold"]
     # ResNet-20's consumers are bias-free convolutions followed by BN, and the classifier
     assert fold["skipped"] == [] and "fc" in fold["folded"] and len(fold["folded"]) > 5
     code, stdout, _ = _run(["eval", str(out), "--data", "digits", "--json"], capsys)
     assert code == 0
-    assert json.loads(stdout)["top1"] == pytest.approx(report["top1_after"], abs=1e-9)
+    assert json.loads(stdout)["top1"] == pytest.approx(report.top1("after"), abs=1e-9)
 
 
 def test_batchnorm_recalibration_is_applied_and_reported(
@@ -125,19 +128,24 @@ def test_batchnorm_recalibration_is_applied_and_reported(
 ) -> None:
     from safetensors.torch import load_file
 
-    out = tmp_path / "recalibrated"
-    argv = ["prune", str(trained), "--method", "l1", "--data", "digits", "--recalibrate-bn", "2"]
-    code, _, _ = _run([*argv, "--threads", "1", "--latency-repeats", "0", "-o", str(out)], capsys)
-    assert code == 0
-    report = json.loads((out / "report.json").read_text())
-    assert report["bn_recalibration_batches"] == 2
-    assert 0 <= report["top1_oneshot_uncalibrated"] <= 100
+    # only layer3.0.conv1 loses channels: stage 1's BatchNorm keeps its shape, so its statistics
+    # can be compared with the unpruned model's, with and without recalibration
+    argv = ["prune", str(trained), "--method", "l1", "--data", "digits"]
+    argv += ["--layer-ratios", "layer3.0.conv1=0.5", "--threads", "1", "--latency-repeats", "0"]
+    out, plain = tmp_path / "recalibrated", tmp_path / "plain"
+    assert _run([*argv, "--recalibrate-bn", "2", "-o", str(out)], capsys)[0] == 0
+    assert _run([*argv, "-o", str(plain)], capsys)[0] == 0
+    report = read_report(out)
+    assert report.settings.bn_recalibration_batches == 2
+    assert 0 <= report.top1("oneshot_uncalibrated") <= 100
     assert "re-estimated on 2 batches" in (out / "report.md").read_text()
-    # the saved one-shot model carries the new statistics: stage 1's first BN differs
     base = load_file(trained / "model.safetensors")
-    oneshot = load_file(out / "oneshot" / "model.safetensors")
     key = "layer1.0.bn1.running_var"
-    assert oneshot[key].shape != base[key].shape or not oneshot[key].equal(base[key])
+    recalibrated = load_file(out / "oneshot" / "model.safetensors")[key]
+    untouched = load_file(plain / "oneshot" / "model.safetensors")[key]
+    assert recalibrated.shape == untouched.shape == base[key].shape
+    assert untouched.equal(base[key])  # the control: pruning alone keeps the statistics
+    assert (recalibrated - base[key]).abs().max() > 1e-3  # recalibration re-estimated them
     code, _, err = _run(
         ["prune", str(trained), "--method", "l1", "--recalibrate-bn", "2", "-o", str(out / "x")],
         capsys,
@@ -151,8 +159,8 @@ def test_distillation_from_the_unpruned_model(trained: Path, tmp_path: Path, cap
     settings = ["--batch-size", "64", "--threads", "1", "--latency-repeats", "0"]
     code, _, _ = _run([*argv, *settings, "--distill", "0.7", "-o", str(out)], capsys)
     assert code == 0
-    report = json.loads((out / "report.json").read_text())
-    assert report["distill_weight"] == 0.7 and report["finetune_epochs"] == 1
+    report = read_report(out)
+    assert report.settings.distill_weight == 0.7 and report.settings.training_epochs == 1
     config = json.loads((out / "finetune" / "config.json").read_text())
     assert (config["teacher"], config["distill_weight"]) == ([str(trained)], 0.7)
     assert "distilled from the unpruned model (weight 0.7" in (out / "report.md").read_text()
@@ -193,8 +201,11 @@ def test_model_directory_of_another_architecture(trained: Path, tmp_path: Path, 
 def test_methods_command_lists_baselines(capsys) -> None:
     code, out, _ = _run(["methods"], capsys)
     assert code == 0
-    names = [line.split()[0] for line in out.splitlines()]
-    assert {"l1", "l2", "taylor", "bn_scale", "random"} <= set(names)
+    names = [
+        line.split()[0] for line in out.splitlines() if line.startswith("  ") and line[2] != " "
+    ]
+    assert {"l1", "l2", "taylor", "bn_scale", "random", "pfp", "wsp", "spp"} <= set(names)
+    assert "run: secateurs spp MODEL" in out
 
 
 def test_layer_ratios_report_no_target(trained: Path, tmp_path: Path, capsys) -> None:
@@ -202,10 +213,10 @@ def test_layer_ratios_report_no_target(trained: Path, tmp_path: Path, capsys) ->
     argv = ["prune", str(trained), "--method", "l1", "--layer-ratios", "layer1.0.conv1=0.5"]
     code, _, err = _run([*argv, "--latency-repeats", "0", "-o", str(out)], capsys)
     assert code == 0, err
-    report = json.loads((out / "report.json").read_text())
-    assert report["target_ratio"] is None
-    assert report["layer_ratios"] == {"layer1.0.conv1": 0.5}
-    assert report["channels"]["layer1.0.conv1"] == {"before": 16, "after": 8}
+    report = read_report(out)
+    assert report.pruning.target_ratio is None
+    assert report.pruning.layer_ratios == {"layer1.0.conv1": 0.5}
+    assert report.pruning.channels["layer1.0.conv1"] == {"before": 16, "after": 8}
     assert (
         "Target: per-layer ratios layer1.0.conv1=0.5; achieved macs ratio 0.9"
         in (out / "report.md").read_text()
@@ -217,7 +228,7 @@ def test_job_data_is_read_at_the_image_size_the_model_was_trained_with(tmp_path:
 
     from PIL import Image
 
-    from secateurs.pipeline import load_job_data
+    from secateurs.runs.data import load_run_data
     from secateurs.store import Manifest
 
     for split in ("train", "test"):
@@ -231,7 +242,7 @@ def test_job_data_is_read_at_the_image_size_the_model_was_trained_with(tmp_path:
         train_subset=None,
         test_subset=None,
         seed=0,
-        model_dir="m",
+        model="m",
     )
-    train_set, test_set = load_job_data(job, manifest)
-    assert train_set.input_size == test_set.input_size == (3, 8, 8)
+    data = load_run_data(job, manifest)
+    assert data.train.input_size == data.test.input_size == (3, 8, 8)

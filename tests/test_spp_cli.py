@@ -3,7 +3,7 @@ compacted model (compact convolutions included) and reloading it from JSON + saf
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ import torch
 
 from secateurs.cli.main import main
 from secateurs.pruning.spp import CompactConv2d
+from secateurs.report import read_report
 from secateurs.store import load_model
 from secateurs.train.config import TrainConfig
 from secateurs.train.run import run_training
@@ -51,20 +52,22 @@ def _outputs(directory: Path) -> torch.Tensor:
 def test_spp_prunes_compacts_saves_and_reloads(trained: Path, tmp_path: Path, granularity):
     out = tmp_path / granularity
     assert _spp(trained, out, "--granularity", granularity, "--latency-repeats", "0") == 0
-    report = json.loads((out / "report.json").read_text())
-    assert report["spp"]["over"], "SPP should finish pruning within 3 epochs here"
-    assert report["achieved_ratio"] <= 0.5 + 0.02
-    assert report["macs_after"] < report["macs_before"]
-    assert report["compacted_vs_masked_max_rel_diff"] <= 1e-4
-    assert report["top1_after"] == pytest.approx(report["top1_masked"], abs=0.2)
+    report = read_report(out)
+    details = report.pruning.details
+    assert details["spp"]["over"], "SPP should finish pruning within 3 epochs here"
+    assert report.pruning.achieved_ratio <= 0.5 + 0.02
+    assert report.cost_after.macs < report.cost_before.macs
+    assert details["compacted_vs_masked_max_rel_diff"] <= 1e-4
+    assert report.top1("after") == pytest.approx(report.top1("masked"), abs=0.2)
+    assert report.settings.kind == "spp" and report.settings.training_epochs == 3
     # the saved model rebuilds from its manifest and computes what the masked model computes
     reloaded, manifest = load_model(out)
     compact = [m for m in reloaded.modules() if isinstance(m, CompactConv2d)]
     if granularity == "column":
         assert compact and manifest.pruning["compact_columns"]
-        assert {c["choice"] for c in report["compact_layers"]} == {"compact-untimed"}
+        assert {c["choice"] for c in details["compact_layers"]} == {"compact-untimed"}
     else:
-        assert not compact and report["params_after"] < report["params_before"]
+        assert not compact and report.cost_after.params < report.cost_before.params
     difference = (_outputs(out) - _outputs(out / "masked")).abs().max() / _outputs(out).abs().max()
     assert float(difference) <= 1e-4
     assert (out / "report.md").read_text().startswith("# Pruning report")
@@ -73,25 +76,30 @@ def test_spp_prunes_compacts_saves_and_reloads(trained: Path, tmp_path: Path, gr
 def test_oneshot_baseline_prunes_before_the_first_iteration(trained: Path, tmp_path: Path):
     out = tmp_path / "oneshot"
     assert _spp(trained, out, "--oneshot", "--epochs", "1", "--latency-repeats", "2") == 0
-    report = json.loads((out / "report.json").read_text())
-    assert report["method"] == "spp-oneshot"
-    assert report["spp"]["finished_step"] == 0 and report["spp"]["updates"] == 0
-    assert report["achieved_ratio"] <= 0.5 + 0.02
+    report = read_report(out)
+    details = report.pruning.details
+    assert report.pruning.method == "spp-oneshot"
+    assert details["spp"]["finished_step"] == 0 and details["spp"]["updates"] == 0
+    assert report.pruning.achieved_ratio <= 0.5 + 0.02
     # timed: every column-sparse layer chose the faster form, and says so
-    assert {c["choice"] for c in report["compact_layers"]} <= {"compact", "dense"}
-    assert all(set(c["speedups"]) == {"1", "64"} or c["speedups"] for c in report["compact_layers"])
+    layers = details["compact_layers"]
+    assert layers, "the one-shot column mask leaves column-sparse layers to choose for"
+    for layer in layers:
+        assert set(layer["speedups"]) == {"1", "64"}
+        mean = math.prod(layer["speedups"].values()) ** (1 / 2)
+        assert layer["choice"] == ("compact" if mean > 1 else "dense"), layer
 
 
 def test_resume_recompacts_without_retraining(trained: Path, tmp_path: Path):
     out = tmp_path / "resumed"
     assert _spp(trained, out, "--epochs", "1", "--latency-repeats", "0") == 0
-    first = json.loads((out / "report.json").read_text())
+    first = read_report(out)
     metrics = (out / "train" / "metrics.jsonl").read_text()
     assert _spp(trained, out, "--epochs", "1", "--latency-repeats", "0", "--resume") == 0
-    second = json.loads((out / "report.json").read_text())
+    second = read_report(out)
     assert (out / "train" / "metrics.jsonl").read_text() == metrics  # no epoch trained again
-    assert second["macs_after"] == first["macs_after"]
-    assert second["top1_after"] == first["top1_after"]
+    assert second.cost_after == first.cost_after
+    assert second.top1("after") == first.top1("after")
 
 
 def test_spp_bad_input(trained: Path, tmp_path: Path, capsys):
@@ -138,7 +146,7 @@ def test_resume_with_another_granularity_is_one_line(trained: Path, tmp_path: Pa
 
 def test_spp_refuses_a_learning_rate_that_is_not_positive(trained: Path, tmp_path: Path, capsys):
     assert _spp(trained, tmp_path / "lr", "--lr", "0", "--latency-repeats", "0") == 2
-    assert "learning rate must be positive" in capsys.readouterr().err
+    assert "--lr must be positive" in capsys.readouterr().err
 
 
 def test_a_refused_run_leaves_nothing_that_blocks_the_corrected_one(

@@ -45,8 +45,10 @@ def plot_report(report: Report, path: Path) -> None:
     if channels:
         roots = list(channels)
         positions = range(len(roots))
-        right.bar(positions, [channels[r]["before"] for r in roots], color="#cccccc", label="before")
-        right.bar(positions, [channels[r]["after"] for r in roots], color=COST_COLOUR, label="after")
+        before_widths = [channels[root]["before"] for root in roots]
+        after_widths = [channels[root]["after"] for root in roots]
+        right.bar(positions, before_widths, color="#cccccc", label="before")
+        right.bar(positions, after_widths, color=COST_COLOUR, label="after")
         right.set_xticks(list(positions), roots, rotation=90, fontsize=6)
         right.set_ylabel("channels")
         right.legend()

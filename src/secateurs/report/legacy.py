@@ -7,6 +7,7 @@ training time as ``pruning_seconds`` and its training epochs as ``finetune_epoch
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from secateurs.report.schema import (
@@ -33,7 +34,10 @@ def report_from_v1(data: dict[str, Any]) -> Report:
         accuracy=_accuracy(data),
         latency={
             "eager": {
-                str(batch): Latency(**{key: entry[key] for key in Latency.__dataclass_fields__})
+                # figures a report lacks are unknown (NaN), not invented
+                str(batch): Latency(
+                    **{key: entry.get(key, math.nan) for key in Latency.__dataclass_fields__}
+                )
                 for batch, entry in (data.get("latency") or {}).items()
             }
         },
@@ -66,7 +70,7 @@ def _pruning(data: dict[str, Any]) -> PruningRecord:
         method=str(data["method"]),
         target_kind=str(data.get("target_kind", "macs")),
         target_ratio=data.get("target_ratio"),
-        achieved_ratio=float(data["achieved_ratio"]),
+        achieved_ratio=float(data.get("achieved_ratio", data["macs_after"] / data["macs_before"])),
         method_params=dict(data.get("method_params") or {}),
         layer_ratios=data.get("layer_ratios"),
         selection=str(data.get("selection", "deterministic")),

@@ -1,0 +1,120 @@
+"""The Python front door: the README's example runs as written, and a class secateurs does not
+know saves and reloads onto a fresh instance without pickle."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import secateurs
+from hand_counts import RESNET20_MACS, RESNET20_PARAMS
+from secateurs.errors import SecateursError
+from secateurs.train.trainer import weights_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## The same path in Python", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_as_written(
+    cifar10_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = readme_example()
+    assert len(code.strip().splitlines()) < 15
+    monkeypatch.chdir(ROOT)
+    saved = ROOT / "runs" / "r20-taylor-api"
+    shutil.rmtree(saved, ignore_errors=True)
+    namespace: dict = {}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)  # the text users copy
+        result, pruned, again = namespace["result"], namespace["pruned"], namespace["again"]
+        # ResNet-20's MACs and parameters counted by hand (tests/hand_counts.py); half kept
+        assert result.baseline_cost.macs == RESNET20_MACS
+        assert result.baseline_cost.params == RESNET20_PARAMS
+        assert abs(result.cost.macs / result.baseline_cost.macs - 0.5) <= 0.01
+        assert set(result.speedup) == {"eager", "onnxruntime"}
+        images = torch.randn(4, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.equal(pruned.model.eval()(images), again(images))
+        # the caller's model is untouched by prune and fine-tuning
+        kept, _ = secateurs.load("benchmarks/baselines/resnet20-cifar10")
+        assert weights_digest(namespace["model"]) == weights_digest(kept)
+    finally:
+        shutil.rmtree(saved, ignore_errors=True)
+
+
+class SmallNet(nn.Module):
+    """A class the model registry has never heard of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 24, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(24)
+        self.head = nn.Linear(24, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.head(x.mean((2, 3)))
+
+
+def test_a_custom_class_reloads_onto_a_fresh_instance(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = SmallNet().eval()
+    image = torch.randn(1, 3, 12, 12)
+    pruned = secateurs.prune(model, method="l1", target_macs=0.5, example_input=image)
+    assert model.conv1.out_channels == 16  # the caller's model is not pruned
+    assert pruned.model.conv1.out_channels < 16 and pruned.model.conv2.out_channels < 24
+    secateurs.save(pruned, tmp_path / "mine")
+    with pytest.raises(SecateursError, match="base=YourModel"):
+        secateurs.load(tmp_path / "mine")
+    again, manifest = secateurs.load(tmp_path / "mine", base=SmallNet())
+    assert manifest.architecture == "custom:test_api.SmallNet"
+    assert again.conv1.out_channels == pruned.model.conv1.out_channels
+    images = torch.randn(3, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(again(images), pruned.model(images))
+
+
+def test_measure_against_a_baseline_reports_the_macs_and_speed_up() -> None:
+    torch.manual_seed(0)
+    model = SmallNet().eval()
+    image = torch.randn(1, 3, 12, 12)
+    pruned = secateurs.prune(model, method="l1", target_macs=0.5, example_input=image)
+    found = secateurs.measure(
+        pruned.model,
+        example_input=image,
+        baseline=model,
+        batch_sizes=(2,),
+        repeats=3,
+        backends=("eager",),
+        threads=1,
+    )
+    # SmallNet by hand at 12x12: conv1 3*16*9*144 + conv2 16*24*9*144 + head 24*5 (+ BN, bias)
+    assert found.baseline_cost.macs >= 3 * 16 * 9 * 144 + 16 * 24 * 9 * 144 + 24 * 5
+    assert abs(found.cost.macs / found.baseline_cost.macs - 0.5) <= 0.05
+    row = found.speedup["eager"]["2"]
+    assert row.speedup == pytest.approx(row.before_ms / row.after_ms, rel=1e-3)
+    reduction = found.baseline_cost.macs / found.cost.macs
+    assert row.realisation == pytest.approx(row.speedup / reduction, rel=1e-3)
+
+
+def test_list_methods_names_every_method_with_its_command() -> None:
+    methods = {m["name"]: m for m in secateurs.list_methods()}
+    assert {"l1", "l2", "taylor", "bn_scale", "pfp", "wsp", "random", "spp"} <= set(methods)
+    assert methods["spp"]["kind"] == "training-time"
+    assert methods["spp"]["command"].startswith("secateurs spp")
+    assert methods["taylor"]["command"].endswith("--data PATH")
+    assert "resnet20" in secateurs.list_models()
