@@ -61,3 +61,36 @@ def test_two_ranks_end_with_the_same_weights(tmp_path: Path, child_env: dict[str
     # each rank trained on its half of 256 images, in batches of 32: 4 steps of 64 images
     (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and record["test_n"] == 64
+
+
+@pytest.mark.slow
+def test_prune_fine_tunes_with_ddp_and_both_ranks_agree(
+    tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    from secateurs.report import read_report
+    from secateurs.runs.training import RANKS_FILE
+    from secateurs.train.config import TrainConfig
+    from secateurs.train.run import run_training
+
+    config = TrainConfig(
+        data="digits", epochs=1, batch_size=64, train_subset=256, test_subset=64, threads=1
+    )
+    run_training(config, tmp_path / "base")
+    out = tmp_path / "pruned"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", "-m", "secateurs", "prune", str(tmp_path / "base/model")]
+    command += ["--method", "l1", "--data", "digits", "--finetune-epochs", "2"]
+    command += ["--batch-size", "64", "--train-subset", "256", "--test-subset", "64"]
+    command += ["--threads", "1", "--latency-repeats", "0", "-o", str(out), "--json"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=child_env, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    digests = json.loads((out / "finetune" / RANKS_FILE).read_text())["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]  # BatchNorm statistics included
+    model, _ = load_model(out)
+    assert weights_digest(model) == digests[0]  # the saved model is the ranks' model
+    # only rank 0 reports; 256 images in global batches of 64 (32 per rank): 4 steps an epoch
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [read_report(out).to_json()]
+    records = [json.loads(line) for line in (out / "finetune" / "metrics.jsonl").open()]
+    assert [r["epoch"] for r in records] == [1, 2]

@@ -21,6 +21,7 @@ from secateurs.train.distributed import DistributedContext, barrier, init_distri
 from secateurs.train.trainer import Trainer
 
 CONFIG_FILE = "config.json"
+RANKS_FILE = "ranks.json"  # under torchrun: each rank's weights digest after training
 # fine-tuning keeps the augmentation and regularisation the model was trained with
 INHERITED = (
     "padding",
@@ -90,4 +91,7 @@ def train_model(
     )
     trainer.resume()
     history = trainer.fit()
-    return Training(trainer.final_model, history, trainer.rank_digests())
+    digests = trainer.rank_digests()
+    if context.enabled and context.is_main:  # the evidence that the ranks ended in step
+        (run_dir / RANKS_FILE).write_text(json.dumps({"rank_weight_digests": digests}) + "\n")
+    return Training(trainer.final_model, history, digests)
