@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,10 @@ def load_data(
     return LabelledData(train, test, mean, std)
 
 
+_SETTINGS = ("layer_ratios", "steps", "fold_bias")  # PruneSettings' fields besides the target
+_ALLOCATION = ("strategy", "normalize", "round_to", "min_channels")
+
+
 def prune(
     model: nn.Module,
     *,
@@ -119,29 +123,36 @@ def prune(
     example_input: torch.Tensor,
     target_macs: float | None = None,
     target_params: float | None = None,
-    layer_ratios: Mapping[str, float] | None = None,
     data: LabelledData | None = None,
-    steps: int = 1,
-    allocation: Allocation | None = None,
     seed: int = 0,
-    method_params: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> Pruned:
     """A copy of ``model`` pruned physically with ``method`` to keep ``target_macs`` of its MACs
-    (or ``target_params`` of its parameters, or by per-group ``layer_ratios``); ``model`` is
-    left as it was. ``data`` feeds the methods that score on data (8 batches of 128)."""
+    (default 0.5) or ``target_params`` of its parameters; ``model`` is left as it was. ``data``
+    feeds the methods that score on data (8 batches of 128).
+
+    ``options``: ``layer_ratios`` (per-group fractions instead of a target), ``steps``,
+    ``fold_bias``; the allocation's ``strategy``, ``normalize``, ``round_to``,
+    ``min_channels``; anything else is the method's own hyperparameter (e.g. PFP's
+    ``selection="randomized"``), as ``--method-param`` on the command line."""
     if target_params is not None and target_macs is not None:
         raise SecateursError("give target_macs or target_params, not both")
     target = None
-    if layer_ratios is None:
+    if options.get("layer_ratios") is None:
         kind, ratio = ("params", target_params) if target_params else ("macs", target_macs)
         target = Target(kind, 0.5 if ratio is None else ratio)
-    settings = PruneSettings(target, layer_ratios, allocation or Allocation(), steps)
+    allocation = Allocation(**{k: options.pop(k) for k in _ALLOCATION if k in options})
+    chosen = {k: options.pop(k) for k in _SETTINGS if k in options}
+    settings = PruneSettings(target, allocation=allocation, **chosen)
+    try:
+        method_ = create_method(method, seed=seed, **options)
+    except TypeError as error:
+        raise SecateursError(f"bad option for prune or method {method!r}: {error}") from None
     pruned = copy.deepcopy(model).eval()
     input_size = tuple(example_input.shape[1:])
     scoring = ScoringData(data.sample(8 * 128, 128, seed) if data else [])
-    chosen = create_method(method, seed=seed, **(method_params or {}))
-    outcome = prune_model(pruned, input_size, chosen, settings, scoring)
-    return Pruned(pruned, outcome.achieved, outcome.record(chosen, target), input_size)
+    outcome = prune_model(pruned, input_size, method_, settings, scoring)
+    return Pruned(pruned, outcome.achieved, outcome.record(method_, target), input_size)
 
 
 def fine_tune(
