@@ -146,6 +146,14 @@ def test_batchnorm_recalibration_is_applied_and_reported(
     assert recalibrated.shape == untouched.shape == base[key].shape
     assert untouched.equal(base[key])  # the control: pruning alone keeps the statistics
     assert (recalibrated - base[key]).abs().max() > 1e-3  # recalibration re-estimated them
+    # every BatchNorm, not only that one, was reset and re-estimated on exactly the 2 batches
+    counts = {
+        name: int(value)
+        for name, value in load_file(out / "oneshot" / "model.safetensors").items()
+        if name.endswith("num_batches_tracked")
+    }
+    # ResNet-20 has 21 BatchNorms: the stem's, two in each of 9 blocks, two on shortcuts
+    assert len(counts) == 21 and set(counts.values()) == {2}, counts
     code, _, err = _run(
         ["prune", str(trained), "--method", "l1", "--recalibrate-bn", "2", "-o", str(out / "x")],
         capsys,
