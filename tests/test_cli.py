@@ -273,3 +273,20 @@ def test_demo_says_when_it_reuses_a_model_trained_for_other_epochs(
     assert warning.endswith(
         "holds a demo trained for 1 epochs: reusing it (another --out trains 2)"
     )
+
+
+def test_every_flag_of_every_command_says_what_it_does() -> None:
+    import argparse
+
+    from secateurs.cli.main import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    silent = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not (action.help or "").strip()
+    ]
+    assert silent == []
+    assert len(commands.choices) == 9  # train eval measure prune spp compare models methods demo

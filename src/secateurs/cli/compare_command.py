@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from secateurs.cli.parser import add_command
 from secateurs.comparison import load_runs, markdown_table, plot_comparison, unequal_terms
 from secateurs.errors import SecateursError
 
@@ -22,14 +23,7 @@ example:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from secateurs.cli.parser import HelpFormatter
-
-    parser = commands.add_parser(
-        "compare",
-        help="pruning runs side by side",
-        description=DESCRIPTION,
-        formatter_class=HelpFormatter,
-    )
+    parser = add_command(commands, "compare", "pruning runs side by side", DESCRIPTION)
     parser.add_argument("runs", nargs="+", help="run directories (or their report.json files)")
     parser.add_argument("--plot", type=Path, help="write top-1 against MACs and parameters here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -5,20 +5,22 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from secateurs.cli.parser import positive_int
+from secateurs.cli.parser import add_command, positive_int
 from secateurs.demo import run_demo
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "demo",
-        help="a two-minute tour on bundled data",
-        description="Train a small ResNet on scikit-learn's digits (no download), then measure "
+        "a two-minute tour on bundled data",
+        "Train a small ResNet on scikit-learn's digits (no download), then measure "
         "it.\n\nexample:\n  secateurs demo --out runs/demo",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", help="run directory (default: a temporary one)")
-    parser.add_argument("--epochs", type=positive_int, default=15)
+    parser.add_argument(
+        "--epochs", type=positive_int, default=15, help="training epochs before pruning"
+    )
     parser.set_defaults(run=run)
 
 

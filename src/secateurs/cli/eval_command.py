@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from secateurs.cli.parser import positive_int
+from secateurs.cli.parser import add_command, positive_int
 from secateurs.data import BatchLoader, load_split
 from secateurs.errors import SecateursError
 from secateurs.measure import evaluate
@@ -19,18 +19,15 @@ example:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from secateurs.cli.parser import HelpFormatter
-
-    parser = commands.add_parser(
-        "eval",
-        help="evaluate a saved model",
-        description=DESCRIPTION,
-        formatter_class=HelpFormatter,
-    )
+    parser = add_command(commands, "eval", "evaluate a saved model", DESCRIPTION)
     parser.add_argument("model", help="a saved model directory")
     parser.add_argument("--data", required=True, help="data set root (see `secateurs train -h`)")
-    parser.add_argument("--split", default="test", choices=["test", "train"])
-    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument(
+        "--split", default="test", choices=["test", "train"], help="which split to evaluate"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=256, help="images per evaluation batch"
+    )
     parser.add_argument(
         "--subset",
         type=positive_int,

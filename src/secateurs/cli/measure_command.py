@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from secateurs.cli.parser import positive_int
+from secateurs.cli.parser import add_command, positive_int
 from secateurs.measure import LatencySettings, count_cost, measure_latency
 from secateurs.store import load_model
 
@@ -17,19 +17,18 @@ example:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from secateurs.cli.parser import HelpFormatter
-
-    parser = commands.add_parser(
-        "measure",
-        help="MACs, parameters, latency",
-        description=DESCRIPTION,
-        formatter_class=HelpFormatter,
-    )
+    parser = add_command(commands, "measure", "MACs, parameters, latency", DESCRIPTION)
     parser.add_argument("model", help="a saved model directory")
-    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 64])
-    parser.add_argument("--threads", type=positive_int, default=2)
-    parser.add_argument("--repeats", type=positive_int, default=30)
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument(
+        "--batch-sizes", type=positive_int, nargs="+", default=[1, 64], help="batch sizes to time"
+    )
+    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads for timing")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=30, help="timed runs per batch size (median)"
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="time in the channels-last memory layout"
+    )
     parser.add_argument("--onnx", action="store_true", help="also time it in onnxruntime")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)

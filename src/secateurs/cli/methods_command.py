@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 
+from secateurs.cli.parser import add_command
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "methods",
-        help="list pruning methods",
-        description="List the pruning methods, with the command that runs each.\n\n"
+        "list pruning methods",
+        "List the pruning methods, with the command that runs each.\n\n"
         "example:\n  secateurs methods",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run)
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import fnmatch
 
+from secateurs.cli.parser import add_command
 from secateurs.models import list_models, model_entry
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "models",
-        help="list the model zoo",
-        description="List registered models.\n\nexample:\n  secateurs models 'resnet*'",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "list the model zoo",
+        "List registered models.\n\nexample:\n  secateurs models 'resnet*'",
     )
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style name filter")
     parser.add_argument("--torchvision", action="store_true", help="also list torchvision models")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from secateurs.report import Report
@@ -56,6 +57,39 @@ def _int_at_least(text: str, least: int) -> int:
     if value < least:
         raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
     return value
+
+
+def add_command(
+    commands: argparse._SubParsersAction, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """A sub-command's parser: ``summary`` in ``secateurs --help``, ``description`` (with its
+    examples, kept as written) and every flag's default in ``secateurs NAME --help``."""
+    return commands.add_parser(
+        name, help=summary, description=description, formatter_class=HelpFormatter
+    )
+
+
+def add_job_command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    description: str,
+    job_type: type,
+    runner: Callable[[Any], Report | None],
+) -> None:
+    """A command that runs a job: its flags built from ``job_type``'s declared options, and
+    ``--json``; it prints the report ``runner(job)`` returns."""
+    from secateurs.runs.options import add_options, job_from_args
+
+    parser = add_command(commands, name, summary, description)
+    add_options(parser, job_type)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        print_report(runner(job_from_args(job_type, args)), args.json)
+        return 0
+
+    parser.set_defaults(run=run)
 
 
 def print_report(report: Report | None, as_json: bool) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from secateurs.cli.parser import HelpFormatter, print_report
-from secateurs.runs.options import add_options, job_from_args
+from secateurs.cli.parser import add_job_command
+from secateurs.report import Report
 from secateurs.runs.prune_job import PruneJob
 
 DESCRIPTION = """Prune a saved model to a MACs or parameter target, fine-tune, and write the pruned
@@ -23,16 +23,10 @@ examples:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "prune", help="prune a model", description=DESCRIPTION, formatter_class=HelpFormatter
-    )
-    add_options(parser, PruneJob)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(run=run)
+    add_job_command(commands, "prune", "prune a model", DESCRIPTION, PruneJob, _run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run(job: PruneJob) -> Report | None:
     from secateurs.runs.prune_run import run_prune
 
-    print_report(run_prune(job_from_args(PruneJob, args)), args.json)
-    return 0
+    return run_prune(job)

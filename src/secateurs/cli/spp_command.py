@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from secateurs.cli.parser import HelpFormatter, print_report
-from secateurs.runs.options import add_options, job_from_args
+from secateurs.cli.parser import add_job_command
+from secateurs.report import Report
 from secateurs.runs.spp_job import SPPJob
 
 DESCRIPTION = """Train a saved model with SPP (Wang et al., BMVC 2018): per-group pruning
@@ -25,19 +25,10 @@ examples:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "spp",
-        help="prune during training (SPP)",
-        description=DESCRIPTION,
-        formatter_class=HelpFormatter,
-    )
-    add_options(parser, SPPJob)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(run=run)
+    add_job_command(commands, "spp", "prune during training (SPP)", DESCRIPTION, SPPJob, _run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run(job: SPPJob) -> Report | None:
     from secateurs.runs.spp_run import run_spp
 
-    print_report(run_spp(job_from_args(SPPJob, args)), args.json)
-    return 0
+    return run_spp(job)

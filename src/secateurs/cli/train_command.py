@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from secateurs.cli.parser import non_negative_int, positive_int
+from secateurs.cli.parser import add_command, non_negative_int, positive_int
 from secateurs.train.config import TrainConfig, load_config
 from secateurs.train.run import CONFIG_FILE, read_run_config, run_training
 
@@ -54,12 +54,7 @@ FLAGS: list[tuple[str, Callable[[str], Any], str]] = [
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     # the flags' help already shows TrainConfig's defaults; theirs are None ("not given")
-    parser = commands.add_parser(
-        "train",
-        help="train a model",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(commands, "train", "train a model", DESCRIPTION)
     defaults = TrainConfig()
     for flag, kind, text in FLAGS:
         default = getattr(defaults, flag.replace("-", "_"))
@@ -100,9 +95,24 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="average the teacher's logits over each image and its mirror",
     )
-    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--channels-last", action="store_true", default=None)
-    parser.add_argument("--deterministic", action="store_true", default=None)
+    parser.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Nesterov momentum (on by default)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        default=None,
+        help="train in the channels-last memory layout (~1.2x faster on this CPU)",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="torch.use_deterministic_algorithms (bitwise repeatable, slower)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
 
