@@ -52,6 +52,20 @@ FLAGS: list[tuple[str, Callable[[str], Any], str]] = [
 ]
 
 
+SWITCHES = [
+    ("alternate-flip", "flip each image in every other epoch instead of at random"),
+    ("decay-norm", "weight decay on BatchNorm parameters and biases too"),
+    (
+        "teacher-offline",
+        "run the teacher once on the stored training images before training (no cost per "
+        "step; its targets ignore the crop)",
+    ),
+    ("teacher-flip", "average the teacher's logits over each image and its mirror"),
+    ("channels-last", "train in the channels-last memory layout (~1.2x faster on this CPU)"),
+    ("deterministic", "torch.use_deterministic_algorithms (bitwise repeatable, slower)"),
+]
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     # the flags' help already shows TrainConfig's defaults; theirs are None ("not given")
     parser = add_command(commands, "train", "train a model", DESCRIPTION)
@@ -63,18 +77,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-flip", action="store_true", help="no left-right flips")
-    parser.add_argument(
-        "--alternate-flip",
-        action="store_true",
-        default=None,
-        help="flip each image in every other epoch instead of at random",
-    )
-    parser.add_argument(
-        "--decay-norm",
-        action="store_true",
-        default=None,
-        help="weight decay on BatchNorm parameters and biases too",
-    )
+    for flag, text in SWITCHES:  # None when not given: the config file's value stands
+        parser.add_argument(f"--{flag}", action="store_true", default=None, help=text)
     parser.add_argument(
         "--teacher",
         nargs="+",
@@ -83,35 +87,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "mean of their logits",
     )
     parser.add_argument(
-        "--teacher-offline",
-        action="store_true",
-        default=None,
-        help="run the teacher once on the stored training images before training (no cost "
-        "per step; its targets ignore the crop)",
-    )
-    parser.add_argument(
-        "--teacher-flip",
-        action="store_true",
-        default=None,
-        help="average the teacher's logits over each image and its mirror",
-    )
-    parser.add_argument(
         "--nesterov",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="Nesterov momentum (on by default)",
-    )
-    parser.add_argument(
-        "--channels-last",
-        action="store_true",
-        default=None,
-        help="train in the channels-last memory layout (~1.2x faster on this CPU)",
-    )
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        default=None,
-        help="torch.use_deterministic_algorithms (bitwise repeatable, slower)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
