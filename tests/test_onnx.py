@@ -10,7 +10,7 @@ from secateurs.measure.latency import LatencySettings
 from secateurs.models import create_model
 from secateurs.pruning import Target
 from secateurs.pruning.methods import create_method
-from secateurs.pruning.prune import prune_model
+from secateurs.pruning.prune import PruneSettings, prune_model
 
 pytest.importorskip("onnxruntime")
 from secateurs.measure.onnx_runtime import compare_onnx, export_onnx, onnx_session
@@ -21,7 +21,7 @@ INPUT = (3, 32, 32)
 def test_pruned_model_runs_in_onnxruntime_with_the_same_outputs() -> None:
     torch.manual_seed(0)
     model = create_model("resnet20").eval()
-    prune_model(model, INPUT, create_method("l1"), Target("macs", 0.5))
+    prune_model(model, INPUT, create_method("l1"), PruneSettings(Target("macs", 0.5)))
     session = onnx_session(export_onnx(model, INPUT), threads=1)
     images = torch.randn(5, *INPUT)  # a batch size other than the export's: the axis is dynamic
     (logits,) = session.run(None, {"images": images.numpy()})

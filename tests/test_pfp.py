@@ -1,6 +1,7 @@
-"""PFP (Provable Filter Pruning): sensitivities against explicit loops, the unbiasedness of the
-randomized reweighting, the eps solve, the certificate, reproducibility, and masked == pruned with
-rescaled consumers."""
+"""PFP (Provable Filter Pruning): sensitivities against explicit loops; p_j, alpha_l, m_l, k_l,
+the draw count and the certificate against values worked out by hand on a toy layer; the sampling
+distribution and the unbiasedness of the randomized reweighting; the eps solve; reproducibility;
+and masked == pruned with rescaled consumers."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from secateurs.measure import count_cost
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
 from secateurs.pruning.methods import ScoringData, create_method
-from secateurs.pruning.methods.pfp import default_sample_size, layer_sensitivity
-from secateurs.pruning.prune import prune_model
-from secateurs.report import certificate_table
+from secateurs.pruning.methods.pfp_sensitivity import default_sample_size, layer_sensitivity
+from secateurs.pruning.prune import PruneSettings, prune_model
+from secateurs.report.markdown import certificate_table
 
 INPUT = (2, 5, 5)
 CIFAR = (3, 32, 32)
@@ -120,9 +121,80 @@ def test_default_sample_size_follows_the_formula() -> None:
     assert small == expected
 
 
+# -- a toy layer whose numbers are worked out by hand -----------------------------------------
+# The hidden layer (4 channels, identity weights, ReLU) is read by W = [[1, 2, 0, 1],
+# [0, -1, -3, 2]], a linear layer: one position (P_l = 1), one kernel offset (kappa_l = 1).
+# The sensitivity image is a = (3, 1, 1, 4); the held-out image is b = (2, 1, 1, 1).
+#   unit 0: W+ = (1, 2, 0, 1), z+ = 3 + 2 + 0 + 4 = 9, shares (3/9, 2/9, 0, 4/9); no W-
+#   unit 1: W+ = (0, 0, 0, 2), z+ = 8, shares (0, 0, 0, 1); |W-| = (0, 1, 3, 0), z- = 4,
+#           shares (0, 1/4, 3/4, 0)
+#   s = (1/3, 1/4, 3/4, 1), S_l = 7/3, p = s / S_l = (1/7, 3/28, 9/28, 3/7)
+#   alpha_l = 2 * 3 * ln(8 * (1 + 1) * 1 / 1e-16) = 6 ln(1.6e17) = 237.683701...
+#   m_l(eps) = ceil(3 (6 + 2 eps) S_l alpha_l / eps^2) = ceil(7 alpha_l (6 + 2 eps) / eps^2):
+#     eps = 300: 11.19 -> 12;  eps = 600: 5.57 -> 6;  eps = 2000: 1.67 -> 2
+#   U(m) = sum_j 1 - (1 - p_j)^m: U(2) = 1.6811, U(3) = 2.1594, U(6) = 2.9644, U(7) = 3.1216,
+#     U(12) = 3.5753, so k_l = ceil(U(m_l)): 4 at eps = 300, 3 at eps = 600, 2 at eps = 2000
+#   draws m' for k channels: the smallest m with U(m) >= k: 3 for k = 2 (U(2) < 2 <= U(3)),
+#     7 for k = 3 (U(6) < 3 <= U(7))
+TOY_S = [1 / 3, 1 / 4, 3 / 4, 1.0]
+TOY_P = [1 / 7, 3 / 28, 9 / 28, 3 / 7]
+TOY_ALPHA = 237.683701
+
+
+def toy_layer() -> tuple[nn.Sequential, ScoringData]:
+    """The toy network above and its two images (a, then the held-out b)."""
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(4))
+        model[2].weight.copy_(torch.tensor([[1.0, 2, 0, 1], [0, -1, -3, 2]]))
+    return model.eval(), ScoringData([(torch.tensor([[3.0, 1, 1, 4], [2, 1, 1, 1]]), None)])
+
+
+def test_sampling_quantities_equal_the_hand_computed_ones() -> None:
+    model, data = toy_layer()
+    (layer,) = create_method("pfp", sample_size=1)._layers(ChannelGraph(model, (4,)), data)
+    assert layer.group.root == "0" and (layer.positions, layer.kappa) == (1, 1)
+    assert layer.sensitivity.tolist() == pytest.approx(TOY_S, rel=1e-6)
+    assert layer.total == pytest.approx(7 / 3, rel=1e-6)
+    assert layer.probability.tolist() == pytest.approx(TOY_P, rel=1e-6)
+    assert layer.alpha == pytest.approx(TOY_ALPHA, rel=1e-8)
+    assert [layer.sample_size(eps) for eps in (300.0, 600.0, 2000.0)] == [12, 6, 2]
+    assert [layer.kept(eps) for eps in (300.0, 600.0, 2000.0)] == [4, 3, 2]
+    assert [layer.draws_for(k) for k in (2, 3)] == [3, 7]
+
+
+def test_randomized_draws_follow_p_in_every_seed() -> None:
+    """At eps = 600 (k_l = 3, m' = 7) every seed's plan is one multinomial draw of 7 with
+    p = s / S_l: the count behind each kept channel's factor (factor * m' * p_j) is a whole number
+    and the counts add up to 7; over the seeds each channel's mean count is m' p_j and it is kept
+    with probability 1 - (1 - p_j)^7 (both within 5 standard errors)."""
+    model, data = toy_layer()
+    method = create_method("pfp", selection="randomized", sample_size=1)
+    layers = method._layers(ChannelGraph(model, (4,)), data)
+    runs, draws = 400, 7
+    counts = torch.zeros(runs, 4, dtype=torch.float64)
+    for seed in range(runs):
+        method.seed = seed
+        plan = method._plan_for(layers, 600.0, Allocation())
+        scales = plan.input_scales.get("2", {})
+        for j in sorted(set(range(4)) - set(plan.removals.get("0", []))):
+            counts[seed, j] = scales.get(j, 1.0) * draws * TOY_P[j]
+        whole = counts[seed].round()
+        assert torch.allclose(counts[seed], whole, atol=1e-9), (seed, counts[seed].tolist())
+        assert whole.sum() == draws and (whole[list(scales)] >= 1).all(), seed
+    p = torch.tensor(TOY_P, dtype=torch.float64)
+    mean_error = (counts.mean(0) - draws * p).abs()
+    assert (mean_error <= 5 * (draws * p * (1 - p) / runs).sqrt()).all(), counts.mean(0)
+    inclusion = 1 - (1 - p) ** draws
+    kept_error = ((counts > 0).double().mean(0) - inclusion).abs()
+    assert (kept_error <= 5 * (inclusion * (1 - inclusion) / runs).sqrt()).all()
+
+
 def test_randomized_reweighting_is_unbiased() -> None:
     """The mean of many randomized, reweighted layer outputs approaches the full output; the
-    tolerance is 5 standard errors of the mean over the draws, per output element."""
+    tolerance is 5 standard errors of the mean over the draws, per output element. At eps = 3000
+    conv1 keeps k = 2 of its 3 channels from m' = 3 draws: every seed rescales its channels, and
+    most seeds remove one."""
     model = tiny_model()
     images = torch.randn(4, *INPUT)
     data = ScoringData([(images, None)])
@@ -132,19 +204,22 @@ def test_randomized_reweighting_is_unbiased() -> None:
         exact = F.conv2d(a, model.conv2.weight, None, 2, 1)
     method = create_method("pfp", selection="randomized", sample_size=4)
     layers = method._layers(graph, data)
-    runs = 400
+    assert layers[0].group.root == "conv1" and layers[0].kept(3000.0) == 2
+    runs, removing = 400, 0
     outputs = []
     for seed in range(runs):
         method.seed = seed
-        plan = method._plan_for(layers, 30.0, Allocation())
+        plan = method._plan_for(layers, 3000.0, Allocation())
         factors = torch.ones(3)
         factors[plan.removals.get("conv1", [])] = 0.0
-        for index, value in plan.input_scales.get("conv2", {}).items():
+        assert plan.input_scales.get("conv2"), seed  # every seed drew and reweighted conv1
+        for index, value in plan.input_scales["conv2"].items():
             factors[index] = value
+        removing += bool(plan.removals.get("conv1"))
         with torch.no_grad():
             outputs.append(F.conv2d(a * factors[:, None, None], model.conv2.weight, None, 2, 1))
+    assert removing >= runs // 2
     stack = torch.stack(outputs)
-    assert any(p.removals for p in [plan])  # something is pruned at this eps
     standard_error = stack.std(0) / math.sqrt(runs)
     assert ((stack.mean(0) - exact).abs() <= 5 * standard_error + 1e-6).all()
 
@@ -161,52 +236,124 @@ def cifar_data() -> ScoringData:
     return ScoringData([(torch.randn(16, *CIFAR, generator=generator), None) for _ in range(2)])
 
 
+def layer_sizes(model: nn.Module, input_size: tuple[int, ...]) -> dict[str, tuple[int, int]]:
+    """(output positions per image, kernel offsets) of every conv and linear layer, by name."""
+    sizes = {name: (1, 1) for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+    def hook(name: str):
+        def record(module: nn.Conv2d, inputs, output: torch.Tensor) -> None:
+            sizes[name] = (output.shape[-2] * output.shape[-1], math.prod(module.kernel_size))
+
+        return record
+
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    handles = [module.register_forward_hook(hook(name)) for name, module in convs]
+    with torch.no_grad():
+        model(torch.zeros(1, *input_size))
+    for handle in handles:
+        handle.remove()
+    return sizes
+
+
 @pytest.mark.parametrize(("kind", "ratio"), [("macs", 0.5), ("params", 0.6)])
 def test_eps_solve_meets_the_measured_target(resnet20, cifar_data, kind, ratio) -> None:
+    """The plan meets the target by real surgery, and every group keeps the k_l that the paper's
+    formulas give for the one eps, worked out here from the sensitivities and layer sizes."""
     method = create_method("pfp", sample_size=12)
-    plan, achieved = method.plan(
-        ChannelGraph(resnet20, CIFAR), cifar_data, Target(kind, ratio), Allocation()
-    )
+    graph = ChannelGraph(resnet20, CIFAR)
+    result = method.plan(graph, cifar_data, Target(kind, ratio), Allocation())
     pruned = copy.deepcopy(resnet20)
-    remove_channels(ChannelGraph(pruned, CIFAR), plan)
+    remove_channels(ChannelGraph(pruned, CIFAR), result.plan)
     measured = count_cost(pruned, CIFAR)[kind] / count_cost(resnet20, CIFAR)[kind]
-    assert measured == pytest.approx(achieved, rel=1e-6)
+    assert measured == pytest.approx(result.achieved, rel=1e-6)
     assert abs(measured / ratio - 1) <= 0.01
-    assert method.eps_ > 0
-    # one eps for every layer, and k_l follows from it
-    assert {row["eps"] for row in method.certificate_} == {method.eps_}
+    (eps,) = {row["eps"] for row in result.certificate}  # one eps for every layer
+    assert eps == method.eps_ and eps > 0
+    scores = method.score(graph, cifar_data)  # s_j, checked against explicit loops above
+    sizes = layer_sizes(resnet20, CIFAR)
+    assert [row["group"] for row in result.certificate] == list(scores)
+    for row in result.certificate:
+        s = scores[row["group"]]
+        positions = max(sizes[name][0] for name in row["consumers"])
+        kappa = max(sizes[name][1] for name in row["consumers"])
+        alpha = 2 * 3 * math.log(8 * (positions + 1) * kappa / 1e-16)
+        m = math.ceil(3 * (6 + 2 * eps) * float(s.sum()) * alpha / eps**2)
+        unique = float((1 - (1 - s / s.sum()) ** m).sum())
+        k = min(max(math.ceil(unique - 1e-9), 1), len(s))
+        assert (row["S_l"], row["m"], row["k"]) == (pytest.approx(float(s.sum())), m, k), row
+        removed = result.plan.removals.get(row["group"], [])
+        assert row["kept"] == k == len(s) - len(removed)
+        if removed:  # deterministic: the top-k_l by sensitivity stay
+            kept = sorted(set(range(len(s))) - set(removed))
+            assert s[kept].min() >= s[removed].max()
+    assert any(row["k"] < row["channels"] for row in result.certificate)
 
 
-def test_certificate_error_within_bound(resnet20, cifar_data) -> None:
+def test_certificate_rows_on_resnet(resnet20, cifar_data) -> None:
+    """One row per prunable group, the first 12 images for S and the other 20 held out; a group
+    that keeps every channel has measured error 0, one that loses some a positive error."""
     method = create_method("pfp", sample_size=12)
-    method.plan(ChannelGraph(resnet20, CIFAR), cifar_data, Target("macs", 0.5), Allocation())
-    rows = method.certificate_
-    assert rows and all(row["sample_images"] == 12 and row["held_out_images"] == 20 for row in rows)
-    measured = [row for row in rows if row["error_max"] is not None]
-    assert any(row["kept"] < row["channels"] for row in measured)
-    for row in measured:
-        assert 0 <= row["error_max"] <= row["bound"]
-        assert row["k"] <= row["channels"] and row["m"] >= 1 and row["S_l"] >= 0
+    graph = ChannelGraph(resnet20, CIFAR)
+    rows = method.plan(graph, cifar_data, Target("macs", 0.5), Allocation()).certificate
+    assert [row["group"] for row in rows] == [g.root for g in graph.prunable_groups]
+    assert all(row["sample_images"] == 12 and row["held_out_images"] == 20 for row in rows)
+    assert all(row["bound"] == row["eps"] and row["delta"] == 1e-16 for row in rows)
+    for row in rows:
+        changed = row["kept"] < row["channels"]
+        assert (row["error_max"] > 0) == changed and (row["error_l2"] > 0) == changed, row
+    assert any(row["kept"] < row["channels"] for row in rows)
     table = certificate_table(rows)
     assert table[0] == "## Certificate" and len(table) == len(rows) + 7
 
 
-def test_tiny_certificate_within_bound() -> None:
-    model = tiny_model()
-    generator = torch.Generator().manual_seed(3)
-    data = ScoringData([(torch.randn(12, *INPUT, generator=generator), None)])
-    method = create_method("pfp", sample_size=6, selection="randomized")
-    method.plan(ChannelGraph(model, INPUT), data, Target("params", 0.8), Allocation(tolerance=0.2))
-    for row in method.certificate_:
-        assert row["held_out_images"] == 6
-        assert row["error_max"] is not None and row["error_max"] <= row["bound"]
+def test_toy_certificate_equals_the_hand_computed_errors() -> None:
+    """On the toy layer, 75% of the parameters (24 -> 18) means k_l = 3: channel 1 (s = 1/4)
+    goes. On the held-out b = (2, 1, 1, 1) the first unit loses W_01 b_1 = 2 of |W_0| b = 5 and
+    the second |W_11| b_1 = 1 of |W_1| b = 6 (not of |W_1 b| = 2), so the max error is 2/5;
+    z = W b = (5, -2) and z_hat - z = (-2, 1), so the L2 error is sqrt(5 / 29). m_l follows from
+    the eps chosen, and that eps is one where U(m_l) lies in (2, 3], i.e. k_l = 3."""
+    model, data = toy_layer()
+    method = create_method("pfp", sample_size=1)
+    result = method.plan(ChannelGraph(model, (4,)), data, Target("params", 0.75), Allocation())
+    assert result.plan == PruningPlan({"0": [1]}) and result.achieved == pytest.approx(0.75)
+    (row,) = result.certificate
+    eps = row["eps"]
+    m = math.ceil(3 * (6 + 2 * eps) * (7 / 3) * TOY_ALPHA / eps**2)
+    unique = sum(1 - (1 - p) ** m for p in TOY_P)
+    assert 2 < unique <= 3
+    expected = {"group": "0", "consumers": ["2"], "channels": 4, "kept": 3, "k": 3, "m": m}
+    expected |= {"sample_images": 1, "held_out_images": 1, "bound": eps, "delta": 1e-16}
+    assert {key: row[key] for key in expected} == expected
+    assert row["S_l"] == pytest.approx(7 / 3)
+    assert row["error_max"] == pytest.approx(2 / 5, rel=1e-6)
+    assert row["error_l2"] == pytest.approx(math.sqrt(5 / 29), rel=1e-6)
+
+
+def test_toy_certificate_of_a_randomized_plan() -> None:
+    """The randomized plan's error on b, worked out from its factors f_j (0 for removed channels):
+    per unit |sum_j W_ij (f_j - 1) b_j| / sum_j |W_ij| b_j, and the L2 error of z_hat - z."""
+    model, data = toy_layer()
+    method = create_method("pfp", sample_size=1, selection="randomized", seed=2)
+    result = method.plan(ChannelGraph(model, (4,)), data, Target("params", 0.75), Allocation())
+    factors = [0.0 if j in result.plan.removals.get("0", []) else 1.0 for j in range(4)]
+    for j, value in result.plan.input_scales["2"].items():
+        factors[j] = value
+    assert result.selection == "randomized" and factors != [1.0, 0.0, 1.0, 1.0]
+    weight = torch.tensor([[1.0, 2, 0, 1], [0, -1, -3, 2]])
+    b = torch.tensor([2.0, 1, 1, 1])
+    diff = weight @ ((torch.tensor(factors) - 1) * b)
+    scale = weight.abs() @ b
+    (row,) = result.certificate
+    assert row["error_max"] == pytest.approx(float((diff.abs() / scale).max()), rel=1e-6)
+    l2 = float(diff.norm() / (weight @ b).norm())
+    assert row["error_l2"] == pytest.approx(l2, rel=1e-6)
 
 
 def test_reproducible_with_a_seed(resnet20, cifar_data) -> None:
     def run(seed: int) -> dict:
         method = create_method("pfp", selection="randomized", sample_size=8, seed=seed)
         graph = ChannelGraph(resnet20, CIFAR)
-        return method.plan(graph, cifar_data, Target("macs", 0.6), Allocation())[0].to_json()
+        return method.plan(graph, cifar_data, Target("macs", 0.6), Allocation()).plan.to_json()
 
     first = run(0)
     assert first == run(0)
@@ -217,7 +364,9 @@ def test_reproducible_with_a_seed(resnet20, cifar_data) -> None:
 def test_randomized_masked_equals_pruned(resnet20, cifar_data) -> None:
     method = create_method("pfp", selection="randomized", sample_size=8)
     graph = ChannelGraph(resnet20, CIFAR)
-    plan, _ = method.plan(graph, cifar_data, Target("macs", 0.5), Allocation())
+    result = method.plan(graph, cifar_data, Target("macs", 0.5), Allocation())
+    plan = result.plan
+    assert result.selection == "randomized"
     assert plan.input_scales and plan.removed_count > 0
     images = torch.randn(4, *CIFAR)
     masked, pruned, _ = masked_and_pruned_outputs(resnet20, plan, CIFAR, images)
@@ -237,7 +386,8 @@ def test_plan_json_round_trip() -> None:
 def test_iterative_schedule_records_each_step(resnet20, cifar_data) -> None:
     model = copy.deepcopy(resnet20)
     method = create_method("pfp", sample_size=8)
-    outcome = prune_model(model, CIFAR, method, Target("macs", 0.5), data=cifar_data, steps=2)
+    settings = PruneSettings(Target("macs", 0.5), steps=2)
+    outcome = prune_model(model, CIFAR, method, settings, data=cifar_data)
     assert abs(outcome.achieved / 0.5 - 1) <= 0.02
     assert {row["step"] for row in outcome.certificate} == {1, 2}
     assert outcome.record(method, Target("macs", 0.5))["selection"] == "deterministic"
@@ -248,8 +398,9 @@ def test_engine_budget_ranks_by_sensitivity_with_the_engines_allocation(
 ) -> None:
     graph = ChannelGraph(resnet20, CIFAR)
     method = create_method("pfp", sample_size=12, budget="engine")
-    plan, achieved = method.plan(graph, cifar_data, Target("macs", 0.5), Allocation("uniform"))
-    assert method.certificate_ == [] and method.eps_ is None
+    result = method.plan(graph, cifar_data, Target("macs", 0.5), Allocation("uniform"))
+    plan, achieved = result.plan, result.achieved
+    assert result.certificate == [] and method.eps_ is None
     assert abs(achieved / 0.5 - 1) <= 0.01
     scores = method.score(graph, cifar_data)
     fractions = set()

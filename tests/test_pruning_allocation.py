@@ -13,7 +13,7 @@ from secateurs.pruning import Allocation, ChannelGraph, Target, remove_channels
 from secateurs.pruning.allocation import Allocator, allocate_layer_ratios
 from secateurs.pruning.cost_model import CostModel
 from secateurs.pruning.methods import create_method
-from secateurs.pruning.prune import prune_model, step_targets
+from secateurs.pruning.prune import PruneSettings, prune_model, step_targets
 
 INPUT = (3, 32, 32)
 
@@ -32,7 +32,8 @@ def test_target_met_within_two_percent(strategy: str, kind: str, ratio: float) -
     before = count_cost(model, INPUT)[kind]
     graph = ChannelGraph(model, INPUT)
     allocation = Allocation(strategy=strategy)
-    plan, achieved = create_method("l2").plan(graph, None, Target(kind, ratio), allocation)
+    result = create_method("l2").plan(graph, None, Target(kind, ratio), allocation)
+    plan, achieved = result.plan, result.achieved
     remove_channels(graph, plan)
     measured = count_cost(model, INPUT)[kind] / before
     assert measured == pytest.approx(achieved, rel=1e-9)
@@ -50,8 +51,10 @@ def test_uniform_keeps_the_same_fraction_everywhere() -> None:
 def test_channel_counts_are_rounded_to_the_multiple() -> None:
     # (seeded: on some random weights 4 cannot meet 0.5 within 5% and the allocator falls back to 2)
     graph = ChannelGraph(create_model("resnet20"), INPUT)
-    plan, _ = create_method("l1").plan(
-        graph, None, Target("macs", 0.5), Allocation(round_to=4, tolerance=0.05)
+    plan = (
+        create_method("l1")
+        .plan(graph, None, Target("macs", 0.5), Allocation(round_to=4, tolerance=0.05))
+        .plan
     )
     kept = plan.kept(graph)
     assert all(kept[g.root] % 4 == 0 for g in graph.prunable_groups)
@@ -99,8 +102,7 @@ def test_iterative_steps_reach_the_target_geometrically() -> None:
         model,
         INPUT,
         create_method("l1"),
-        Target("macs", 0.4),
-        steps=3,
+        PruneSettings(Target("macs", 0.4), steps=3),
         between_steps=lambda m, step: calls.append(step),
     )
     assert calls == [0, 1]
@@ -112,17 +114,15 @@ def test_a_step_that_overshoots_the_next_goal_skips_it() -> None:
     # four channels a layer: a step removes at least a quarter of a layer, past the next goals
     torch.manual_seed(0)
     model = two_convs(4)
-    outcome = prune_model(model, (3, 8, 8), create_method("l1"), Target("macs", 0.8), steps=4)
+    settings = PruneSettings(Target("macs", 0.8), steps=4)
+    outcome = prune_model(model, (3, 8, 8), create_method("l1"), settings)
     assert len(outcome.rounds) == 1  # steps 2-4 found their goals already met
     assert outcome.achieved == pytest.approx(0.768, abs=0.001)
 
 
 def test_layer_ratios_are_not_repeated_over_steps() -> None:
-    model = create_model("resnet20")
     with pytest.raises(SecateursError, match="per-layer ratios are applied in one step"):
-        prune_model(
-            model, INPUT, create_method("l1"), layer_ratios={"layer1.0.conv1": 0.5}, steps=2
-        )
+        PruneSettings(layer_ratios={"layer1.0.conv1": 0.5}, steps=2)
 
 
 def test_coarse_rounding_gives_way_to_the_target() -> None:
@@ -142,7 +142,9 @@ def test_a_target_missed_beyond_the_tolerance_is_said(caplog) -> None:
     torch.manual_seed(0)
     graph = ChannelGraph(create_model("vgg11_bn_quarter"), INPUT)
     with caplog.at_level("WARNING", logger="secateurs.pruning.allocation"):
-        _, achieved = create_method("l1").plan(graph, None, Target("macs", 0.01), Allocation())
+        achieved = (
+            create_method("l1").plan(graph, None, Target("macs", 0.01), Allocation()).achieved
+        )
     assert achieved == pytest.approx(0.00368, abs=1e-5)
     (warning,) = [r.getMessage() for r in caplog.records]
     assert warning.startswith("the closest plan found keeps a macs ratio of 0.0037")

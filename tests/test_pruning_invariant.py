@@ -22,7 +22,8 @@ def test_pruned_equals_masked(model_name: str, method_name: str) -> None:
     model = randomise_batchnorm(create_model(model_name, num_classes=10))
     graph = ChannelGraph(model, INPUT)
     data = ScoringData([(torch.randn(8, *INPUT), torch.randint(0, 10, (8,)))])
-    plan, achieved = create_method(method_name).plan(graph, data, Target("macs", 0.5), Allocation())
+    result = create_method(method_name).plan(graph, data, Target("macs", 0.5), Allocation())
+    plan, achieved = result.plan, result.achieved
     assert plan.removed_count > 0
     images = torch.randn(4, *INPUT)
     masked, pruned, pruned_model = masked_and_pruned_outputs(model, plan, INPUT, images)

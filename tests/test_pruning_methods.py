@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from secateurs.errors import SecateursError
-from secateurs.pruning import ChannelGraph
+from secateurs.pruning import Allocation, ChannelGraph, Target
 from secateurs.pruning.methods import ScoringData, create_method, list_methods
 
 INPUT = (2, 6, 6)
@@ -71,7 +71,9 @@ def test_taylor_equals_squared_gate_gradient(tiny: Tiny) -> None:
 
 def test_taylor_needs_data(tiny: Tiny) -> None:
     with pytest.raises(SecateursError, match="needs data"):
-        create_method("taylor").score(ChannelGraph(tiny, INPUT), ScoringData())
+        create_method("taylor").plan(
+            ChannelGraph(tiny, INPUT), ScoringData(), Target(), Allocation()
+        )
 
 
 def test_random_is_reproducible_with_a_seed(tiny: Tiny) -> None:

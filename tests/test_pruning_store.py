@@ -12,7 +12,7 @@ import torch
 from secateurs.models import create_model
 from secateurs.pruning import Target
 from secateurs.pruning.methods import create_method
-from secateurs.pruning.prune import prune_model
+from secateurs.pruning.prune import PruneSettings, prune_model
 from secateurs.store import Manifest, load_model, save_model
 
 INPUT = (3, 32, 32)
@@ -30,7 +30,7 @@ with torch.no_grad():
 def test_pruned_model_reloads_in_a_fresh_process(tmp_path: Path) -> None:
     model = create_model("mobilenetv2", num_classes=10)
     method = create_method("l1")
-    outcome = prune_model(model, INPUT, method, Target("macs", 0.5), steps=2)
+    outcome = prune_model(model, INPUT, method, PruneSettings(Target("macs", 0.5), steps=2))
     manifest = Manifest(
         "mobilenetv2",
         {"num_classes": 10},

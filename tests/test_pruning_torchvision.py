@@ -34,7 +34,7 @@ def test_torchvision_model_pruned_to_half_macs(name: str) -> None:
     torch.manual_seed(0)
     model = randomise_batchnorm(create_model(f"torchvision:{name}", num_classes=10))
     graph = ChannelGraph(model, INPUT)
-    plan, _ = create_method("l1").plan(graph, None, Target("macs", 0.5), Allocation())
+    plan = create_method("l1").plan(graph, None, Target("macs", 0.5), Allocation()).plan
     images = torch.randn(2, *INPUT)
     masked, pruned, pruned_model = masked_and_pruned_outputs(model, plan, INPUT, images)
     assert pruned.shape == (2, 10)

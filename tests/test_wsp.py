@@ -227,7 +227,7 @@ def test_conv_to_fc_boundary_removes_each_channels_block(vgg) -> None:
 
 def test_wsp_prunes_the_fc_head_and_pruned_equals_masked(vgg, cifar_data) -> None:
     graph = ChannelGraph(vgg, CIFAR)
-    plan, _ = create_method("wsp").plan(graph, cifar_data, Target("macs", 0.5), Allocation())
+    plan = create_method("wsp").plan(graph, cifar_data, Target("macs", 0.5), Allocation()).plan
     assert {"features.25", "classifier.0", "classifier.3"} <= set(plan.removals)
     assert "classifier.6" not in plan.removals  # the output layer is protected
     images = torch.randn(4, *CIFAR)
@@ -248,7 +248,8 @@ def test_wsp_prunes_the_fc_head_and_pruned_equals_masked(vgg, cifar_data) -> Non
 def test_global_threshold_meets_the_measured_target(vgg, cifar_data, saliency, kind, ratio):
     graph = ChannelGraph(vgg, CIFAR)
     method = create_method("wsp", saliency=saliency)
-    plan, achieved = method.plan(graph, cifar_data, Target(kind, ratio), Allocation())
+    result = method.plan(graph, cifar_data, Target(kind, ratio), Allocation())
+    plan, achieved = result.plan, result.achieved
     pruned = copy.deepcopy(vgg)
     remove_channels(ChannelGraph(pruned, CIFAR), plan)
     measured = count_cost(pruned, CIFAR)[kind] / count_cost(vgg, CIFAR)[kind]
@@ -272,7 +273,8 @@ def test_percentile_rule_removes_at_most_p_percent_per_group(
     model = vgg if model_name == "vgg" else randomise_batchnorm(create_model(model_name))
     graph = ChannelGraph(model, CIFAR)
     method = create_method("wsp", saliency=saliency, percentile=percentile)
-    plan, achieved = method.plan(graph, cifar_data, Target("macs", 0.9), Allocation())
+    result = method.plan(graph, cifar_data, Target("macs", 0.9), Allocation())
+    plan, achieved = result.plan, result.achieved
     assert plan.removed_count > 0
     for group in graph.prunable_groups:
         removed = set(plan.removals.get(group.root, []))
@@ -283,7 +285,7 @@ def test_percentile_rule_removes_at_most_p_percent_per_group(
         if len(weak) <= math.floor(percentile / 100 * group.size):
             assert removed == weak
     # the target is ignored: another target gives the same plan
-    again, _ = method.plan(graph, cifar_data, Target("macs", 0.3), Allocation())
+    again = method.plan(graph, cifar_data, Target("macs", 0.3), Allocation()).plan
     assert again.removals == plan.removals
     pruned = copy.deepcopy(model)
     remove_channels(ChannelGraph(pruned, CIFAR), plan)

@@ -16,7 +16,7 @@ from torch import nn
 
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
-from secateurs.pruning.allocation import Allocation, Target, allocate_layer_ratios
+from secateurs.pruning.allocation import Allocation, Target
 from secateurs.pruning.bias_fold import fold_removed_channels
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import PruningMethod, ScoringData
@@ -27,17 +27,39 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class PruneSettings:
+    """What :func:`prune_model` is asked: a cost target (or explicit per-group ratios), how to
+    allocate it, in how many steps, and whether to fold removed channels into their consumers."""
+
+    target: Target | None = None  # None: layer_ratios
+    layer_ratios: Mapping[str, float] | None = None  # {group root: fraction of channels removed}
+    allocation: Allocation = field(default_factory=Allocation)
+    steps: int = 1
+    fold_bias: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.target is None) == (self.layer_ratios is None):
+            raise SecateursError("prune to a cost target or by per-layer ratios (one of the two)")
+        if self.steps < 1:
+            raise SecateursError(f"steps must be at least 1, not {self.steps}")
+        if self.layer_ratios is not None and self.steps > 1:
+            raise SecateursError(
+                "per-layer ratios are applied in one step (repeating them would compound); "
+                "pass steps=1 (--steps 1)"
+            )
+
+
+@dataclass
 class PruneOutcome:
+    """What :func:`prune_model` did: one plan and one Torch-Pruning history per step."""
+
     plans: list[PruningPlan] = field(default_factory=list)
     rounds: list[list[list[Any]]] = field(default_factory=list)  # Torch-Pruning history per step
     achieved: float = 1.0  # cost ratio after / before, of the target's kind
     seconds: float = 0.0  # wall time of scoring, allocation and surgery (not fine-tuning)
     certificate: list[dict[str, Any]] = field(default_factory=list)  # methods that give one
     folds: list[dict[str, list[str]]] = field(default_factory=list)  # per step, when folding
-
-    def selection(self, method: PruningMethod) -> str:
-        """How the method chose channels: its ``selection`` attribute, else deterministic."""
-        return str(getattr(method, "selection", "deterministic"))
+    selection: str = "deterministic"  # how the method chose channels (MethodPlan.selection)
 
     def record(self, method: PruningMethod, target: Target | None) -> dict[str, Any]:
         """The manifest's ``pruning`` entry."""
@@ -48,7 +70,7 @@ class PruneOutcome:
             "achieved": self.achieved,
             "rounds": self.rounds,
             "plans": [plan.to_json() for plan in self.plans],
-            "selection": self.selection(method),
+            "selection": self.selection,
         }
 
 
@@ -61,55 +83,60 @@ def prune_model(
     model: nn.Module,
     input_size: Sequence[int],
     method: PruningMethod,
-    target: Target | None = None,
-    allocation: Allocation | None = None,
+    settings: PruneSettings | None = None,
     data: ScoringData | None = None,
-    layer_ratios: Mapping[str, float] | None = None,
-    steps: int = 1,
     between_steps: Callable[[nn.Module, int], None] | None = None,
-    fold_bias: bool = False,
 ) -> PruneOutcome:
-    """Prune ``model`` in place to ``target`` (or by explicit ``layer_ratios``) with ``method``.
+    """Prune ``model`` in place with ``method`` as ``settings`` say (None: half the MACs, in
+    one step).
 
-    With ``steps`` > 1 the target is reached in geometric steps, ``between_steps(model, step)``
-    (e.g. a short fine-tune) running after every step but the last. ``fold_bias`` folds the
-    mean contribution of removed channels into their consumers (:mod:`.bias_fold`), measured
-    on ``data``'s batches.
+    With ``settings.steps`` > 1 the target is reached in geometric steps,
+    ``between_steps(model, step)`` (e.g. a short fine-tune) running after every step but the
+    last. ``settings.fold_bias`` folds the mean contribution of removed channels into their
+    consumers (:mod:`.bias_fold`), measured on ``data``'s batches.
     """
-    if layer_ratios is not None and steps > 1:
-        raise SecateursError(
-            "per-layer ratios are applied in one step (repeating them would compound); "
-            "pass steps=1 (--steps 1)"
-        )
-    allocation = allocation or Allocation()
+    settings = settings or PruneSettings(target=Target())
     data = data or ScoringData()
     outcome = PruneOutcome()
+    target = settings.target
     kind = target.kind if target else "macs"
     base = count_cost(model, input_size)[kind]
-    goals = step_targets(target.ratio, steps) if target else [None] * steps
+    goals = step_targets(target.ratio, settings.steps) if target else [None]
     for step, goal in enumerate(goals):
         started = time.perf_counter()
-        graph = ChannelGraph(model, input_size)
-        if layer_ratios is not None:
-            plan = allocate_layer_ratios(graph, method.score(graph, data), layer_ratios, allocation)
-        else:
-            assert goal is not None
+        asked: Target | Mapping[str, float] | None = settings.layer_ratios
+        if goal is not None:
             current = count_cost(model, input_size)[kind] / base
             if goal / current >= 1:  # an earlier step overshot this one's goal: nothing to do
-                log.info(
-                    "step %d/%d: %s ratio %.4f already meets it", step + 1, steps, kind, current
-                )
+                log.info("step %d/%d: %s ratio %.4f already meets it", step + 1, len(goals),
+                         kind, current)  # fmt: skip
                 continue
-            plan, _ = method.plan(graph, data, Target(kind, goal / current), allocation)
-            for row in getattr(method, "certificate_", None) or []:  # e.g. PFP's per layer
-                outcome.certificate.append({"step": step + 1, **row})
-        if fold_bias:
-            outcome.folds.append(fold_removed_channels(graph, plan, data.batches).to_json())
-        outcome.rounds.append(remove_channels(graph, plan))
-        outcome.plans.append(plan)
+            asked = Target(kind, goal / current)
+        assert asked is not None
+        graph = ChannelGraph(model, input_size)
+        _prune_step(graph, method, asked, settings, data, step, outcome)
         outcome.seconds += time.perf_counter() - started
         outcome.achieved = count_cost(model, input_size)[kind] / base
-        log.info("step %d/%d: %s ratio %.4f", step + 1, steps, kind, outcome.achieved)
-        if between_steps is not None and step + 1 < steps:
+        log.info("step %d/%d: %s ratio %.4f", step + 1, len(goals), kind, outcome.achieved)
+        if between_steps is not None and step + 1 < len(goals):
             between_steps(model, step)
     return outcome
+
+
+def _prune_step(
+    graph: ChannelGraph,
+    method: PruningMethod,
+    asked: Target | Mapping[str, float],
+    settings: PruneSettings,
+    data: ScoringData,
+    step: int,
+    outcome: PruneOutcome,
+) -> None:
+    """Plan ``asked`` with ``method``, fold if asked, remove the channels; record it all."""
+    result = method.plan(graph, data, asked, settings.allocation)
+    outcome.certificate += [{"step": step + 1, **row} for row in result.certificate]
+    outcome.selection = result.selection
+    if settings.fold_bias:
+        outcome.folds.append(fold_removed_channels(graph, result.plan, data.batches).to_json())
+    outcome.rounds.append(remove_channels(graph, result.plan))
+    outcome.plans.append(result.plan)

@@ -2,14 +2,18 @@
 
 A method scores channels: ``score(graph, data)`` returns, for every prunable group, one number per
 channel (higher = more important). It may use only the weights, or the data it is handed (a few
-batches). Allocation, masks and surgery are not its business; a method that needs its own
-allocation overrides :meth:`PruningMethod.plan`.
+batches). :meth:`PruningMethod.plan` turns a target into a :class:`MethodPlan`: it checks the data
+and fills in the method's normalisation, then :meth:`PruningMethod._allocate` ranks the scores
+with the engine's allocator. A method with its own allocation (PFP's eps budget, WSP's percentile
+rule) overrides ``_allocate``; masks and surgery are never a method's business.
 """
 
 from __future__ import annotations
 
+import abc
+import copy
 import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -18,9 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
-from secateurs.pruning.allocation import Allocation, Allocator, Target
+from secateurs.measure.cost import count_cost
+from secateurs.pruning.allocation import Allocation, Allocator, Target, allocate_layer_ratios
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup, Member
 from secateurs.pruning.plan import PruningPlan
+from secateurs.pruning.surgery import remove_channels
 
 
 @dataclass
@@ -31,38 +37,80 @@ class ScoringData:
     loss: Callable[[Tensor, Tensor], Tensor] = field(default=F.cross_entropy)
 
 
-class PruningMethod:
+@dataclass
+class MethodPlan:
+    """A method's answer to one target: the channels to remove and what it says about them."""
+
+    plan: PruningPlan
+    achieved: float  # cost ratio after / before (surgery on a copy), of the target's kind or MACs
+    certificate: list[dict[str, Any]] = field(default_factory=list)  # per group; PFP gives one
+    selection: str = "deterministic"  # how channels were chosen: "deterministic" or "randomized"
+
+
+class PruningMethod(abc.ABC):
     """Base class: constructors store hyperparameters only; :meth:`score` does the work."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
-    needs_data: ClassVar[bool] = False
+    needs_data: ClassVar[bool] = False  # as listed; an instance may not (see :meth:`uses_data`)
     normalize: ClassVar[str] = "none"  # per-group normalisation used by global ranking
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
+    @abc.abstractmethod
     def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """The importance of every channel of every prunable group: ``{group root: scores}``, one
+        finite number per channel of the group, in the group's channel order; higher = more
+        important (the lowest go first). A method that :meth:`uses_data` is handed at least one
+        batch when called through :meth:`plan`; the model is left as it was found."""
+
+    def uses_data(self) -> bool:
+        """Whether this instance, with its hyperparameters, needs scoring batches."""
+        return self.needs_data
 
     def plan(
         self,
         graph: ChannelGraph,
         data: ScoringData | None,
-        target: Target,
+        target: Target | Mapping[str, float],
         allocation: Allocation,
-    ) -> tuple[PruningPlan, float]:
-        """The plan meeting ``target``; returns it and the achieved ratio."""
+    ) -> MethodPlan:
+        """The plan meeting ``target``: a cost :class:`Target`, or a fraction of channels to
+        remove per group root (``{root: ratio}``, the lowest-scoring channels of each group)."""
         data = data or ScoringData()
-        if self.needs_data and not data.batches:
+        if self.uses_data() and not data.batches:
             raise SecateursError(f"method {self.name!r} needs data: pass --data")
         if allocation.normalize is None:
             allocation = replace(allocation, normalize=self.normalize)
-        return Allocator(graph, self.score(graph, data), allocation).meet(target)
+        return self._allocate(graph, data, target, allocation)
+
+    def _allocate(
+        self,
+        graph: ChannelGraph,
+        data: ScoringData,
+        target: Target | Mapping[str, float],
+        allocation: Allocation,
+    ) -> MethodPlan:
+        """The engine's allocation over :meth:`score` (``data`` checked, normalisation set)."""
+        scores = self.score(graph, data)
+        if isinstance(target, Target):
+            plan, achieved = Allocator(graph, scores, allocation).meet(target)
+            return MethodPlan(plan, achieved)
+        plan = allocate_layer_ratios(graph, scores, target, allocation)
+        return MethodPlan(plan, measured_ratio(graph, plan))
 
     def params(self) -> dict[str, Any]:
         """Hyperparameters, for the run record."""
         return {key: value for key, value in vars(self).items() if not key.endswith("_")}
+
+
+def measured_ratio(graph: ChannelGraph, plan: PruningPlan, kind: str = "macs") -> float:
+    """The cost ratio after / before ``plan`` that real surgery on a copy of the model gives."""
+    model = copy.deepcopy(graph.model)
+    remove_channels(ChannelGraph(model, graph.input_size), plan)
+    after = count_cost(model, graph.input_size)[kind]
+    return after / count_cost(graph.model, graph.input_size)[kind]
 
 
 def scatter(group: ChannelGroup, member: Member, per_channel: Tensor) -> Tensor:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from secateurs.errors import SecateursError
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import (
     PruningMethod,
@@ -47,8 +46,6 @@ class Taylor(PruningMethod):
     needs_data = True
 
     def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
-        if not data.batches:
-            raise SecateursError("taylor needs data batches to compute gradients")
         model = graph.model
         was_training = model.training
         model.eval()

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +47,7 @@ from secateurs.errors import SecateursError
 from secateurs.pruning.allocation import Allocation, Allocator, Target, kept_count
 from secateurs.pruning.graph import IN, OUT, ChannelGraph, ChannelGroup, Member
 from secateurs.pruning.methods.base import (
+    MethodPlan,
     PruningMethod,
     ScoringData,
     producing_layers,
@@ -249,32 +251,35 @@ class WeakSubnetworkPruning(PruningMethod):
         self.saliency = saliency
         self.percentile = percentile
 
+    def uses_data(self) -> bool:
+        """The data saliency needs batches; the weight-norm proxies do not."""
+        return self.saliency == "data"
+
     def strengths(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Strengths]:
+        """Every group's strengths, by the chosen saliency; kept in ``strengths_``."""
         if self.saliency == "weights":
             self.strengths_ = weight_strengths(graph)
         else:
-            if not data.batches:
-                raise SecateursError("wsp needs data (--data) or saliency=weights")
             self.strengths_ = measure_strengths(graph, data)
         return self.strengths_
 
     def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
+        """max(f / mean f, b / mean b) per channel (:attr:`Strengths.score`)."""
         return {root: s.score for root, s in self.strengths(graph, data).items()}
 
-    def plan(
+    def _allocate(
         self,
         graph: ChannelGraph,
-        data: ScoringData | None,
-        target: Target,
+        data: ScoringData,
+        target: Target | Mapping[str, float],
         allocation: Allocation,
-    ) -> tuple[PruningPlan, float]:
+    ) -> MethodPlan:
         """Global threshold meeting ``target``; or, with ``percentile``, the per-layer rule (the
-        returned ratio is then what the rule achieved, of ``target.kind``)."""
-        if allocation.normalize is None:
-            allocation = replace(allocation, normalize=self.normalize)
-        allocator = Allocator(graph, self.score(graph, data or ScoringData()), allocation)
-        if self.percentile is None:
-            return allocator.meet(target)
+        achieved ratio is then what the rule achieved, of ``target.kind``). Per-layer ratios
+        (a mapping) take precedence over ``percentile``."""
+        if self.percentile is None or not isinstance(target, Target):
+            return super()._allocate(graph, data, target, allocation)
+        allocator = Allocator(graph, self.score(graph, data), allocation)
         removals = {}
         for group in graph.prunable_groups:
             weak = weak_at_percentile(
@@ -291,4 +296,4 @@ class WeakSubnetworkPruning(PruningMethod):
             target.kind,
             achieved,
         )
-        return plan, achieved
+        return MethodPlan(plan, achieved)
