@@ -188,65 +188,84 @@ def plot_comparison(runs: list[RunSummary], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
-    series = sorted({run.series for run in runs if run.method != "random"})
-    palette = plt.get_cmap("tab10")
-    colours = {name: palette(index % 10) for index, name in enumerate(series)}
-    for run in runs:
-        if run.method == "random":
-            colours[run.series] = (0.55, 0.55, 0.55, 1.0)
+    colours = _series_colours(runs, plt.get_cmap("tab10"))
     befores = {run.top1_before for run in runs}
     unpruned = next(iter(befores)) if len(befores) == 1 else None
     for axis, attribute, label in (
         (axes[0], "macs_kept", "MACs kept (after / before)"),
         (axes[1], "params_kept", "parameters kept (after / before)"),
     ):
-        for run in runs:
-            if run.top1 is None:
-                continue
-            x = getattr(run, attribute)
-            colour = colours[run.series]
-            hollow = run.top1_after is None
-            axis.scatter(
-                x,
-                run.top1,
-                s=50,
-                facecolors="none" if hollow else [colour],
-                edgecolors=[colour],
-                zorder=3,
-            )
-            axis.annotate(
-                run.name, (x, run.top1), fontsize=7, xytext=(4, 3), textcoords="offset points"
-            )
-        for name, (xs, ys) in _curves(runs, attribute).items():
-            axis.plot(xs, ys, color=colours[name], linewidth=1, alpha=0.7, zorder=2)
+        _plot_panel(axis, runs, attribute, colours)
         if unpruned is not None:
             axis.axhline(unpruned, color="black", linestyle="--", linewidth=0.8)
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("top-1 (%)")
+    axes[1].legend(handles=_legend_handles(runs, colours, unpruned), fontsize=8, loc="best")
+    figure.suptitle(f"{len(runs)} pruning runs of {', '.join(sorted({r.model for r in runs}))}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _series_colours(runs: list[RunSummary], palette: Any) -> dict[str, Any]:
+    """One colour of ``palette`` per series, in name order; random series grey, listed last."""
+    series = sorted({run.series for run in runs if run.method != "random"})
+    colours = {name: palette(index % 10) for index, name in enumerate(series)}
+    for run in runs:
+        if run.method == "random":
+            colours[run.series] = (0.55, 0.55, 0.55, 1.0)
+    return colours
+
+
+def _plot_panel(axis: Any, runs: list[RunSummary], attribute: str, colours: dict) -> None:
+    """Every run's top-1 against ``attribute`` (filled: fine-tuned, hollow: one-shot), named,
+    and each series' curve through its mean per target."""
+    for run in runs:
+        if run.top1 is None:
+            continue
+        x = getattr(run, attribute)
+        colour = colours[run.series]
+        hollow = run.top1_after is None
+        axis.scatter(
+            x,
+            run.top1,
+            s=50,
+            facecolors="none" if hollow else [colour],
+            edgecolors=[colour],
+            zorder=3,
+        )
+        axis.annotate(
+            run.name, (x, run.top1), fontsize=7, xytext=(4, 3), textcoords="offset points"
+        )
+    for name, (xs, ys) in _curves(runs, attribute).items():
+        axis.plot(xs, ys, color=colours[name], linewidth=1, alpha=0.7, zorder=2)
+
+
+def _legend_handles(
+    runs: list[RunSummary], colours: dict[str, Any], unpruned: float | None
+) -> list[Any]:
+    """The legend: one entry per series, then the marker kinds when both occur, then the
+    unpruned accuracy's dashed line when there is one."""
+    from matplotlib.lines import Line2D
+
     handles = [
-        plt.Line2D([], [], marker="o", linestyle="", color=colour, label=name)
+        Line2D([], [], marker="o", linestyle="", color=colour, label=name)
         for name, colour in colours.items()
     ]
     kinds = {run.top1_after is None for run in runs if run.top1 is not None}
     if len(kinds) > 1:
+        handles.append(Line2D([], [], marker="o", linestyle="", color="black", label="fine-tuned"))
         handles.append(
-            plt.Line2D([], [], marker="o", linestyle="", color="black", label="fine-tuned")
-        )
-        handles.append(
-            plt.Line2D(
+            Line2D(
                 [], [], marker="o", linestyle="", color="black", fillstyle="none", label="one-shot"
             )
         )
     if unpruned is not None:
         handles.append(
-            plt.Line2D([], [], color="black", linestyle="--", label=f"unpruned {unpruned:.2f}%")
+            Line2D([], [], color="black", linestyle="--", label=f"unpruned {unpruned:.2f}%")
         )
-    axes[1].legend(handles=handles, fontsize=8, loc="best")
-    figure.suptitle(f"{len(runs)} pruning runs of {', '.join(sorted({r.model for r in runs}))}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return handles
 
 
 def _curves(runs: list[RunSummary], attribute: str) -> dict[str, tuple[list, list]]:
