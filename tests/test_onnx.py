@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from ci_guard import require
 from secateurs.measure.latency import LatencySettings
 from secateurs.models import create_model
 from secateurs.pruning import Target
 from secateurs.pruning.methods import create_method
 from secateurs.pruning.prune import PruneSettings, prune_model
 
-pytest.importorskip("onnxruntime")
-from secateurs.measure.onnx_runtime import compare_onnx, export_onnx, onnx_session
+require("onnx")
+require("onnxruntime")
+from secateurs.measure.onnx_runtime import compare_onnx, export_onnx, onnx_session  # noqa: E402
 
 INPUT = (3, 32, 32)
 

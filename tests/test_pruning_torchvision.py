@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ci_guard import require
 from pruning_helpers import masked_and_pruned_outputs, randomise_batchnorm, relative_difference
 from secateurs.errors import SecateursError
 from secateurs.measure import count_cost
@@ -13,7 +14,7 @@ from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, Target
 from secateurs.pruning.methods import create_method
 
-pytest.importorskip("torchvision")
+require("torchvision")
 INPUT = (3, 64, 64)
 PRUNABLE = [
     "resnet18",
