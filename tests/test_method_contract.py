@@ -5,7 +5,6 @@ checks data and fills in the normalisation, targets may be costs or per-layer ra
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from secateurs.errors import SecateursError
 from secateurs.measure import count_cost
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
 from secateurs.pruning.methods import PruningMethod, ScoringData, create_method, list_methods
-from secateurs.pruning.methods.base import MethodPlan
+from secateurs.pruning.methods.base import MethodPlan, PlanRequest
 from secateurs.pruning.prune import PruneSettings, prune_model
 
 INPUT = (3, 8, 8)
@@ -37,15 +36,9 @@ class Fixed(PruningMethod):
         self.scored += 1
         return {g.root: torch.arange(g.size, dtype=torch.float64) for g in graph.prunable_groups}
 
-    def _allocate(
-        self,
-        graph: ChannelGraph,
-        data: ScoringData,
-        target: Target | Mapping[str, float],
-        allocation: Allocation,
-    ) -> MethodPlan:
-        self.allocations.append(allocation)
-        return super()._allocate(graph, data, target, allocation)
+    def _allocate(self, request: PlanRequest) -> MethodPlan:
+        self.allocations.append(request.allocation)
+        return super()._allocate(request)
 
 
 class NeedsData(Fixed):
@@ -123,8 +116,8 @@ class Reporting(Fixed):
 
     name = "reporting"
 
-    def _allocate(self, graph, data, target, allocation) -> MethodPlan:
-        result = super()._allocate(graph, data, target, allocation)
+    def _allocate(self, request: PlanRequest) -> MethodPlan:
+        result = super()._allocate(request)
         return MethodPlan(result.plan, result.achieved, [{"group": "3", "k": 4}], "randomized")
 
 

@@ -169,9 +169,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise SecateursError(f"{path} is not a safetensors file ({error}); refusing it") from None
 
 
-def load_model(
-    directory: str | Path, base: nn.Module | None = None
-) -> tuple[nn.Module, Manifest]:
+def load_model(directory: str | Path, base: nn.Module | None = None) -> tuple[nn.Module, Manifest]:
     """Rebuild and load the model saved in ``directory``; it is returned in eval mode.
     ``base``: the un-pruned model (of any class) that the recorded pruning is replayed on."""
     directory = Path(directory)

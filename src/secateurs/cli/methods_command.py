@@ -7,15 +7,16 @@ import argparse
 
 from secateurs.cli.parser import add_command
 
+DESCRIPTION = """List the pruning methods, one-shot (`secateurs prune --method NAME`) and
+training-time (their own command), with the command that runs each.
+
+example:
+  secateurs methods
+"""
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = add_command(
-        commands,
-        "methods",
-        "list pruning methods",
-        "List the pruning methods, with the command that runs each.\n\n"
-        "example:\n  secateurs methods",
-    )
+    parser = add_command(commands, "methods", "list pruning methods", DESCRIPTION)
     parser.set_defaults(run=run)
 
 

@@ -10,15 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from secateurs.report.schema import (
-    Accuracy,
-    Cost,
-    Latency,
-    PruningRecord,
-    Report,
-    RunSettings,
-    _check_numbers,
-)
+from secateurs.report import schema
+from secateurs.report.schema import Accuracy, Cost, Latency, PruningRecord, Report, RunSettings
 
 _SPP_DETAILS = ("spp", "compact_layers", "compacted_vs_masked_max_rel_diff")
 
@@ -45,7 +38,7 @@ def report_from_v1(data: dict[str, Any]) -> Report:
     )
     if not report.latency["eager"]:
         report.latency = {}
-    _check_numbers(report)
+    schema._check_numbers(report)
     return report
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from secateurs.cli.parser import non_negative_int, positive_int
+from secateurs.cli.parser import positive_int
 from secateurs.errors import SecateursError
-from secateurs.runs.options import at_least, check_fields, option
+from secateurs.runs.options import check_fields, count, option
 
 BACKENDS = ("eager", "onnxruntime")
 
@@ -31,26 +31,14 @@ class RunJob:
     image_size: int | None = option(
         None, help="read images at this size (default: the model's)", cli=False
     )
-    batch_size: int = option(
-        128, help="images per training and scoring batch", parse=positive_int, check=at_least(1)
-    )
-    train_subset: int | None = option(
-        None, help="use this many training images (a fixed draw)", parse=positive_int
-    )
-    test_subset: int | None = option(
-        None, help="evaluate on this many test images (a fixed draw)", parse=positive_int
-    )
-    threads: int = option(
-        2,
-        help="CPU threads for training, evaluation and timing",
-        parse=positive_int,
-        check=at_least(1),
-    )
-    latency_repeats: int = option(
+    batch_size: int = count(128, "images per training and scoring batch")
+    train_subset: int | None = count(None, "use this many training images (a fixed draw)")
+    test_subset: int | None = count(None, "evaluate on this many test images (a fixed draw)")
+    threads: int = count(2, "CPU threads for training, evaluation and timing")
+    latency_repeats: int = count(
         30,
-        help="timed runs per model, batch size and backend (0: no timing, e.g. on a busy machine)",
-        parse=non_negative_int,
-        check=at_least(0),
+        "timed runs per model, batch size and backend (0: no timing, e.g. on a busy machine)",
+        least=0,
     )
     latency_batches: tuple[int, ...] = option(
         (1, 64), help="batch sizes to time", parse=positive_int, nargs="+", convert=tuple

@@ -46,9 +46,26 @@ def option(default: Any = dataclasses.MISSING, help: str = "", **spec: Any) -> A
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def count(default: int | None, help: str, least: int = 1, **spec: Any) -> Any:
+    """A whole-number option of at least ``least`` (a batch size, epochs, threads; 0: off)."""
+    from secateurs.cli.parser import non_negative_int, positive_int
+
+    parse = positive_int if least >= 1 else non_negative_int
+    return option(default, help, parse=parse, check=at_least(least), **spec)
+
+
+def fraction(default: float | None, help: str, **spec: Any) -> Any:
+    """A ratio strictly between 0 and 1 (a MACs target)."""
+    from secateurs.cli.parser import ratio
+
+    return option(default, help, parse=ratio, check=in_unit_interval, **spec)
+
+
 # checks shared by many options
 def at_least(least: int) -> Check:
-    return lambda value: None if value >= least else f"must be at least {least}, not {value}"
+    return lambda value: (
+        None if value is None or value >= least else f"must be at least {least}, not {value}"
+    )
 
 
 def positive(value: float) -> str | None:

@@ -6,12 +6,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from secateurs.cli.parser import non_negative_int, positive_int, ratio
 from secateurs.errors import SecateursError
 from secateurs.pruning.allocation import STRATEGIES, Allocation, Target
 from secateurs.pruning.prune import PruneSettings
 from secateurs.runs.job import RunJob
-from secateurs.runs.options import at_least, in_unit_interval, option
+from secateurs.runs.options import count, fraction, option, positive
 
 # Kept channel counts are exact by default. A single 3x3 convolution here is a step function of its
 # width with steps at multiples of 16 (docs/results/channel-multiple.md), but whole ResNet-20
@@ -63,19 +62,11 @@ class PruneJob(RunJob):
         metavar="KEY=VALUE",
         convert=parse_method_params,
     )
-    target_macs: float | None = option(
-        None,
-        help="keep this fraction of the MACs (the default target: 0.5)",
-        parse=ratio,
-        check=in_unit_interval,
-        group="target",
+    target_macs: float | None = fraction(
+        None, "keep this fraction of the MACs (the default target: 0.5)", group="target"
     )
-    target_params: float | None = option(
-        None,
-        help="keep this fraction of the parameters",
-        parse=ratio,
-        check=in_unit_interval,
-        group="target",
+    target_params: float | None = fraction(
+        None, "keep this fraction of the parameters", group="target"
     )
     layer_ratios: dict[str, float] | None = option(
         None,
@@ -95,34 +86,18 @@ class PruneJob(RunJob):
         help="per-group score normalisation for global ranking (default: the method's own)",
         choices=("none", "mean", "max"),
     )
-    round_to: int = option(
-        DEFAULT_ROUND_TO,
-        help="keep channel counts at a multiple of this (1 = exact)",
-        parse=positive_int,
-        check=at_least(1),
-    )
-    min_channels: int = option(
-        1,
-        help="never keep fewer channels than this in a group",
-        parse=positive_int,
-        check=at_least(1),
-    )
-    steps: int = option(
-        1,
-        help="reach the target in this many geometric steps, fine-tuning between them",
-        parse=positive_int,
-        check=at_least(1),
-    )
+    round_to: int = count(DEFAULT_ROUND_TO, "keep channel counts at a multiple of this (1 = exact)")
+    min_channels: int = count(1, "never keep fewer channels than this in a group")
+    steps: int = count(1, "reach the target in this many geometric steps, fine-tuning between them")
     fold_bias: bool = option(
         False, help="fold removed channels' mean output into the next layer's bias (needs --data)"
     )
-    recalibrate_bn: int = option(
+    recalibrate_bn: int = count(
         0,
-        help="re-estimate BatchNorm statistics on this many training batches after pruning, "
+        "re-estimate BatchNorm statistics on this many training batches after pruning, "
         "before fine-tuning (needs --data; 0 = off)",
-        parse=non_negative_int,
+        least=0,
         metavar="BATCHES",
-        check=at_least(0),
     )
     distill: float = option(
         0.0,
@@ -132,24 +107,14 @@ class PruneJob(RunJob):
         metavar="WEIGHT",
         check=_distill_weight,
     )
-    finetune_epochs: int = option(
-        0,
-        help="epochs of fine-tuning after pruning (needs --data)",
-        parse=non_negative_int,
-        check=at_least(0),
-    )
+    finetune_epochs: int = count(0, "epochs of fine-tuning after pruning (needs --data)", least=0)
     finetune_lr: float = option(
         0.01,
-        help="peak learning rate of the fine-tuning (cosine, no warm-up)",
+        "peak learning rate of the fine-tuning (cosine, no warm-up)",
         parse=float,
-        check=lambda value: None if value > 0 else f"must be positive, not {value}",
+        check=positive,
     )
-    scoring_batches: int = option(
-        8,
-        help="training batches a data-driven method scores channels on",
-        parse=positive_int,
-        check=at_least(1),
-    )
+    scoring_batches: int = count(8, "training batches a data-driven method scores channels on")
 
     @property
     def target(self) -> Target | None:

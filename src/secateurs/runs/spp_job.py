@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from secateurs.cli.parser import positive_int, ratio
 from secateurs.errors import SecateursError
 from secateurs.pruning.spp.callback import DEFAULT_INTERVAL
 from secateurs.pruning.spp.groups import GRANULARITIES
 from secateurs.pruning.spp.schedule import DEFAULT_A, DEFAULT_U
 from secateurs.runs.job import RunJob
-from secateurs.runs.options import at_least, in_unit_interval, option, positive
+from secateurs.runs.options import count, fraction, option, positive
 
 
 @dataclass(kw_only=True)
@@ -24,15 +23,8 @@ class SPPJob(RunJob):
         "filter), an input channel, or an output channel",
         choices=GRANULARITIES,
     )
-    target_macs: float = option(
-        0.5, help="keep this fraction of the MACs", parse=ratio, check=in_unit_interval
-    )
-    epochs: int = option(
-        10,
-        help="total epochs: the pruning phase and the retraining with fixed masks",
-        parse=positive_int,
-        check=at_least(1),
-    )
+    target_macs: float = fraction(0.5, "keep this fraction of the MACs")
+    epochs: int = count(10, "total epochs: the pruning phase and the retraining with fixed masks")
     lr: float = option(0.01, help="peak learning rate (cosine)", parse=float, check=positive)
     A: float = option(
         DEFAULT_A,
@@ -41,19 +33,8 @@ class SPPJob(RunJob):
         flags=("--A",),
         check=lambda v: None if 0 < v <= 1 else f"must be in (0, 1], not {v}",
     )
-    u: float = option(
-        DEFAULT_U,
-        help="the increment at the N_c-th rank is u * A",
-        parse=float,
-        flags=("--u",),
-        check=in_unit_interval,
-    )
-    interval: int = option(
-        DEFAULT_INTERVAL,
-        help="iterations between probability updates",
-        parse=positive_int,
-        check=at_least(1),
-    )
+    u: float = fraction(DEFAULT_U, "the increment at the N_c-th rank is u * A", flags=("--u",))
+    interval: int = count(DEFAULT_INTERVAL, "iterations between probability updates")
     oneshot: bool = option(
         False, help="baseline: remove the smallest-L1 groups at once, then train with that mask"
     )

@@ -15,7 +15,7 @@ import copy
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,17 @@ class MethodPlan:
     achieved: float  # cost ratio after / before (surgery on a copy), of the target's kind or MACs
     certificate: list[dict[str, Any]] = field(default_factory=list)  # per group; PFP gives one
     selection: str = "deterministic"  # how channels were chosen: "deterministic" or "randomized"
+
+
+class PlanRequest(NamedTuple):
+    """What :meth:`PruningMethod._allocate` is asked: the graph, the scoring data (already
+    checked), the target (a cost :class:`Target` or per-group ratios) and the allocation (the
+    method's normalisation filled in)."""
+
+    graph: ChannelGraph
+    data: ScoringData
+    target: Target | Mapping[str, float]
+    allocation: Allocation
 
 
 class PruningMethod(abc.ABC):
@@ -83,16 +94,11 @@ class PruningMethod(abc.ABC):
             raise SecateursError(f"method {self.name!r} needs data: pass --data")
         if allocation.normalize is None:
             allocation = replace(allocation, normalize=self.normalize)
-        return self._allocate(graph, data, target, allocation)
+        return self._allocate(PlanRequest(graph, data, target, allocation))
 
-    def _allocate(
-        self,
-        graph: ChannelGraph,
-        data: ScoringData,
-        target: Target | Mapping[str, float],
-        allocation: Allocation,
-    ) -> MethodPlan:
+    def _allocate(self, request: PlanRequest) -> MethodPlan:
         """The engine's allocation over :meth:`score` (``data`` checked, normalisation set)."""
+        graph, data, target, allocation = request
         scores = self.score(graph, data)
         if isinstance(target, Target):
             plan, achieved = Allocator(graph, scores, allocation).meet(target)

@@ -36,21 +36,27 @@ def filter_norms(graph: ChannelGraph, power: int) -> dict[str, Tensor]:
     return scores
 
 
+class FilterNorm(PruningMethod):
+    """The norm of each channel's producing filters: L1 (``power`` 1) or L2 (``power`` 2)."""
+
+    power = 1
+    normalize = "mean"
+
+    def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
+        totals = filter_norms(graph, power=self.power)
+        if self.power == 2:
+            return {root: total.sqrt() for root, total in totals.items()}
+        return totals
+
+
 @register_method
-class L1Norm(PruningMethod):
+class L1Norm(FilterNorm):
     name = "l1"
     summary = "L1 norm of the filters producing each channel (Li et al. 2017)"
-    normalize = "mean"
-
-    def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
-        return filter_norms(graph, power=1)
 
 
 @register_method
-class L2Norm(PruningMethod):
+class L2Norm(FilterNorm):
     name = "l2"
     summary = "L2 norm of the filters producing each channel"
-    normalize = "mean"
-
-    def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
-        return {root: total.sqrt() for root, total in filter_norms(graph, power=2).items()}
+    power = 2

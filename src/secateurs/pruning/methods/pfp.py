@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -48,6 +47,7 @@ from secateurs.pruning.allocation import Allocation, Allocator, Target, kept_cou
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import (
     MethodPlan,
+    PlanRequest,
     PruningMethod,
     ScoringData,
     register_method,
@@ -213,21 +213,16 @@ class ProvableFilterPruning(PruningMethod):
             return math.exp(high)  # the harshest plan; the caller reports
         return math.exp(max(meeting, key=lambda item: (item[0], -item[1]))[1])
 
-    def _allocate(
-        self,
-        graph: ChannelGraph,
-        data: ScoringData,
-        target: Target | Mapping[str, float],
-        allocation: Allocation,
-    ) -> MethodPlan:
+    def _allocate(self, request: PlanRequest) -> MethodPlan:
         """The eps budget: solve eps on the predicted cost, correct it on the measured one, and
         certify the plan. ``budget="engine"`` and per-layer ratios rank the sensitivities with
         the engine's allocation instead (deterministic, no eps, no certificate)."""
+        graph, data, target, allocation = request
         self.eps_: float | None = None
         if self.budget == "engine" or not isinstance(target, Target):
             if self.selection != "deterministic":
                 log.warning("pfp: per-layer ratios keep the top channels; no randomized draws")
-            return super()._allocate(graph, data, target, allocation)
+            return super()._allocate(request)
         layers = self._layers(graph, data)
         allocator = Allocator(graph, {x.group.root: x.sensitivity for x in layers}, allocation)
         plan, achieved, eps = self._meet(allocator, layers, target, allocation)

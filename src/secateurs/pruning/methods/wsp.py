@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +47,7 @@ from secateurs.pruning.allocation import Allocation, Allocator, Target, kept_cou
 from secateurs.pruning.graph import IN, OUT, ChannelGraph, ChannelGroup, Member
 from secateurs.pruning.methods.base import (
     MethodPlan,
+    PlanRequest,
     PruningMethod,
     ScoringData,
     producing_layers,
@@ -267,18 +267,13 @@ class WeakSubnetworkPruning(PruningMethod):
         """max(f / mean f, b / mean b) per channel (:attr:`Strengths.score`)."""
         return {root: s.score for root, s in self.strengths(graph, data).items()}
 
-    def _allocate(
-        self,
-        graph: ChannelGraph,
-        data: ScoringData,
-        target: Target | Mapping[str, float],
-        allocation: Allocation,
-    ) -> MethodPlan:
+    def _allocate(self, request: PlanRequest) -> MethodPlan:
         """Global threshold meeting ``target``; or, with ``percentile``, the per-layer rule (the
         achieved ratio is then what the rule achieved, of ``target.kind``). Per-layer ratios
         (a mapping) take precedence over ``percentile``."""
+        graph, data, target, allocation = request
         if self.percentile is None or not isinstance(target, Target):
-            return super()._allocate(graph, data, target, allocation)
+            return super()._allocate(request)
         allocator = Allocator(graph, self.score(graph, data), allocation)
         removals = {}
         for group in graph.prunable_groups:

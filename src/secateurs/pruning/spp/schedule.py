@@ -25,14 +25,19 @@ DEFAULT_A = 0.05  # increment of the least important group per update
 DEFAULT_U = 0.25  # delta(N_c) = u * A
 
 
-def increment(rank: float, A: float, u: float, remaining: int) -> float:
-    """delta(rank) for a layer with ``remaining`` (N_rem >= 1) groups still to prune."""
+def _curve(u: float, remaining: int) -> tuple[float, float]:
+    """alpha and the centre rank N_c of the increment function for ``remaining`` groups."""
     if remaining < 1:
         raise ValueError(f"the increment needs at least one group to prune, not {remaining}")
     if not 0 < u < 1:
         raise ValueError(f"u must lie in (0, 1), not {u}")
     alpha = math.log(2 / u) / remaining
-    centre = -math.log(u) / alpha
+    return alpha, -math.log(u) / alpha
+
+
+def increment(rank: float, A: float, u: float, remaining: int) -> float:
+    """delta(rank) for a layer with ``remaining`` (N_rem >= 1) groups still to prune."""
+    alpha, centre = _curve(u, remaining)
     if rank <= centre:
         return A * math.exp(-alpha * rank)
     return 2 * u * A - A * math.exp(-alpha * (2 * centre - rank))
@@ -40,12 +45,7 @@ def increment(rank: float, A: float, u: float, remaining: int) -> float:
 
 def increments(count: int, A: float, u: float, remaining: int) -> Tensor:
     """delta(r) for ranks r = 0 .. count - 1, as float64 (the same formula, vectorised)."""
-    if remaining < 1:
-        raise ValueError(f"the increment needs at least one group to prune, not {remaining}")
-    if not 0 < u < 1:
-        raise ValueError(f"u must lie in (0, 1), not {u}")
-    alpha = math.log(2 / u) / remaining
-    centre = -math.log(u) / alpha
+    alpha, centre = _curve(u, remaining)
     rank = torch.arange(count, dtype=torch.float64)
     low = A * torch.exp(-alpha * rank)
     high = 2 * u * A - A * torch.exp(-alpha * (2 * centre - rank))
