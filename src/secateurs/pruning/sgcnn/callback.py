@@ -1,0 +1,211 @@
+"""SG-CNN inside the training loop: at each scheduled stage every grouped layer is regrouped at
+the stage's connection sparsity; between stages the connections its groups do not read stay
+exactly zero (weights, gradients and momentum), so the trained network is the grouped one.
+
+Resumption is exact: the state holds the stages applied and every layer's grouping, and
+checkpoints are written between iterations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from secateurs.errors import SecateursError
+from secateurs.measure.cost import count_cost
+from secateurs.pruning.sgcnn.grouping import LayerGroups, regroup
+from secateurs.pruning.sgcnn.schedule import MAX_SPARSITY, stage_epochs, stage_sparsities
+from secateurs.pruning.spp.cost import conv_output_sizes, dense_conv_macs
+from secateurs.pruning.spp.groups import input_layers, is_depthwise
+from secateurs.train.callback import Callback
+
+if TYPE_CHECKING:
+    from secateurs.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SGCNNSettings:
+    """What SG-CNN prunes and when: the kept share of the model's MACs, the number of groups
+    per layer (capped by its filter count), the scheme and its stages, the seed."""
+
+    target_macs: float = 0.5
+    groups: int = 16
+    scheme: str = "LG"
+    step: float = 0.1  # cp rises by this much a stage
+    stage_epochs: int = 1  # scheme LG: epochs of local fine-tuning after each stage
+    epochs: int = 10  # the run's total, which the schedule spreads the stages over
+    seed: int = 0
+
+
+def groupable_layers(model: nn.Module, input_size: Sequence[int]) -> dict[str, nn.Conv2d]:
+    """The convolutions SG-CNN groups: ungrouped, not depthwise, not reading the image."""
+    skipped = input_layers(model, input_size)
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d)
+        and module.groups == 1
+        and not is_depthwise(module)
+        and module not in skipped
+        and module.in_channels > 1
+    }
+
+
+def final_sparsity(
+    model: nn.Module, input_size: Sequence[int], names: Sequence[str], target: float
+) -> float:
+    """The connection sparsity of every grouped layer that leaves ``target`` of the MACs."""
+    total = count_cost(model, input_size)["macs"]
+    sizes = conv_output_sizes(model, input_size)
+    grouped = sum(dense_conv_macs(model.get_submodule(n).weight.shape, sizes[n]) for n in names)
+    sparsity = (1 - target) * total / grouped
+    if sparsity > MAX_SPARSITY:
+        reachable = 1 - MAX_SPARSITY * grouped / total
+        raise SecateursError(
+            f"a MACs target of {target:g} needs {sparsity:.0%} of the grouped convolutions' "
+            f"connections pruned; SG-CNN reaches {reachable:.3f} at most on this model"
+        )
+    return sparsity
+
+
+class SGCNNCallback(Callback):
+    """Self-grouping convolution (Guo et al., Neural Networks 2020) as a trainer callback."""
+
+    def __init__(self, settings: SGCNNSettings, input_size: Sequence[int]) -> None:
+        if settings.groups < 1:
+            raise SecateursError(f"groups must be at least 1, not {settings.groups}")
+        self.settings = settings
+        self.input_size = tuple(input_size)
+        self.layers: dict[str, nn.Conv2d] = {}
+        self.groups: dict[str, LayerGroups] = {}
+        self.sparsities: list[float] = []
+        self.starts: list[int] = []
+        self.applied = 0  # stages applied so far
+        self._pending: dict[str, Any] | None = None
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def prepare(self, model: nn.Module) -> None:
+        """Find the layers, turn the MACs target into stages (done by ``on_train_start``)."""
+        self.layers = groupable_layers(model, self.input_size)
+        if not self.layers:
+            raise SecateursError("no convolution of the model can be grouped by SG-CNN")
+        largest = max(conv.out_channels for conv in self.layers.values())
+        if self.settings.groups > largest:
+            raise SecateursError(
+                f"{self.settings.groups} groups exceed every layer's filter count (at most "
+                f"{largest}): choose --groups {largest} or fewer"
+            )
+        final = final_sparsity(model, self.input_size, list(self.layers), self.settings.target_macs)
+        self.sparsities = stage_sparsities(final, self.settings.step)
+        self.starts = stage_epochs(
+            self.settings.scheme,
+            len(self.sparsities),
+            self.settings.epochs,
+            self.settings.stage_epochs,
+        )
+        if self._pending is not None:
+            self.applied = int(self._pending["applied"])
+            self.groups = {n: LayerGroups.from_json(g) for n, g in self._pending["groups"].items()}
+            self._pending = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if not self.layers:
+            self.prepare(trainer.model)
+        self.apply_due(trainer.epoch, trainer)
+
+    # -- stages ----------------------------------------------------------------------------------
+    def apply_due(self, epoch: int, trainer: Trainer | None = None) -> None:
+        """Apply every stage scheduled at or before ``epoch`` not applied yet."""
+        while self.applied < len(self.sparsities) and self.starts[self.applied] <= epoch:
+            sparsity = self.sparsities[self.applied]
+            for name, conv in self.layers.items():
+                kept = self.groups[name].keep if name in self.groups else None
+                self.groups[name] = regroup(
+                    conv.weight, self.settings.groups, sparsity, self.settings.seed, kept
+                )
+            self.applied += 1
+            self.enforce(trainer.optimizer if trainer is not None else None)
+            log.info(
+                "SG-CNN stage %d/%d: %.0f%% of the grouped connections pruned",
+                self.applied,
+                len(self.sparsities),
+                100 * sparsity,
+            )
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        self.apply_due(epoch, trainer)
+
+    @property
+    def over(self) -> bool:
+        return bool(self.sparsities) and self.applied == len(self.sparsities)
+
+    # -- the iteration ---------------------------------------------------------------------------
+    def masks(self) -> list[tuple[nn.Parameter, Tensor]]:
+        """(weight, mask broadcasting over it) of every grouped layer."""
+        return [
+            (self.layers[name].weight, groups.keep[:, :, None, None])
+            for name, groups in self.groups.items()
+        ]
+
+    def enforce(self, optimizer: torch.optim.Optimizer | None) -> None:
+        """Pruned connections to zero: weights and their momentum."""
+        with torch.no_grad():
+            for weight, mask in self.masks():
+                weight.mul_(mask.to(weight.dtype))
+                state = optimizer.state.get(weight, {}) if optimizer is not None else {}
+                for value in state.values():
+                    if isinstance(value, Tensor) and value.shape == weight.shape:
+                        value.mul_(mask.to(value.dtype))
+
+    def after_backward(self, trainer: Trainer) -> None:
+        for weight, mask in self.masks():
+            if weight.grad is not None:
+                weight.grad.mul_(mask.to(weight.grad.dtype))
+
+    def after_step(self, trainer: Trainer) -> None:
+        self.enforce(trainer.optimizer)  # weight decay and momentum must not revive them
+
+    # -- checkpoints and records -----------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "settings": asdict(self.settings),
+            "applied": self.applied,
+            "groups": {name: groups.to_json() for name, groups in self.groups.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("settings", {})
+        differ = sorted(k for k, v in asdict(self.settings).items() if saved.get(k, v) != v)
+        if differ:
+            raise SecateursError(
+                f"the checkpoint was trained with other SG-CNN settings ({', '.join(differ)}): "
+                "resume with the same ones"
+            )
+        self._pending = state
+        if self.layers:
+            self.prepare_from_pending()
+
+    def prepare_from_pending(self) -> None:
+        assert self._pending is not None
+        self.applied = int(self._pending["applied"])
+        self.groups = {n: LayerGroups.from_json(g) for n, g in self._pending["groups"].items()}
+        self._pending = None
+
+    def record(self) -> dict[str, Any]:
+        """The run record: stages, their epochs, each layer's group count and sparsity."""
+        return {
+            "stages": self.sparsities,
+            "stage_epochs": self.starts,
+            "applied": self.applied,
+            "layers": {
+                name: {"groups": len(set(g.labels)), "sparsity": round(g.sparsity, 5)}
+                for name, g in self.groups.items()
+            },
+        }
