@@ -139,3 +139,20 @@ def test_callback_keeps_pruned_connections_at_zero_through_sgd() -> None:
     momentum = optimizer.state[model.conv.weight]["momentum_buffer"]
     assert float(momentum[~keep].abs().max()) == 0.0
     assert float(model.conv.weight.detach()[keep].abs().min()) > 0.0
+
+
+def partition(labels: list[int], names: list[int]) -> set[frozenset[int]]:
+    groups: dict[int, set[int]] = {}
+    for name, label in zip(names, labels, strict=True):
+        groups.setdefault(label, set()).add(name)
+    return {frozenset(group) for group in groups.values()}
+
+
+def test_grouping_of_unstructured_filters_does_not_depend_on_their_order() -> None:
+    generator = torch.Generator().manual_seed(3)
+    vectors = torch.rand(24, 5, generator=generator, dtype=torch.float64)
+    reference = partition(cluster_filters(vectors, 5, seed=0, inits=1), list(range(24)))
+    for seed in range(6):
+        order = torch.randperm(24, generator=torch.Generator().manual_seed(seed))
+        labels = cluster_filters(vectors[order], 5, seed=0, inits=1)
+        assert partition(labels, order.tolist()) == reference
