@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings
+from secateurs.report import PruningRecord
 from secateurs.train.callback import Callback
 
 
@@ -52,6 +53,15 @@ class TrainingTimeMethod(ABC):
     ) -> Compaction:
         """Turn the trained, masked ``model`` into its compact form in place; ``timing``
         decides between forms that compute the same where the method measures them."""
+
+    @abstractmethod
+    def pruning_record(self, compaction: Compaction) -> PruningRecord:
+        """The report's record of what was pruned and how (after :meth:`compact`)."""
+
+    @abstractmethod
+    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
+        """The manifest's ``pruning`` entry: what to replay on the base architecture to rebuild
+        the compact model (``previous``: the entry of the model the run started from)."""
 
 
 TRAINING_TIME_METHODS: dict[str, tuple[str, str]] = {

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from secateurs.errors import SecateursError
 from secateurs.pruning.spp.callback import DEFAULT_INTERVAL
 from secateurs.pruning.spp.groups import GRANULARITIES
 from secateurs.pruning.spp.schedule import DEFAULT_A, DEFAULT_U
-from secateurs.runs.job import RunJob
-from secateurs.runs.options import count, fraction, option, positive
+from secateurs.runs.options import count, fraction, option
+from secateurs.runs.training_time_run import TrainingJob
 
 
 @dataclass(kw_only=True)
-class SPPJob(RunJob):
+class SPPJob(TrainingJob):
     """Train a saved model with SPP, then compact it."""
 
-    data: str = option(help="data set root (training and test)")
     granularity: str = option(
         "column",
         help="what one pruning decision removes: a column (one input channel's kernel in every "
         "filter), an input channel, or an output channel",
         choices=GRANULARITIES,
     )
-    target_macs: float = fraction(0.5, "keep this fraction of the MACs")
-    epochs: int = count(10, "total epochs: the pruning phase and the retraining with fixed masks")
-    lr: float = option(0.01, help="peak learning rate (cosine)", parse=float, check=positive)
     A: float = option(
         DEFAULT_A,
         help="largest probability increment (at the lowest rank)",
@@ -38,8 +33,3 @@ class SPPJob(RunJob):
     oneshot: bool = option(
         False, help="baseline: remove the smallest-L1 groups at once, then train with that mask"
     )
-
-    def check(self) -> None:
-        super().check()
-        if not self.data:
-            raise SecateursError("SPP trains the model: give --data")

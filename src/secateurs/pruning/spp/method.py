@@ -3,8 +3,9 @@ channels removed through the engine, column-sparse layers compact where measured
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import nn
 
@@ -17,19 +18,25 @@ from secateurs.pruning.spp.compact import compact_model
 from secateurs.pruning.spp.cost import spp_macs
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
+from secateurs.report import PruningRecord
+
+log = logging.getLogger(__name__)
 
 
 class SPPMethod(TrainingTimeMethod):
     """Structured Probabilistic Pruning (Wang et al., BMVC 2018); ``options`` are
     :class:`~secateurs.pruning.spp.callback.SPPSettings` fields."""
 
-    name: ClassVar[str] = "spp"
     summary, command = TRAINING_TIME_METHODS["spp"]
 
-    def __init__(self, granularity: str, input_size: Sequence[int], **options: Any) -> None:
+    def __init__(
+        self, granularity: str, input_size: Sequence[int], epochs: int, **options: Any
+    ) -> None:
         self.granularity = granularity
         self.input_size = tuple(input_size)
+        self.epochs = epochs  # of the run, for the record
         self._callback = SPPCallback(granularity, input_size=input_size, **options)
+        self.name = "spp-oneshot" if self._callback.oneshot else "spp"
 
     def callback(self) -> SPPCallback:
         return self._callback
@@ -59,3 +66,34 @@ class SPPMethod(TrainingTimeMethod):
             macs,
             params,
         )
+
+    def pruning_record(self, compaction: Compaction) -> PruningRecord:
+        callback = self._callback
+        if not callback.state.over:
+            log.warning(
+                "SPP did not reach its target within %d epochs: compacted what it pruned",
+                self.epochs,
+            )
+        return PruningRecord(
+            method=self.name,
+            target_ratio=callback.target_macs,
+            method_params={
+                "A": callback.A,
+                "u": callback.u,
+                "interval": callback.interval,
+                "seed": callback.seed,
+            },
+            selection="deterministic one-shot" if callback.oneshot else "probabilistic (SPP)",
+            granularity=self.granularity,
+            details={"spp": callback.record(), "compact_layers": compaction.layers},
+        )
+
+    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
+        return {
+            "method": self.name,
+            "granularity": self.granularity,
+            "rounds": [*previous.get("rounds", []), compaction.history],
+            "compact_columns": compaction.record.get("compact_columns", {}),
+            "spp": self._callback.record(),
+            "layers": compaction.layers,
+        }
