@@ -14,6 +14,7 @@ from secateurs.cli import (
     methods_command,
     models_command,
     prune_command,
+    sgcnn_command,
     spp_command,
     train_command,
 )
@@ -27,6 +28,7 @@ COMMANDS = [
     measure_command,
     prune_command,
     spp_command,
+    sgcnn_command,
     compare_command,
     models_command,
     methods_command,

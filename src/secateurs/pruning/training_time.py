@@ -72,4 +72,9 @@ TRAINING_TIME_METHODS: dict[str, tuple[str, str]] = {
         "secateurs spp MODEL --data PATH --granularity column|input_channel|channel "
         "--target-macs R",
     ),
+    "sgcnn": (
+        "filters clustered by the input channels they read (k-means); each group keeps its "
+        "own inputs; the layer becomes a diverse group convolution (Guo et al. 2020)",
+        "secateurs sgcnn MODEL --data PATH --target-macs R --groups G --scheme L|LG|G",
+    ),
 }

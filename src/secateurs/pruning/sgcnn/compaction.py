@@ -1,0 +1,145 @@
+"""After SG-CNN: the grouped layers made real. Input channels no group of any consumer reads are
+removed from their producers through the engine; every grouped convolution then becomes a
+:class:`DiverseGroupConv2d` (one grouped convolution over the gathered inputs, or one convolution
+per group) or stays a dense convolution with zeros, whichever runs faster where it was timed."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from secateurs.measure.latency import LatencySettings, compare
+from secateurs.pruning.graph import IN, OUT, ChannelGraph
+from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
+from secateurs.pruning.sgcnn.grouping import LayerGroups
+from secateurs.pruning.spp.compact import conv_input_sizes, dead_channels
+from secateurs.pruning.surgery import remove_channels
+
+log = logging.getLogger(__name__)
+CONVS = (nn.Conv2d,)
+
+
+@dataclass
+class LayerForm:
+    """One grouped layer's outcome: the form kept and the speed-ups it was chosen on
+    (dense median / form median, by backend and batch size)."""
+
+    name: str
+    groups: int
+    sparsity: float
+    choice: str  # "grouped", "per_group", "dense" or "<form>-untimed"
+    speedups: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def remove_unread_channels(
+    model: nn.Module, input_size: Sequence[int], groups: Mapping[str, LayerGroups]
+) -> tuple[list, dict[str, LayerGroups]]:
+    """Remove the channels no consumer reads; returns the engine's history and the groupings
+    re-indexed to the layers' new channels."""
+    graph = ChannelGraph(model, input_size)
+    columns = {}
+    for name, layer in groups.items():
+        kernel = model.get_submodule(name).kernel_size
+        columns[name] = layer.keep.any(0)[:, None, None].expand(-1, *kernel)
+    plan = dead_channels(graph, columns)
+    rows = {name: torch.ones(len(g.labels), dtype=torch.bool) for name, g in groups.items()}
+    cols = {name: torch.ones(g.keep.shape[1], dtype=torch.bool) for name, g in groups.items()}
+    for group in graph.groups:
+        removed = set(plan.removals.get(group.root, []))
+        for member in group.members if removed else []:
+            alive = {OUT: rows, IN: cols}[member.direction].get(member.name)
+            if alive is None or not isinstance(member.module, CONVS):
+                continue
+            for index, root in zip(member.indices, member.root_indices, strict=True):
+                alive[index] = alive[index] and root not in removed
+    history = remove_channels(graph, plan) if plan.removals else []
+    remaining = {
+        name: LayerGroups(
+            [label for label, kept in zip(g.labels, rows[name].tolist(), strict=True) if kept],
+            g.keep[rows[name]][:, cols[name]],
+        )
+        for name, g in groups.items()
+    }
+    return history, remaining
+
+
+def _speedups(timed: dict[int, list[dict[str, float]]]) -> dict[str, list[float]]:
+    return {str(batch): [row["ratio"] for row in rows[1:]] for batch, rows in timed.items()}
+
+
+def choose_form(
+    name: str,
+    conv: nn.Conv2d,
+    layer: LayerGroups,
+    input_size: Sequence[int],
+    timing: LatencySettings,
+) -> tuple[nn.Module, LayerForm]:
+    """The fastest of the dense convolution and the diverse module's two forms, timed on this
+    layer's input interleaved, in onnxruntime (the deployment runtime) when it is installed,
+    else in eager; untimed (``timing.repeats`` 0): the diverse module in its cheaper form."""
+    candidates = [
+        DiverseGroupConv2d.from_masked(conv, layer.labels, layer.keep, form)
+        for form in ("grouped", "per_group")
+    ]
+    record = LayerForm("", len(set(layer.labels)), round(layer.sparsity, 5), "")
+    if not timing.repeats:
+        chosen = DiverseGroupConv2d.from_masked(conv, layer.labels, layer.keep, "auto")
+        record.choice = f"{chosen.form}-untimed"
+        return chosen, record
+    models = [conv.eval(), *(c.eval() for c in candidates)]
+    record.speedups["eager"] = _speedups(compare(models, input_size, timing))
+    deciding = "eager"
+    try:
+        from secateurs.measure.onnx_runtime import compare_onnx
+
+        record.speedups["onnxruntime"] = _speedups(compare_onnx(models, input_size, timing))
+        deciding = "onnxruntime"
+    except Exception as error:  # onnxruntime missing, or the export refused: eager decides
+        log.warning("%s: no onnxruntime timing (%s); choosing on eager", type(conv).__name__, error)
+    means = [
+        math.exp(
+            sum(math.log(row[k]) for row in record.speedups[deciding].values())
+            / len(record.speedups[deciding])
+        )
+        for k in range(2)
+    ]
+    best = max(range(2), key=lambda k: means[k])
+    if means[best] <= 1.0:
+        record.choice = "dense"
+        return conv, record
+    record.choice = candidates[best].form
+    return candidates[best], record
+
+
+def make_diverse(
+    model: nn.Module,
+    input_size: Sequence[int],
+    groups: Mapping[str, LayerGroups],
+    timing: LatencySettings,
+) -> list[LayerForm]:
+    """Every grouped layer of ``model`` in its chosen form, in place; dense layers keep their
+    pruned connections at zero."""
+    sizes = conv_input_sizes(model, input_size)
+    forms = []
+    for name, layer in groups.items():
+        conv = model.get_submodule(name)
+        with torch.no_grad():
+            conv.weight.mul_(layer.keep[:, :, None, None].to(conv.weight.dtype))
+        module, record = choose_form(name, conv, layer, sizes[name], timing)
+        forms.append(record)
+        if module is not conv:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module)
+        log.info(
+            "%s: %d groups, %.0f%% of connections pruned: %s",
+            name,
+            record.groups,
+            100 * record.sparsity,
+            record.choice,
+        )
+    return forms

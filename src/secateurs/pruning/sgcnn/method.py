@@ -1,0 +1,96 @@
+"""SG-CNN as a training-time method: its callback (grouping in stages while training) and its
+compaction (unread input channels removed, grouped layers run as diverse group convolutions
+where that is faster)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from torch import nn
+
+from secateurs.measure import count_cost
+from secateurs.measure.latency import LatencySettings
+from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
+from secateurs.pruning.sgcnn.compaction import make_diverse, remove_unread_channels
+from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
+from secateurs.pruning.sgcnn.grouping import LayerGroups
+from secateurs.pruning.spp.cost import conv_output_sizes, dense_conv_macs
+from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
+from secateurs.report import PruningRecord
+
+
+def connection_macs(
+    model: nn.Module, input_size: Sequence[int], groups: Mapping[str, LayerGroups]
+) -> int:
+    """MACs with every grouped layer counted by its kept connections only (the paper's count;
+    what a perfect kernel would compute), the rest of the model as it is."""
+    total = count_cost(model, input_size)["macs"]
+    sizes = conv_output_sizes(model, input_size)
+    for name, layer in groups.items():
+        dense = dense_conv_macs(model.get_submodule(name).weight.shape, sizes[name])
+        total -= round(dense * layer.sparsity)
+    return int(total)
+
+
+class SGCNNMethod(TrainingTimeMethod):
+    """Self-grouping convolution (Guo et al., Neural Networks 2020)."""
+
+    name = "sgcnn"
+    summary, command = TRAINING_TIME_METHODS["sgcnn"]
+
+    def __init__(self, settings: SGCNNSettings, input_size: Sequence[int]) -> None:
+        self.settings = settings
+        self._callback = SGCNNCallback(settings, input_size)
+        self.connection_macs: int | None = None
+
+    def callback(self) -> SGCNNCallback:
+        return self._callback
+
+    def compact(
+        self, model: nn.Module, input_size: Sequence[int], timing: LatencySettings
+    ) -> Compaction:
+        """Unread channels removed, then each grouped layer in its fastest form; the cost is
+        counted on the result (a diverse layer: the connections it computes)."""
+        history, groups = remove_unread_channels(model, input_size, self._callback.groups)
+        self.connection_macs = connection_macs(model, input_size, groups)
+        forms = make_diverse(model, input_size, groups, timing)
+        cost = count_cost(model, input_size)
+        return Compaction(
+            history,
+            {"diverse_groups": diverse_convs_record(model)},
+            [asdict(form) for form in forms],
+            cost["macs"],
+            cost["params"],
+        )
+
+    def pruning_record(self, compaction: Compaction) -> PruningRecord:
+        settings = self.settings
+        return PruningRecord(
+            method=self.name,
+            target_ratio=settings.target_macs,
+            method_params={
+                "groups": settings.groups,
+                "scheme": settings.scheme,
+                "step": settings.step,
+                "stage_epochs": settings.stage_epochs,
+                "seed": settings.seed,
+            },
+            selection="k-means groups, centroid-ranked inputs",
+            granularity="kernel (filter x input channel), shared per group",
+            details={
+                "sgcnn": self._callback.record(),
+                "layers": compaction.layers,
+                # the paper's count (kept connections only), beside the computed cost_after
+                "connection_macs": self.connection_macs,
+            },
+        )
+
+    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
+        return {
+            "method": self.name,
+            "rounds": [*previous.get("rounds", []), compaction.history],
+            "diverse_groups": compaction.record["diverse_groups"],
+            "sgcnn": self._callback.record(),
+        }

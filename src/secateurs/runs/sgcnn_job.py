@@ -1,0 +1,29 @@
+"""The options of ``secateurs sgcnn``, declared once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from secateurs.pruning.sgcnn.schedule import SCHEMES
+from secateurs.runs.options import count, option
+from secateurs.runs.training_time_run import TrainingJob
+
+
+@dataclass(kw_only=True)
+class SGCNNJob(TrainingJob):
+    """Train a saved model with SG-CNN, then run its grouped layers as diverse group convs."""
+
+    groups: int = count(16, "groups per layer (k-means clusters of filters; capped by its filters)")
+    scheme: str = option(
+        "LG",
+        help="fine-tuning scheme: L (after each stage), LG (after each stage, then the rest of "
+        "the run globally), G (all stages at once, then the whole run)",
+        choices=SCHEMES,
+    )
+    step: float = option(
+        0.1,
+        help="connection sparsity added per stage (stages at 10%%, 20%%, ... of the target)",
+        parse=float,
+        check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), not {v}",
+    )
+    stage_epochs: int = count(1, "scheme LG: epochs of fine-tuning after each stage")
