@@ -97,6 +97,7 @@ def train(
     return weights_digest(trainer.model)
 
 
+@pytest.mark.slow  # training runs
 def test_trainer_mixes_labels_and_teacher_by_the_weight(tmp_path: Path) -> None:
     torch.manual_seed(1)
     teacher = create_model("resnet20", num_classes=10, in_channels=1)
@@ -146,6 +147,7 @@ def test_precomputed_teacher_looks_up_each_images_logits() -> None:
         teacher.precompute(batches[:2], len(data))
 
 
+@pytest.mark.slow
 def test_offline_teacher_in_the_trainer(tmp_path: Path) -> None:
     """Without augmentation the precomputed teacher trains like the live one; with it, the targets
     stay fixed, so the run differs; with weight 1 it is still blind to the labels."""
@@ -205,6 +207,7 @@ def test_distillation_settings_are_checked(settings: dict, message: str) -> None
         TrainConfig(**settings).validate()
 
 
+@pytest.mark.slow
 def test_run_training_loads_the_teacher_it_names(tmp_path: Path) -> None:
     """``secateurs train --teacher DIR``: the saved teacher reaches the loss. Weight 0 is bitwise
     the run without it; weight 1 ends elsewhere."""

@@ -39,6 +39,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow  # fine-tunes an epoch and times both models
 def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "pruned"
     code, stdout, _ = _run(
@@ -161,6 +162,7 @@ def test_batchnorm_recalibration_is_applied_and_reported(
     assert code == 2 and "--recalibrate-bn" in err
 
 
+@pytest.mark.slow  # two fine-tuning runs
 def test_distillation_from_the_unpruned_model(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "distilled"
     argv = ["prune", str(trained), "--method", "l1", "--data", "digits", "--finetune-epochs", "1"]

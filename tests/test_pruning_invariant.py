@@ -13,10 +13,13 @@ from secateurs.pruning import Allocation, ChannelGraph, Target
 from secateurs.pruning.methods import ScoringData, create_method, list_methods
 
 INPUT = (3, 32, 32)
+# a few seconds per method each: run by `make test`, left out of `make test-fast`
+HEAVY = {"resnet56", "resnet110", "vgg16_bn"}
+MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models()]
 
 
 @pytest.mark.parametrize("method_name", list_methods())
-@pytest.mark.parametrize("model_name", list_models())
+@pytest.mark.parametrize("model_name", MODELS)
 def test_pruned_equals_masked(model_name: str, method_name: str) -> None:
     torch.manual_seed(0)
     model = randomise_batchnorm(create_model(model_name, num_classes=10))

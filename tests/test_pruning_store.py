@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from secateurs.models import create_model
@@ -27,6 +28,7 @@ with torch.no_grad():
 """
 
 
+@pytest.mark.slow  # MobileNetV2 in two steps, and a new Python process
 def test_pruned_model_reloads_in_a_fresh_process(tmp_path: Path) -> None:
     torch.manual_seed(0)  # the weights decide whether the first step overshoots the second's goal
     model = create_model("mobilenetv2", num_classes=10)

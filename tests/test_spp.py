@@ -319,6 +319,7 @@ def digits_spp() -> SPPCallback:
     return SPPCallback("column", ratio=0.3, interval=1, A=0.2, seed=7)
 
 
+@pytest.mark.slow  # three training runs
 def test_resumed_spp_run_is_bitwise_identical(tmp_path: Path) -> None:
     spp_a, spp_b = digits_spp(), digits_spp()
     resumed = Interrupt(None)
@@ -479,7 +480,7 @@ def test_macs_target_is_split_into_a_uniform_ratio() -> None:
 def test_callback_reaches_the_target_and_compacts_exactly(granularity: str) -> None:
     model = small_convnet()
     trainer = fake_trainer(model, lr=0.05)
-    method = SPPMethod(granularity, SMALL_INPUT, ratio=0.5, interval=1, A=0.25, seed=2)
+    method = SPPMethod(granularity, SMALL_INPUT, 1, ratio=0.5, interval=1, A=0.25, seed=2)
     callback = method.callback()
     callback.on_train_start(trainer)
     assert [layer.name for layer in callback.state.layers] == ["3", "6"]  # "0" reads the image
@@ -535,7 +536,7 @@ def test_callback_reaches_the_target_and_compacts_exactly(granularity: str) -> N
 def test_spp_cost_counts_the_kept_columns(granularity: str) -> None:
     """The cost an SPP run reports, by hand, for a quarter of every layer pruned at once."""
     model = small_convnet().eval()
-    method = SPPMethod(granularity, SMALL_INPUT, ratio=0.25, oneshot=True)
+    method = SPPMethod(granularity, SMALL_INPUT, 1, ratio=0.25, oneshot=True)
     method.callback().prepare(model, SMALL_INPUT)
     compaction = method.compact(model, SMALL_INPUT, LatencySettings(repeats=0))
     # layer "3" (8 -> 12, 4x4 outputs): 72 columns, ceil(0.25 x 72) = 18 pruned, or 2 of its 8

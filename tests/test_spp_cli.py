@@ -48,6 +48,7 @@ def _outputs(directory: Path) -> torch.Tensor:
         return model(images)
 
 
+@pytest.mark.slow  # 3 epochs of SPP training each
 @pytest.mark.parametrize("granularity", ["column", "channel"])
 def test_spp_prunes_compacts_saves_and_reloads(trained: Path, tmp_path: Path, granularity):
     out = tmp_path / granularity

@@ -297,6 +297,7 @@ def test_ema_is_the_average_of_every_step_and_is_what_the_run_saves(tmp_path: Pa
     assert all(0 <= m["test_raw_top1"] <= 100 for m in history)
 
 
+@pytest.mark.slow  # three training runs
 def test_ema_run_resumes_bitwise(tmp_path: Path) -> None:
     config = TrainConfig(**{**small_config().to_dict(), "ema_decay": 0.9})
     try:
