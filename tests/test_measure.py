@@ -211,3 +211,26 @@ def test_measure_command_prints_the_median_and_iqr_of_its_timings(
     assert result["latency_ms"] == pytest.approx({"1": 3.0, "4": 30.0}, abs=1e-3)
     assert result["latency_iqr_ms"] == pytest.approx({"1": 3.5, "4": 30.0}, abs=1e-3)
     assert result["threads"] == 1
+
+
+def test_run_latency_is_the_median_speedup_and_its_share_of_the_macs_reduction(
+    monkeypatch,
+) -> None:
+    """What prune and spp reports (and ``secateurs.measure(baseline=...)``) show per batch."""
+    from secateurs.runs.measuring import latency as run_latency
+
+    clock = FakeClock()
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    before = Scripted("before", clock, {1: [500, 4, 1, 9, 2, 8], 4: [500, 10, 12, 11, 30, 13]})
+    after = Scripted("after", clock, {1: [500, 1, 0.25, 7, 1.5, 3], 4: [500, 6, 3, 4, 5, 40]})
+    settings = LatencySettings(batch_sizes=(1, 4), threads=1, warmup=1, repeats=5)
+    figures = run_latency((before, after), (3, 2, 2), settings, ["eager"], macs_reduction=3.0)
+    assert list(figures) == ["eager"] and list(figures["eager"]) == ["1", "4"]
+    # medians 4 and 1.5 ms: 2.6667x faster for 3x fewer MACs, realised 0.8889; at batch 4,
+    # 12 and 5 ms: 2.4x, realised 0.8
+    one, four = figures["eager"]["1"], figures["eager"]["4"]
+    assert (one.before_ms, one.after_ms) == pytest.approx((4.0, 1.5), abs=1e-4)
+    assert (one.speedup, one.realisation) == pytest.approx((2.6667, 0.8889), abs=1e-4)
+    assert (four.before_ms, four.after_ms) == pytest.approx((12.0, 5.0), abs=1e-4)
+    assert (four.speedup, four.realisation) == pytest.approx((2.4, 0.8), abs=1e-4)
+    assert clock.calls == (["before", "after"] * 6) * 2  # interleaved, warm-up included
