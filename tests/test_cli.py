@@ -289,4 +289,4 @@ def test_every_flag_of_every_command_says_what_it_does() -> None:
         if not (action.help or "").strip()
     ]
     assert silent == []
-    assert len(commands.choices) == 9  # train eval measure prune spp compare models methods demo
+    assert len(commands.choices) == 10  # train eval measure prune spp sgcnn compare models ...
