@@ -65,6 +65,21 @@ def _is_grouped_not_depthwise(module: nn.Module) -> bool:
     )
 
 
+# layers whose channels the engine cannot follow (they compute with functional calls, which
+# Torch-Pruning does not trace as layers), by class name (no import: the engine knows no method):
+# what they are, and what to do instead
+_REFUSED_LAYERS = {
+    "CompactConv2d": (
+        "a compact column convolution (SPP)",
+        "prune the masked model (the SPP run's masked/) instead",
+    ),
+    "DiverseGroupConv2d": (
+        "a diverse group convolution (SG-CNN)",
+        "prune channels before grouping, or prune the masked model instead",
+    ),
+}
+
+
 class ChannelGraph:
     """The channel groups of ``model`` traced on one input of ``input_size`` (C, H, W)."""
 
@@ -73,10 +88,10 @@ class ChannelGraph:
         self.input_size = tuple(input_size)
         self.names = {module: name for name, module in model.named_modules()}
         for module, name in self.names.items():
-            if type(module).__name__ == "CompactConv2d":  # no import: the engine knows no method
+            refusal = _REFUSED_LAYERS.get(type(module).__name__)
+            if refusal:
                 raise SecateursError(
-                    f"{name} is a compact column convolution (SPP): the engine cannot prune "
-                    "through it; prune the masked model (the SPP run's masked/) instead"
+                    f"{name} is {refusal[0]}: the engine cannot prune through it; {refusal[1]}"
                 )
         was_training = model.training
         try:

@@ -32,6 +32,10 @@ def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequen
         except (AttributeError, ValueError, IndexError, RuntimeError) as error:
             raise SecateursError(f"cannot replay the recorded pruning: {error}") from None
     replace_compact_convs(model, pruning.get("compact_columns") or {})
+    if pruning.get("diverse_groups"):  # SG-CNN's grouped layers, after any channel pruning
+        from secateurs.pruning.sgcnn.diverse_conv import replace_diverse_convs
+
+        replace_diverse_convs(model, pruning["diverse_groups"])
     model.train(was_training)
 
 
