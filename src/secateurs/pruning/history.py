@@ -10,6 +10,7 @@ import torch_pruning as tp
 from torch import nn
 
 from secateurs.errors import SecateursError
+from secateurs.pruning.modules import recorded_conv, swap_module
 
 
 def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequence[int]) -> None:
@@ -57,20 +58,10 @@ def replace_compact_convs(model: nn.Module, record: dict[str, list[int]]) -> Non
     from secateurs.pruning.spp.compact_conv import CompactConv2d
 
     for name, kept in record.items():
-        try:
-            conv = model.get_submodule(name)
-        except AttributeError:
-            raise SecateursError(
-                f"the recorded compact layer {name!r} is not in the model"
-            ) from None
-        if not isinstance(conv, nn.Conv2d):
-            raise SecateursError(f"the recorded compact layer {name!r} is not a convolution")
+        conv = recorded_conv(model, name, "compact")
         keep = torch.zeros(conv.weight[0].numel(), dtype=torch.bool)
         try:
             keep[torch.tensor(kept, dtype=torch.long)] = True
         except IndexError:
             raise SecateursError(f"the recorded columns of {name!r} do not fit it") from None
-        parent, _, child = name.rpartition(".")
-        setattr(
-            model.get_submodule(parent), child, CompactConv2d(conv, keep.view_as(conv.weight[0]))
-        )
+        swap_module(model, name, CompactConv2d(conv, keep.view_as(conv.weight[0])))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from secateurs.pruning.sgcnn.callback import SGCNNSettings
+from secateurs.pruning.sgcnn.method import SGCNNMethod
 from secateurs.pruning.sgcnn.schedule import SCHEMES
 from secateurs.runs.options import count, option
 from secateurs.runs.training_time_run import TrainingJob
@@ -27,3 +30,10 @@ class SGCNNJob(TrainingJob):
         check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), not {v}",
     )
     stage_epochs: int = count(1, "scheme LG: epochs of fine-tuning after each stage")
+
+    def make_method(self, input_size: Sequence[int]) -> SGCNNMethod:
+        schedule = {"scheme": self.scheme, "step": self.step, "stage_epochs": self.stage_epochs}
+        settings = SGCNNSettings(
+            self.target_macs, self.groups, epochs=self.epochs, seed=self.seed, **schedule
+        )
+        return SGCNNMethod(settings, input_size)

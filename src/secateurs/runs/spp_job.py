@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from secateurs.pruning.spp.callback import DEFAULT_INTERVAL
 from secateurs.pruning.spp.groups import GRANULARITIES
+from secateurs.pruning.spp.method import SPPMethod
 from secateurs.pruning.spp.schedule import DEFAULT_A, DEFAULT_U
 from secateurs.runs.options import count, fraction, option
 from secateurs.runs.training_time_run import TrainingJob
@@ -33,3 +35,16 @@ class SPPJob(TrainingJob):
     oneshot: bool = option(
         False, help="baseline: remove the smallest-L1 groups at once, then train with that mask"
     )
+
+    def make_method(self, input_size: Sequence[int]) -> SPPMethod:
+        return SPPMethod(
+            self.granularity,
+            input_size,
+            self.epochs,
+            target_macs=self.target_macs,
+            A=self.A,
+            u=self.u,
+            interval=self.interval,
+            seed=self.seed,
+            oneshot=self.oneshot,
+        )

@@ -4,27 +4,11 @@ budget and epochs: the smallest-L1 groups removed before the first iteration."""
 
 from __future__ import annotations
 
-from secateurs.pruning.spp.method import SPPMethod
 from secateurs.report import Report
 from secateurs.runs.spp_job import SPPJob
 from secateurs.runs.training_time_run import run_training_time
-from secateurs.store import Manifest
 
 
 def run_spp(job: SPPJob) -> Report | None:
     """Do the whole run; returns the report (also written to ``job.out``)."""
-
-    def method(manifest: Manifest) -> SPPMethod:
-        return SPPMethod(
-            job.granularity,
-            manifest.input_size,
-            target_macs=job.target_macs,
-            A=job.A,
-            u=job.u,
-            interval=job.interval,
-            seed=job.seed,
-            oneshot=job.oneshot,
-            epochs=job.epochs,
-        )
-
-    return run_training_time("spp", job, method)
+    return run_training_time("spp", job)

@@ -15,7 +15,7 @@ alone), ``masked/`` (the trained model with pruned weights at zero, before compa
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -48,10 +48,12 @@ class TrainingJob(RunJob):
     epochs: int = count(10, "total epochs of training, pruning included")
     lr: float = option(0.01, "peak learning rate (cosine)", parse=float, check=positive)
 
+    def make_method(self, input_size: Sequence[int]) -> TrainingTimeMethod:
+        """The method these options describe, for a model taking ``input_size`` inputs."""
+        raise NotImplementedError
 
-def run_training_time(
-    kind: str, job: TrainingJob, make_method: Callable[[Manifest], TrainingTimeMethod]
-) -> Report | None:
+
+def run_training_time(kind: str, job: TrainingJob) -> Report | None:
     """Do the whole run; returns the report (also written to ``job.out``). Under ``torchrun``
     every rank trains; rank 0 compacts, measures and writes, the others return None."""
     with open_run(kind, job) as run:
@@ -60,7 +62,7 @@ def run_training_time(
         data = load_run_data(job, manifest)
         assert data is not None  # TrainingJob: data is required
         before = accuracy(original, data)
-        method = make_method(manifest)
+        method = job.make_method(manifest.input_size)
         # compaction traces the model after training: a model Torch-Pruning cannot trace fails now
         ChannelGraph(copy.deepcopy(original), manifest.input_size)
         model = copy.deepcopy(original).train()

@@ -15,6 +15,7 @@ from torch import nn
 
 from secateurs.measure.latency import LatencySettings, compare
 from secateurs.pruning.graph import IN, OUT, ChannelGraph
+from secateurs.pruning.modules import swap_module
 from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
 from secateurs.pruning.sgcnn.grouping import LayerGroups
 from secateurs.pruning.spp.compact import conv_input_sizes, dead_channels
@@ -132,14 +133,7 @@ def make_diverse(
             conv.weight.mul_(layer.keep[:, :, None, None].to(conv.weight.dtype))
         module, record = choose_form(name, conv, layer, sizes[name], timing)
         forms.append(record)
-        if module is not conv:
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, module)
-        log.info(
-            "%s: %d groups, %.0f%% of connections pruned: %s",
-            name,
-            record.groups,
-            100 * record.sparsity,
-            record.choice,
-        )
+        swap_module(model, name, module)
+        pruned = round(100 * record.sparsity)
+        log.info("%s: %d groups, %d%% pruned: %s", name, record.groups, pruned, record.choice)
     return forms

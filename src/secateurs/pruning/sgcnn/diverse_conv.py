@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
+from secateurs.pruning.modules import recorded_conv, swap_module
 
 FORMS = ("grouped", "per_group")
 AUTO_PADDING_LIMIT = 1.25  # "auto" accepts the grouped form's padding up to 25% more work
@@ -373,14 +374,7 @@ def replace_diverse_convs(model: nn.Module, record: dict[str, dict[str, Any]]) -
     """Replace each named ``nn.Conv2d`` of ``model`` by a :class:`DiverseGroupConv2d` of its
     recorded spec, with zero weights (they are loaded afterwards, like every other parameter)."""
     for name, data in record.items():
-        try:
-            conv = model.get_submodule(name)
-        except AttributeError:
-            raise SecateursError(
-                f"the recorded diverse layer {name!r} is not in the model"
-            ) from None
-        if not isinstance(conv, nn.Conv2d):
-            raise SecateursError(f"the recorded diverse layer {name!r} is not a convolution")
+        conv = recorded_conv(model, name, "diverse")
         try:
             spec = DiverseSpec.from_json(data)
         except ValueError as error:
@@ -391,5 +385,4 @@ def replace_diverse_convs(model: nn.Module, record: dict[str, dict[str, Any]]) -
             raise SecateursError(f"the recorded diverse layer {name!r} does not fit the conv")
         if (conv.bias is not None) != spec.bias or conv.groups != 1:
             raise SecateursError(f"the recorded diverse layer {name!r} does not fit the conv")
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, DiverseGroupConv2d(spec))
+        swap_module(model, name, DiverseGroupConv2d(spec))

@@ -66,25 +66,19 @@ class SGCNNMethod(TrainingTimeMethod):
         )
 
     def pruning_record(self, compaction: Compaction) -> PruningRecord:
-        settings = self.settings
+        schedule = asdict(self.settings)
+        target = schedule.pop("target_macs")
+        del schedule["epochs"]  # the run's, recorded with its settings
+        details = {"sgcnn": self._callback.record(), "layers": compaction.layers}
+        # the paper's count (kept connections only), beside the computed cost_after
+        details["connection_macs"] = self.connection_macs
         return PruningRecord(
-            method=self.name,
-            target_ratio=settings.target_macs,
-            method_params={
-                "groups": settings.groups,
-                "scheme": settings.scheme,
-                "step": settings.step,
-                "stage_epochs": settings.stage_epochs,
-                "seed": settings.seed,
-            },
+            self.name,
+            target_ratio=target,
+            method_params=schedule,
             selection="k-means groups, centroid-ranked inputs",
             granularity="kernel (filter x input channel), shared per group",
-            details={
-                "sgcnn": self._callback.record(),
-                "layers": compaction.layers,
-                # the paper's count (kept connections only), beside the computed cost_after
-                "connection_macs": self.connection_macs,
-            },
+            details=details,
         )
 
     def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from secateurs.measure.latency import LatencySettings, compare
 from secateurs.pruning.graph import IN, ChannelGraph
+from secateurs.pruning.modules import swap_module
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.spp.compact_conv import CompactConv2d
 from secateurs.pruning.spp.groups import probe
@@ -192,9 +193,7 @@ def compact_model(
             continue
         module, record = compact_conv(conv, keep, sizes[name], settings, name)
         choices.append(record)
-        if module is not conv:
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), child, module)
+        swap_module(model, name, module)
         log.info(
             "%s: %d/%d columns, %s (speed-ups %s)",
             name,
