@@ -1,0 +1,144 @@
+"""Benchmark: SG-CNN against channel pruning at the same MACs target and the same epochs, on one
+trained model (issue 27), with random channel pruning at three seeds as the noise floor.
+
+Each run writes OUT/<run>/ through the library's own runs (``run_sgcnn``, ``run_prune``), so
+every figure comes from a report.json; a run with a report.json is skipped and an interrupted
+one resumes (``--resume`` is passed when its directory holds a run). SG-CNN trains for
+``--epochs`` epochs, pruning included; channel pruning prunes once, then fine-tunes for the same
+``--epochs``. Latency is timed in eager and onnxruntime, interleaved with the unpruned model,
+``--repeats`` times. ``--summary`` prints the Markdown table for docs/results/sgcnn.md.
+
+    python benchmarks/sgcnn.py --out runs/bench-sgcnn --epochs 3
+    python benchmarks/sgcnn.py --out runs/bench-sgcnn --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+from pathlib import Path
+
+import torch
+
+from secateurs.data.sources import default_cifar10_root
+from secateurs.report import Report, read_report
+from secateurs.runs.prune_job import PruneJob
+from secateurs.runs.prune_run import run_prune
+from secateurs.runs.sgcnn_job import SGCNNJob
+from secateurs.runs.sgcnn_run import run_sgcnn
+
+log = logging.getLogger("benchmark")
+# run name -> (kind, method or scheme, seed)
+RUNS: dict[str, tuple[str, str, int]] = {
+    "sgcnn-LG": ("sgcnn", "LG", 0),
+    "sgcnn-G": ("sgcnn", "G", 0),
+    "l1": ("prune", "l1", 0),
+    "taylor": ("prune", "taylor", 0),
+    "random-seed0": ("prune", "random", 0),
+    "random-seed1": ("prune", "random", 1),
+    "random-seed2": ("prune", "random", 2),
+}
+
+
+def run(name: str, args: argparse.Namespace, out: Path) -> None:
+    kind, what, seed = RUNS[name]
+    shared = {
+        "model": Path(args.model),
+        "out": out,
+        "data": args.data,
+        "batch_size": 128,
+        "threads": args.threads,
+        "latency_repeats": args.repeats,
+        "seed": seed,
+        "resume": out.is_dir() and any(out.iterdir()),
+    }
+    if kind == "sgcnn":
+        job = SGCNNJob(
+            **shared,
+            target_macs=args.target_macs,
+            epochs=args.epochs,
+            lr=args.lr,
+            scheme=what,
+            groups=args.groups,
+            step=args.step,
+            stage_epochs=1,
+        )
+        run_sgcnn(job)
+        return
+    job = PruneJob(
+        **shared,
+        method=what,
+        target_macs=args.target_macs,
+        finetune_epochs=args.epochs,
+        finetune_lr=args.lr,
+    )
+    run_prune(job)
+
+
+def speed(report: Report, backend: str) -> str:
+    rows = report.latency.get(backend, {})
+    return " / ".join(f"{rows[b].speedup:.2f}x" for b in ("1", "64") if b in rows) or "-"
+
+
+def summary(out: Path, names: list[str]) -> str:
+    lines = [
+        "| run | MACs computed | MACs (kept connections) | params kept | top-1 "
+        "| speed-up eager b1 / b64 | speed-up onnxruntime b1 / b64 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    randoms = []
+    for name in names:
+        path = out / name / "report.json"
+        if not path.exists():
+            continue
+        r = read_report(path)
+        connections = r.pruning.details.get("connection_macs", r.cost_after.macs)
+        if name.startswith("random"):
+            randoms.append(r.top1("after"))
+
+        lines.append(
+            f"| {name} | {r.macs_kept:.3f} | {connections / r.cost_before.macs:.3f} "
+            f"| {r.params_kept:.3f} | {r.top1('after'):.2f} | {speed(r, 'eager')} "
+            f"| {speed(r, 'onnxruntime')} |"
+        )
+    if len(randoms) > 1:
+        lines += [
+            "",
+            f"Random, {len(randoms)} seeds: mean {statistics.mean(randoms):.2f}, "
+            f"range {min(randoms):.2f}-{max(randoms):.2f}.",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="benchmarks/baselines/resnet20-cifar10")
+    parser.add_argument("--data", default=str(default_cifar10_root()))
+    parser.add_argument("--target-macs", type=float, default=0.5)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--groups", type=int, default=16, help="SG-CNN groups per layer")
+    parser.add_argument(
+        "--step", type=float, default=0.3, help="SG-CNN sparsity per stage (LG: one epoch each)"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20, help="latency repeats (0: untimed)")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--out", default="runs/bench-sgcnn")
+    parser.add_argument("--summary", action="store_true", help="only print the Markdown table")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    out = Path(args.out)
+    if not args.summary:
+        torch.set_num_threads(args.threads)
+        for name in args.runs:
+            if (out / name / "report.json").exists():
+                continue
+            log.info("=== %s", name)
+            run(name, args, out / name)
+    print(summary(out, args.runs))
+
+
+if __name__ == "__main__":
+    main()
