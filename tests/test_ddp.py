@@ -63,9 +63,18 @@ def test_two_ranks_end_with_the_same_weights(tmp_path: Path, child_env: dict[str
     assert record["epoch"] == 1 and record["test_n"] == 64
 
 
+RUN_KINDS = {
+    # run kind: (its flags, the directory it trains in)
+    "prune": (["--method", "l1", "--finetune-epochs", "2"], "finetune"),
+    "spp": (["--epochs", "2", "--interval", "1", "--A", "0.25"], "train"),
+    "sgcnn": (["--epochs", "2", "--groups", "4", "--scheme", "L", "--step", "0.3"], "train"),
+}
+
+
 @pytest.mark.slow
-def test_prune_fine_tunes_with_ddp_and_both_ranks_agree(
-    tmp_path: Path, child_env: dict[str, str]
+@pytest.mark.parametrize("kind", list(RUN_KINDS))
+def test_every_run_kind_trains_with_ddp_and_both_ranks_agree(
+    tmp_path: Path, child_env: dict[str, str], kind: str
 ) -> None:
     from secateurs.report import read_report
     from secateurs.runs.training import RANKS_FILE
@@ -77,20 +86,22 @@ def test_prune_fine_tunes_with_ddp_and_both_ranks_agree(
     )
     run_training(config, tmp_path / "base")
     out = tmp_path / "pruned"
+    flags, trained_in = RUN_KINDS[kind]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", "2", "-m", "secateurs", "prune", str(tmp_path / "base/model")]
-    command += ["--method", "l1", "--data", "digits", "--finetune-epochs", "2"]
+    command += ["--nproc_per_node", "2", "-m", "secateurs", kind, str(tmp_path / "base/model")]
+    command += [*flags, "--data", "digits"]
     command += ["--batch-size", "64", "--train-subset", "256", "--test-subset", "64"]
     command += ["--threads", "1", "--latency-repeats", "0", "-o", str(out), "--json"]
     done = subprocess.run(
         command, capture_output=True, text=True, env=child_env, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr
-    digests = json.loads((out / "finetune" / RANKS_FILE).read_text())["rank_weight_digests"]
+    digests = json.loads((out / trained_in / RANKS_FILE).read_text())["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]  # BatchNorm statistics included
-    model, _ = load_model(out)
-    assert weights_digest(model) == digests[0]  # the saved model is the ranks' model
+    # the saved model is the ranks' model (training-time runs: before compaction, masked/)
+    model, _ = load_model(out if kind == "prune" else out / "masked")
+    assert weights_digest(model) == digests[0]
     # only rank 0 reports; 256 images in global batches of 64 (32 per rank): 4 steps an epoch
     assert [json.loads(line) for line in done.stdout.splitlines()] == [read_report(out).to_json()]
-    records = [json.loads(line) for line in (out / "finetune" / "metrics.jsonl").open()]
+    records = [json.loads(line) for line in (out / trained_in / "metrics.jsonl").open()]
     assert [r["epoch"] for r in records] == [1, 2]
