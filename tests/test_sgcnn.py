@@ -156,3 +156,16 @@ def test_grouping_of_unstructured_filters_does_not_depend_on_their_order() -> No
         order = torch.randperm(24, generator=torch.Generator().manual_seed(seed))
         labels = cluster_filters(vectors[order], 5, seed=0, inits=1)
         assert partition(labels, order.tolist()) == reference
+
+
+def test_layers_the_diverse_convolution_cannot_compute_are_left_dense() -> None:
+    from secateurs.pruning.sgcnn.callback import groupable_layers
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),  # reads the image
+        nn.Conv2d(8, 8, 3, padding="same"),
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),
+        nn.Conv2d(8, 8, 3, padding=1, groups=2),
+        nn.Conv2d(8, 8, 3, padding=1),
+    )
+    assert list(groupable_layers(model, (3, 6, 6))) == ["4"]

@@ -45,17 +45,21 @@ class SGCNNSettings:
 
 
 def groupable_layers(model: nn.Module, input_size: Sequence[int]) -> dict[str, nn.Conv2d]:
-    """The convolutions SG-CNN groups: ungrouped, not depthwise, not reading the image."""
+    """The convolutions SG-CNN groups: ungrouped, not depthwise, not reading the image, and of
+    a padding the diverse group convolution can compute (zeros, given as numbers); a layer left
+    out for its padding is named in the log."""
     skipped = input_layers(model, input_size)
-    return {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Conv2d)
-        and module.groups == 1
-        and not is_depthwise(module)
-        and module not in skipped
-        and module.in_channels > 1
-    }
+    found = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Conv2d) or module in skipped or module.in_channels < 2:
+            continue
+        if module.groups != 1 or is_depthwise(module):
+            continue
+        if isinstance(module.padding, str) or module.padding_mode != "zeros":
+            log.info("%s: padding %r cannot be grouped; left dense", name, module.padding)
+            continue
+        found[name] = module
+    return found
 
 
 def final_sparsity(
