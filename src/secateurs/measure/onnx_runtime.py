@@ -66,8 +66,18 @@ def compare_onnx(
     settings: LatencySettings | None = None,
 ) -> dict[int, list[dict[str, float]]]:
     """Like :func:`secateurs.measure.latency.compare`, in onnxruntime."""
+    graphs = [export_onnx(m, input_size) for m in models]
+    return compare_graphs(graphs, input_size, settings)
+
+
+def compare_graphs(
+    graphs: Sequence[bytes],
+    input_size: Sequence[int],
+    settings: LatencySettings | None = None,
+) -> dict[int, list[dict[str, float]]]:
+    """ONNX graphs timed in onnxruntime in interleaved rounds, as :func:`compare_onnx`."""
     settings = settings or LatencySettings()
-    sessions = [onnx_session(export_onnx(m, input_size), settings.threads) for m in models]
+    sessions = [onnx_session(graph, settings.threads) for graph in graphs]
     results: dict[int, list[dict[str, float]]] = {}
     for batch in settings.batch_sizes:
         feed = {
