@@ -297,7 +297,9 @@ def test_certificate_rows_on_resnet(resnet20, cifar_data) -> None:
     rows = method.plan(graph, cifar_data, Target("macs", 0.5), Allocation()).certificate
     assert [row["group"] for row in rows] == [g.root for g in graph.prunable_groups]
     assert all(row["sample_images"] == 12 and row["held_out_images"] == 20 for row in rows)
-    assert all(row["bound"] == row["eps"] and row["delta"] == 1e-16 for row in rows)
+    # deterministic selection: no bound claimed; the solved eps here is far above 1 (vacuous)
+    assert all(row["bound"] is None and row["delta"] == 1e-16 for row in rows)
+    assert all(row["vacuous"] == (row["eps"] >= 1) for row in rows)
     for row in rows:
         changed = row["kept"] < row["channels"]
         assert (row["error_max"] > 0) == changed and (row["error_l2"] > 0) == changed, row
@@ -322,7 +324,7 @@ def test_toy_certificate_equals_the_hand_computed_errors() -> None:
     unique = sum(1 - (1 - p) ** m for p in TOY_P)
     assert 2 < unique <= 3
     expected = {"group": "0", "consumers": ["2"], "channels": 4, "kept": 3, "k": 3, "m": m}
-    expected |= {"sample_images": 1, "held_out_images": 1, "bound": eps, "delta": 1e-16}
+    expected |= {"sample_images": 1, "held_out_images": 1, "bound": None, "delta": 1e-16}
     assert {key: row[key] for key in expected} == expected
     assert row["S_l"] == pytest.approx(7 / 3)
     assert row["error_max"] == pytest.approx(2 / 5, rel=1e-6)
@@ -347,6 +349,7 @@ def test_toy_certificate_of_a_randomized_plan() -> None:
     assert row["error_max"] == pytest.approx(float((diff.abs() / scale).max()), rel=1e-6)
     l2 = float(diff.norm() / (weight @ b).norm())
     assert row["error_l2"] == pytest.approx(l2, rel=1e-6)
+    assert row["bound"] == row["eps"]  # the randomized selection is what the theorem bounds
 
 
 def test_reproducible_with_a_seed(resnet20, cifar_data) -> None:
@@ -431,3 +434,17 @@ def test_same_padding_scores_like_the_numbers_it_stands_for() -> None:
     for root in scores[1]:
         assert torch.equal(scores[1][root], scores["same"][root])
         assert len(set(scores[1][root].tolist())) > 1  # real sensitivities, not the fallback 1s
+
+
+def test_a_certificate_whose_error_exceeds_its_bound_is_reported_violated() -> None:
+    from secateurs.pruning.methods.pfp_certificate import violations
+
+    row = {"group": "g", "channels": 4, "kept": 3, "eps": 0.1, "delta": 1e-16, "m": 10, "k": 3}
+    row |= {"S_l": 1.0, "sample_images": 1, "held_out_images": 1, "vacuous": False}
+    held = {**row, "group": "ok", "error_max": 0.05, "error_l2": 0.01, "bound": 0.1}
+    broken = {**row, "group": "bad", "error_max": 0.3, "error_l2": 0.2, "bound": 0.1}
+    unbounded = {**row, "group": "det", "error_max": 0.9, "error_l2": 0.5, "bound": None}
+    assert violations([held, broken, unbounded]) == ["bad"]
+    assert "VIOLATED in group(s) bad" in "\n".join(certificate_table([held, broken]))
+    assert "Every measured error is within its bound" in "\n".join(certificate_table([held]))
+    assert "no bound" in "\n".join(certificate_table([unbounded]))

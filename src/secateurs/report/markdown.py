@@ -107,9 +107,11 @@ def _recalibration_note(report: Report) -> str:
 
 def certificate_table(rows: list[dict[str, Any]]) -> list[str]:
     """PFP's per-layer certificate: the guarantee's parameters and the error measured on held-out
-    images next to its bound eps."""
+    images next to its bound (randomized selection only), with what the bound is worth."""
     if not rows:
         return []
+    from secateurs.pruning.methods.pfp_certificate import violations
+
     first = rows[0]
     lines = [
         "## Certificate",
@@ -117,17 +119,35 @@ def certificate_table(rows: list[dict[str, Any]]) -> list[str]:
         f"PFP: |S| = {first.get('sample_images')} images for the sensitivities, "
         f"{first.get('held_out_images')} held-out images for the measured error. Error: max over "
         "images, units and positions of |z_hat - z| / (|W| * |a|), the quantity the bound eps "
-        "limits; L2: ||z_hat - z|| / ||z||.",
+        "limits; L2: ||z_hat - z|| / ||z||. " + _bound_note(rows, violations(rows)),
         "",
-        "| step | group | channels | kept | eps | delta | m_l | k_l | S_l | error | L2 error |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| step | group | channels | kept | eps | delta | m_l | k_l | S_l | error | L2 error "
+        "| bound |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.get('step', 1)} | {row['group']} | {row['channels']} | {row['kept']} | "
             f"{row['eps']:.4g} | {row['delta']:.0e} | {float(row['m']):.4g} | {row['k']} | "
             f"{row['S_l']:.4g} | {_fmt(row.get('error_max'), digits=4)} | "
-            f"{_fmt(row.get('error_l2'), digits=4)} |"
+            f"{_fmt(row.get('error_l2'), digits=4)} | {_fmt(row.get('bound'), digits=4)} |"
         )
     lines.append("")
     return lines
+
+
+def _bound_note(rows: list[dict[str, Any]], violated: list[str]) -> str:
+    """What the bound column means for these rows, in one sentence or two."""
+    if violated:
+        return f"**The bound is VIOLATED in group(s) {', '.join(violated)}.**"
+    if all(row.get("bound") is None for row in rows):
+        return (
+            "Deterministic selection (top-k_l): the theorem gives no bound for it, so none is "
+            "shown."
+        )
+    if any(row.get("vacuous") for row in rows):
+        return (
+            "eps >= 1: the bound holds by construction (the error is at most 1) and promises "
+            "nothing."
+        )
+    return "Every measured error is within its bound."

@@ -234,7 +234,8 @@ class ProvableFilterPruning(PruningMethod):
         errors = measure_layer_errors(graph, plan, data, self.images_used_, held_out)
         counts = self._counts(layers, eps, allocation)
         images = (self.images_used_, held_out)
-        rows = certificate_rows(layers, counts, plan, eps, self.delta, images, errors)
+        randomized = self.selection == "randomized"
+        rows = certificate_rows(layers, counts, plan, eps, self.delta, images, errors, randomized)
         return MethodPlan(plan, achieved, rows, self.selection)
 
     def _meet(

@@ -109,9 +109,15 @@ def certificate_rows(
     delta: float,
     images: tuple[int, int],
     errors: dict[str, tuple[float, float]],
+    randomized: bool,
 ) -> list[dict[str, Any]]:
     """One row per group: the guarantee (eps, delta, m_l, k_l = ``counts``, S_l) and the worst
-    measured errors of its consumers; ``images`` is (|S|, held-out images)."""
+    measured errors of its consumers; ``images`` is (|S|, held-out images).
+
+    ``bound`` is eps only for the randomized selection, the one the theorem is about; the
+    deterministic top-k_l has no bound (None). ``vacuous`` says eps >= 1: the measured error is
+    at most 1 by construction (a removed input can take away at most all of |W| * |a|), so such
+    an eps promises nothing."""
     used, held_out = images
     rows = []
     for layer, kept in zip(layers, counts, strict=True):
@@ -134,7 +140,20 @@ def certificate_rows(
                 "held_out_images": held_out,
                 "error_max": max((e[0] for e in found), default=None),
                 "error_l2": max((e[1] for e in found), default=None),
-                "bound": eps,
+                "bound": eps if randomized else None,
+                "vacuous": eps >= 1,
             }
         )
     return rows
+
+
+def violations(rows: list[dict[str, Any]]) -> list[str]:
+    """The groups whose measured error exceeds their bound (rows without a bound or without a
+    measured error are not checked)."""
+    return [
+        row["group"]
+        for row in rows
+        if row.get("bound") is not None
+        and row.get("error_max") is not None
+        and row["error_max"] > row["bound"]
+    ]
