@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 import torch_pruning as tp
 
+from bench_common import add_run_arguments
 from secateurs.data import LabelledData, load_split
-from secateurs.data.sources import default_cifar10_root
 from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings, compare, count_cost
 from secateurs.report import PruningRecord, Report, RunSettings, read_report, write_report
@@ -265,11 +265,7 @@ def summary(out: Path, names: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="benchmarks/baselines/resnet20-cifar10")
-    parser.add_argument("--data", default=str(default_cifar10_root()))
-    parser.add_argument("--target-macs", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=0.01)
+    add_run_arguments(parser, epochs=10)
     parser.add_argument("--threads", type=int, default=2, help="for fine-tuning")
     parser.add_argument("--strategy", default="global")
     parser.add_argument("--round-to", type=int, default=1, help="channel multiple (exact: 1)")

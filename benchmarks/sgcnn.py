@@ -19,9 +19,7 @@ import logging
 import statistics
 from pathlib import Path
 
-import torch
-
-from secateurs.data.sources import default_cifar10_root
+from bench_common import add_run_arguments, run_then_summarise
 from secateurs.report import Report, read_report
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
@@ -113,31 +111,13 @@ def summary(out: Path, names: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="benchmarks/baselines/resnet20-cifar10")
-    parser.add_argument("--data", default=str(default_cifar10_root()))
-    parser.add_argument("--target-macs", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=0.01)
+    add_run_arguments(parser, epochs=3)
     parser.add_argument("--groups", type=int, default=16, help="SG-CNN groups per layer")
     parser.add_argument(
         "--step", type=float, default=0.3, help="SG-CNN sparsity per stage (LG: one epoch each)"
     )
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20, help="latency repeats (0: untimed)")
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
-    parser.add_argument("--out", default="runs/bench-sgcnn")
-    parser.add_argument("--summary", action="store_true", help="only print the Markdown table")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    out = Path(args.out)
-    if not args.summary:
-        torch.set_num_threads(args.threads)
-        for name in args.runs:
-            if (out / name / "report.json").exists():
-                continue
-            log.info("=== %s", name)
-            run(name, args, out / name)
-    print(summary(out, args.runs))
+    run_then_summarise(parser, list(RUNS), "runs/bench-sgcnn", run, summary)
 
 
 if __name__ == "__main__":

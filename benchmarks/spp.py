@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from secateurs.data.sources import default_cifar10_root
+from bench_common import add_run_arguments
 from secateurs.report import read_report
 from secateurs.runs.spp_job import SPPJob
 from secateurs.runs.spp_run import run_spp
@@ -82,11 +82,7 @@ def summary(out: Path, names: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="benchmarks/baselines/resnet20-cifar10")
-    parser.add_argument("--data", default=str(default_cifar10_root()))
-    parser.add_argument("--target-macs", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=0.01)
+    add_run_arguments(parser, epochs=10)
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="for training")
     parser.add_argument("--runs", nargs="+", default=RUNS)

@@ -19,9 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-
-from secateurs.data.sources import default_cifar10_root
+from bench_common import add_run_arguments, run_then_summarise
 from secateurs.report import read_report
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
@@ -88,26 +86,8 @@ def summary(out: Path, names: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="benchmarks/baselines/resnet20-cifar10")
-    parser.add_argument("--data", default=str(default_cifar10_root()))
-    parser.add_argument("--target-macs", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--threads", type=int, default=2, help="for fine-tuning")
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
-    parser.add_argument("--out", default="runs/bench-wsp")
-    parser.add_argument("--summary", action="store_true", help="only print the Markdown table")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    out = Path(args.out)
-    if not args.summary:
-        torch.set_num_threads(args.threads)
-        for name in args.runs:
-            if (out / name / "report.json").exists():
-                continue
-            log.info("=== %s", name)
-            run(name, args, out / name)
-    print(summary(out, args.runs))
+    add_run_arguments(parser, epochs=10)
+    run_then_summarise(parser, list(RUNS), "runs/bench-wsp", run, summary)
 
 
 if __name__ == "__main__":
