@@ -38,6 +38,13 @@ def _restore_torch_globals():
 
 
 @pytest.fixture
+def both_cores() -> None:
+    """Two torch threads for one heavy evaluation (the whole CIFAR-10 test split): `make test`
+    runs alone on this 2-core machine; ``_restore_torch_globals`` sets one thread again after."""
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
 def child_env() -> dict[str, str]:
     """The environment for subprocesses: one thread, and the test session's image cache."""
     return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

@@ -27,7 +27,7 @@ def readme_example() -> str:
 
 @pytest.mark.slow
 def test_the_readme_example_runs_as_written(
-    cifar10_root: Path, monkeypatch: pytest.MonkeyPatch
+    cifar10_root: Path, monkeypatch: pytest.MonkeyPatch, both_cores: None
 ) -> None:
     code = readme_example()
     assert len([line for line in code.splitlines() if line.strip()]) < 15

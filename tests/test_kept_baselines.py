@@ -23,7 +23,9 @@ def test_the_documented_baselines_are_kept() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", KEPT)
-def test_kept_baseline_scores_its_recorded_top1(name: str, cifar10_root: Path) -> None:
+def test_kept_baseline_scores_its_recorded_top1(
+    name: str, cifar10_root: Path, both_cores: None
+) -> None:
     model, manifest = load_model(BASELINES / name)
     assert manifest.metrics["epochs"] == 40
     test_set = load_split(cifar10_root, "test", manifest.image_size)
