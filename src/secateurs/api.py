@@ -171,6 +171,8 @@ def fine_tune(
     already there is resumed). Under ``torchrun`` it runs with DDP."""
     recipe = inherited_recipe(
         Manifest("custom", {}, [], [], [], []),
+        model="(a model in memory)",
+        data="(data in memory)",
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
