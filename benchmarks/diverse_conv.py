@@ -55,21 +55,46 @@ def random_grouping(
     return labels, keep
 
 
-def modules(channels: int, groups: int, kept: float, seed: int) -> list[nn.Module]:
+def balanced_grouping(
+    channels: int, groups: int, kept: float, seed: int
+) -> tuple[list[int], torch.Tensor]:
+    """The best case of balanced clustering: ``groups`` groups of equal size, each reading its
+    own random set of exactly round(kept x channels) inputs, so the grouped form needs no
+    padding."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(channels, generator=generator).tolist()
+    size, reads = channels // groups, max(1, round(kept * channels))
+    labels = [0] * channels
+    keep = torch.zeros(channels, channels, dtype=torch.bool)
+    for group in range(groups):
+        inputs = torch.randperm(channels, generator=generator)[:reads]
+        for i in order[group * size : (group + 1) * size]:
+            labels[i] = group
+            keep[i, inputs] = True
+    return labels, keep
+
+
+def modules(
+    channels: int, groups: int, kept: float, seed: int, balanced: bool = False
+) -> list[nn.Module]:
     """[dense masked conv, grouped form, per-group form], equal weights."""
     torch.manual_seed(seed)
     conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-    labels, keep = random_grouping(channels, groups, kept, seed)
+    grouping = balanced_grouping if balanced else random_grouping
+    labels, keep = grouping(channels, groups, kept, seed)
     diverse = [DiverseGroupConv2d.from_masked(conv, labels, keep, form).eval() for form in FORMS]
     return [diverse[0].masked_conv().eval(), *diverse]
 
 
 def time_forms(
-    channels: int, side: int, groups: int, kept: float, settings: LatencySettings, onnx: bool
+    shape: tuple[int, int], groups: int, kept: float, settings: LatencySettings, args
 ) -> list[dict]:
     """One row per batch size: the shape, the grouping's actual kept share and padding, and the
     speed-up of each form in eager (and onnxruntime)."""
-    dense, grouped, per_group = modules(channels, groups, kept, seed=channels + groups)
+    channels, side = shape
+    onnx = not args.no_onnx
+    seed = channels + groups
+    dense, grouped, per_group = modules(channels, groups, kept, seed, args.balanced)
     input_size = (channels, side, side)
     timings = {"eager": compare([dense, grouped, per_group], input_size, settings)}
     if onnx:
@@ -112,6 +137,11 @@ def main() -> None:
     parser.add_argument("--groups", type=int, nargs="+", default=list(GROUPS))
     parser.add_argument("--kept", type=float, nargs="+", default=list(KEPT))
     parser.add_argument("--no-onnx", action="store_true", help="time PyTorch eager only")
+    parser.add_argument(
+        "--balanced",
+        action="store_true",
+        help="equal groups reading equal-sized input sets (balanced clustering: no padding)",
+    )
     args = parser.parse_args()
     settings = LatencySettings(
         batch_sizes=args.batches, threads=args.threads, warmup=args.warmup, repeats=args.repeats
@@ -120,7 +150,7 @@ def main() -> None:
     for channels, side in SHAPES:
         for groups in args.groups:
             for kept in args.kept:
-                rows += time_forms(channels, side, groups, kept, settings, not args.no_onnx)
+                rows += time_forms((channels, side), groups, kept, settings, args)
     print(
         f"speed-up = dense median / form median ({args.threads} threads, {args.repeats} "
         "repeats, interleaved); kept = share of connections; padding = grouped work / "
