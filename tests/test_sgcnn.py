@@ -169,3 +169,25 @@ def test_layers_the_diverse_convolution_cannot_compute_are_left_dense() -> None:
         nn.Conv2d(8, 8, 3, padding=1),
     )
     assert list(groupable_layers(model, (3, 6, 6))) == ["4"]
+
+
+def test_balanced_groups_are_equal_and_read_equally_many_channels() -> None:
+    from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
+    from secateurs.pruning.sgcnn.grouping import balanced_labels
+
+    generator = torch.Generator().manual_seed(5)
+    weight = torch.rand(18, 10, 3, 3, generator=generator)
+    weight[:3] *= 10  # a family k-means would keep apart, at any group size
+    layer = regroup(weight, 4, 0.6, seed=0, kept=None, balanced=True)
+    sizes = sorted(layer.labels.count(g) for g in set(layer.labels))
+    assert sizes == [4, 4, 5, 5]  # 18 filters in 4 groups: sizes differ by at most one
+    assert layer.keep.sum(1).tolist() == [4] * 18  # round(0.4 x 10) channels each
+    assert layer.sparsity == pytest.approx(0.6)
+    conv = nn.Conv2d(10, 18, 3, padding=1, bias=False)
+    module = DiverseGroupConv2d.from_masked(conv, layer.labels, layer.keep, "grouped")
+    # equal input sets; filters padded only by one zero filter in each 4-filter group
+    assert module.padding_overhead() == pytest.approx(20 / 18)
+    vectors = importance_vectors(weight)
+    order = torch.randperm(18, generator=torch.Generator().manual_seed(1))
+    again = balanced_labels(vectors[order], 4, seed=0)
+    assert partition(again, order.tolist()) == partition(layer.labels, list(range(18)))

@@ -113,3 +113,20 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys, extra, message) -> Non
     lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(lines) == 1 and message in lines[0]
     assert not out.exists()
+
+
+def test_balanced_groups_run_end_to_end(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "balanced"
+    argv = ["--epochs", "2", "--scheme", "G", "--step", "0.3", "--balance"]
+    assert _sgcnn(trained, out, *argv) == 0
+    report = read_report(out)
+    assert report.pruning.method_params["balanced"] is True
+    assert report.pruning.details["compacted_vs_masked_max_rel_diff"] <= 1e-4
+    model, _ = load_model(out)
+    from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
+
+    diverse = [m for m in model.modules() if isinstance(m, DiverseGroupConv2d)]
+    assert diverse  # untimed: every grouped layer is diverse
+    for module in diverse:  # equal input sets: no channel padding
+        inputs = {len(group[1]) for group in module.spec.groups}
+        assert len(inputs) == 1

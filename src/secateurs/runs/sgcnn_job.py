@@ -30,10 +30,20 @@ class SGCNNJob(TrainingJob):
         check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), not {v}",
     )
     stage_epochs: int = count(1, "scheme LG: epochs of fine-tuning after each stage")
+    balance: bool = option(
+        False,
+        help="equal groups, each reading equally many channels: the grouped form needs no "
+        "padding (measured faster on this CPU; docs/results/sgcnn.md)",
+    )
 
     def make_method(self, input_size: Sequence[int]) -> SGCNNMethod:
         schedule = {"scheme": self.scheme, "step": self.step, "stage_epochs": self.stage_epochs}
         settings = SGCNNSettings(
-            self.target_macs, self.groups, epochs=self.epochs, seed=self.seed, **schedule
+            self.target_macs,
+            self.groups,
+            epochs=self.epochs,
+            seed=self.seed,
+            balanced=self.balance,
+            **schedule,
         )
         return SGCNNMethod(settings, input_size)

@@ -42,6 +42,7 @@ class SGCNNSettings:
     stage_epochs: int = 1  # scheme LG: epochs of local fine-tuning after each stage
     epochs: int = 10  # the run's total, which the schedule spreads the stages over
     seed: int = 0
+    balanced: bool = False  # equal groups reading equally many channels (no padding)
 
 
 def groupable_layers(model: nn.Module, input_size: Sequence[int]) -> dict[str, nn.Conv2d]:
@@ -131,8 +132,9 @@ class SGCNNCallback(Callback):
             sparsity = self.sparsities[self.applied]
             for name, conv in self.layers.items():
                 kept = self.groups[name].keep if name in self.groups else None
+                settings = self.settings
                 self.groups[name] = regroup(
-                    conv.weight, self.settings.groups, sparsity, self.settings.seed, kept
+                    conv.weight, settings.groups, sparsity, settings.seed, kept, settings.balanced
                 )
             self.applied += 1
             self.enforce(trainer.optimizer if trainer is not None else None)

@@ -106,11 +106,65 @@ def group_connections(
 
 
 def regroup(
-    weight: Tensor, groups: int, sparsity: float, seed: int, kept: Tensor | None
+    weight: Tensor,
+    groups: int,
+    sparsity: float,
+    seed: int,
+    kept: Tensor | None,
+    balanced: bool = False,
 ) -> LayerGroups:
-    """One SG-CNN stage on one layer: cluster its filters, then choose each group's inputs."""
+    """One SG-CNN stage on one layer: cluster its filters, then choose each group's inputs;
+    ``balanced``: equal groups reading equally many channels (no padding in the grouped form)."""
     vectors = importance_vectors(weight)
     if kept is not None:
         vectors = vectors * kept  # pruned connections read nothing
-    labels = cluster_filters(vectors, min(groups, vectors.shape[0]), seed)
+    groups = min(groups, vectors.shape[0])
+    if balanced:
+        labels = balanced_labels(vectors, groups, seed)
+        return LayerGroups(labels, balanced_connections(vectors, labels, sparsity))
+    labels = cluster_filters(vectors, groups, seed)
     return LayerGroups(labels, group_connections(vectors, labels, sparsity, kept))
+
+
+def balanced_labels(vectors: Tensor, groups: int, seed: int, rounds: int = 10) -> list[int]:
+    """k-means with equal group sizes (sizes differ by at most one): the k-means labels, then
+    rounds of centroids and an optimal equal-size assignment of filters to them (Hungarian
+    method on each centroid repeated as many times as its group has slots)."""
+    from scipy.optimize import linear_sum_assignment
+
+    labels = cluster_filters(vectors, groups, seed)
+    count = vectors.shape[0]
+    slots = [g for g in range(groups) for _ in range(count // groups + (g < count % groups))]
+    for _ in range(rounds):
+        label_tensor = torch.tensor(labels)
+        centroids = torch.stack(
+            [
+                vectors[label_tensor == g].mean(0)
+                if bool((label_tensor == g).any())
+                else vectors.mean(0)
+                for g in range(groups)
+            ]
+        )
+        distances = torch.cdist(vectors, centroids)[:, slots].numpy()
+        _, columns = linear_sum_assignment(distances)
+        new = [slots[int(column)] for column in columns]
+        if new == labels:
+            break
+        labels = new
+    return labels
+
+
+def balanced_connections(vectors: Tensor, labels: list[int], sparsity: float) -> Tensor:
+    """keep (C_out, C_in) where every group reads the same number of channels, its centroid's
+    top round((1 - sparsity) C_in) (at least one): the grouped form then needs no padding."""
+    count, channels = vectors.shape
+    label_tensor = torch.tensor(labels)
+    reads = max(1, round((1 - sparsity) * channels))
+    keep = torch.zeros(count, channels, dtype=torch.bool)
+    for group in sorted(set(labels)):
+        members = label_tensor == group
+        centroid = vectors[members].mean(0)
+        # highest first; ties by channel index, so the result is deterministic
+        order = torch.argsort(-centroid, stable=True)[:reads]
+        keep[torch.nonzero(members).flatten()[:, None], order[None, :]] = True
+    return keep
