@@ -31,6 +31,7 @@ log = logging.getLogger("benchmark")
 RUNS: dict[str, tuple[str, str, int]] = {
     "sgcnn-LG": ("sgcnn", "LG", 0),
     "sgcnn-G": ("sgcnn", "G", 0),
+    "sgcnn-G-balanced": ("sgcnn-balanced", "G", 0),
     "l1": ("prune", "l1", 0),
     "taylor": ("prune", "taylor", 0),
     "random-seed0": ("prune", "random", 0),
@@ -51,7 +52,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
         "seed": seed,
         "resume": out.is_dir() and any(out.iterdir()),
     }
-    if kind == "sgcnn":
+    if kind.startswith("sgcnn"):
         job = SGCNNJob(
             **shared,
             target_macs=args.target_macs,
@@ -61,6 +62,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
             groups=args.groups,
             step=args.step,
             stage_epochs=1,
+            balance=kind == "sgcnn-balanced",
         )
         run_sgcnn(job)
         return
