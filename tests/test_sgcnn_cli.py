@@ -50,6 +50,8 @@ def test_sgcnn_trains_groups_compacts_and_reloads(trained: Path, tmp_path: Path)
         "grouped-untimed",
         "per_group-untimed",
     }
+    names = [layer["name"] for layer in details["layers"]]
+    assert names == list(details["sgcnn"]["layers"]) and "layer1.0.conv1" in names
     model, manifest = load_model(out)
     masked, _ = load_model(out / "masked")
     images = torch.randn(4, *manifest.input_size)

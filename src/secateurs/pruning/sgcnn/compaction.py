@@ -87,7 +87,7 @@ def choose_form(
         DiverseGroupConv2d.from_masked(conv, layer.labels, layer.keep, form)
         for form in ("grouped", "per_group")
     ]
-    record = LayerForm("", len(set(layer.labels)), round(layer.sparsity, 5), "")
+    record = LayerForm(name, len(set(layer.labels)), round(layer.sparsity, 5), "")
     if not timing.repeats:
         chosen = DiverseGroupConv2d.from_masked(conv, layer.labels, layer.keep, "auto")
         record.choice = f"{chosen.form}-untimed"
