@@ -118,3 +118,28 @@ def test_list_methods_names_every_method_with_its_command() -> None:
     assert methods["spp"]["command"].startswith("secateurs spp")
     assert methods["taylor"]["command"].endswith("--data PATH")
     assert "resnet20" in secateurs.list_models()
+
+
+def test_measure_without_a_baseline_times_the_model_alone(monkeypatch) -> None:
+    from secateurs.runs import measuring
+
+    calls = []
+    real = measuring._timings
+
+    def counted(backend, models, input_size, settings):
+        calls.append(len(models))
+        return real(backend, models, input_size, settings)
+
+    monkeypatch.setattr(measuring, "_timings", counted)
+    image = torch.randn(1, 3, 12, 12)
+    found = secateurs.measure(
+        SmallNet().eval(),
+        example_input=image,
+        batch_sizes=(2,),
+        repeats=2,
+        backends=("eager",),
+        threads=1,
+    )
+    assert calls == [1]  # one model timed, not the model against itself
+    assert set(found.latency_ms) == {"eager"} and found.latency_ms["eager"]["2"] > 0
+    assert found.speedup == {} and found.baseline_cost is None

@@ -201,18 +201,17 @@ def measure(
     input_size = tuple(example_input.shape[1:])
     settings = LatencySettings(tuple(batch_sizes), threads, repeats=repeats)
     result = Measurement(measuring.cost(model, input_size))
-    reference = baseline if baseline is not None else model
-    reduction = 1.0
-    if baseline is not None:
-        result.baseline_cost = measuring.cost(baseline, input_size)
-        reduction = result.baseline_cost.macs / result.cost.macs
-    rows = measuring.latency((reference, model), input_size, settings, backends, reduction)
+    if baseline is None:  # one model: timed alone
+        result.latency_ms = measuring.medians(model, input_size, settings, backends)
+        return result
+    result.baseline_cost = measuring.cost(baseline, input_size)
+    reduction = result.baseline_cost.macs / result.cost.macs
+    rows = measuring.latency((baseline, model), input_size, settings, backends, reduction)
     result.latency_ms = {
         backend: {batch: entry.after_ms for batch, entry in batches.items()}
         for backend, batches in rows.items()
     }
-    if baseline is not None:
-        result.speedup = rows
+    result.speedup = rows
     return result
 
 

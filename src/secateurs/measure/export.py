@@ -54,7 +54,10 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
 
 def check_graph(graph: bytes) -> None:
     """onnx's checker on the exported graph; its complaint is one line."""
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise SecateursError("onnx is not installed: pip install 'secateurs[onnx]'") from None
 
     try:
         onnx.checker.check_model(onnx.load_from_string(graph))

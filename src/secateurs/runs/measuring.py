@@ -39,6 +39,22 @@ def _timings(backend: str, models: list[nn.Module], input_size, settings: Latenc
     return compare_onnx(models, input_size, settings)
 
 
+def medians(
+    model: nn.Module, input_size: Sequence[int], settings: LatencySettings, backends: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """One model's median latency (ms) per backend and batch size; a backend that cannot run it
+    is left out with a warning, as in :func:`latency`."""
+    found: dict[str, dict[str, float]] = {}
+    for backend in backends if settings.repeats else ():
+        try:
+            timed = _timings(backend, [model.eval()], input_size, settings)
+        except SecateursError as error:
+            log.warning("no %s latency: %s", backend, error)
+            continue
+        found[backend] = {str(batch): rows[0]["median"] for batch, rows in timed.items()}
+    return found
+
+
 def timing(job: RunJob) -> LatencySettings:
     """How a run times its models: the job's batch sizes, threads and repeats."""
     return LatencySettings(job.latency_batches, job.threads, repeats=job.latency_repeats)

@@ -94,6 +94,7 @@ class SGCNNCallback(Callback):
         self.starts: list[int] = []
         self.applied = 0  # stages applied so far
         self._pending: dict[str, Any] | None = None
+        self._masks: list[tuple[nn.Parameter, Tensor]] | None = None  # built once a stage
 
     # -- set-up ----------------------------------------------------------------------------------
     def prepare(self, model: nn.Module) -> None:
@@ -116,9 +117,7 @@ class SGCNNCallback(Callback):
             self.settings.stage_epochs,
         )
         if self._pending is not None:
-            self.applied = int(self._pending["applied"])
-            self.groups = {n: LayerGroups.from_json(g) for n, g in self._pending["groups"].items()}
-            self._pending = None
+            self.prepare_from_pending()
 
     def on_train_start(self, trainer: Trainer) -> None:
         if not self.layers:
@@ -137,6 +136,7 @@ class SGCNNCallback(Callback):
                     conv.weight, settings.groups, sparsity, settings.seed, kept, settings.balanced
                 )
             self.applied += 1
+            self._masks = None
             self.enforce(trainer.optimizer if trainer is not None else None)
             log.info(
                 "SG-CNN stage %d/%d: %.0f%% of the grouped connections pruned",
@@ -154,26 +154,29 @@ class SGCNNCallback(Callback):
 
     # -- the iteration ---------------------------------------------------------------------------
     def masks(self) -> list[tuple[nn.Parameter, Tensor]]:
-        """(weight, mask broadcasting over it) of every grouped layer."""
-        return [
-            (self.layers[name].weight, groups.keep[:, :, None, None])
-            for name, groups in self.groups.items()
-        ]
+        """(weight, 0/1 mask of its dtype broadcasting over it) of every grouped layer; built
+        when the groups change, not on every training step."""
+        if self._masks is None:
+            self._masks = [
+                (weight := self.layers[name].weight, groups.keep[:, :, None, None].to(weight.dtype))
+                for name, groups in self.groups.items()
+            ]
+        return self._masks
 
     def enforce(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Pruned connections to zero: weights and their momentum."""
         with torch.no_grad():
             for weight, mask in self.masks():
-                weight.mul_(mask.to(weight.dtype))
+                weight.mul_(mask)
                 state = optimizer.state.get(weight, {}) if optimizer is not None else {}
                 for value in state.values():
                     if isinstance(value, Tensor) and value.shape == weight.shape:
-                        value.mul_(mask.to(value.dtype))
+                        value.mul_(mask)
 
     def after_backward(self, trainer: Trainer) -> None:
         for weight, mask in self.masks():
             if weight.grad is not None:
-                weight.grad.mul_(mask.to(weight.grad.dtype))
+                weight.grad.mul_(mask)
 
     def after_step(self, trainer: Trainer) -> None:
         self.enforce(trainer.optimizer)  # weight decay and momentum must not revive them
@@ -199,9 +202,11 @@ class SGCNNCallback(Callback):
             self.prepare_from_pending()
 
     def prepare_from_pending(self) -> None:
+        """The stages applied and the groupings a checkpoint holds, restored."""
         assert self._pending is not None
         self.applied = int(self._pending["applied"])
         self.groups = {n: LayerGroups.from_json(g) for n, g in self._pending["groups"].items()}
+        self._masks = None
         self._pending = None
 
     def record(self) -> dict[str, Any]:
