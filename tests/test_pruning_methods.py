@@ -90,7 +90,7 @@ def test_registry_lists_baselines_and_suggests_names() -> None:
         create_method("tailor")
 
 
-def test_residual_stream_scores_add_over_producers() -> None:
+def test_residual_stream_scores_are_the_mean_over_producers() -> None:
     from secateurs.models import create_model
 
     model = create_model("resnet20")
@@ -101,5 +101,5 @@ def test_residual_stream_scores_add_over_producers() -> None:
     expected = sum(
         model.get_submodule(name).weight.detach().double().abs().sum((1, 2, 3))
         for name in producers
-    )
+    ) / len(producers)
     assert torch.allclose(create_method("l1").score(graph, None)["conv1"], expected)

@@ -128,6 +128,14 @@ def scatter(group: ChannelGroup, member: Member, per_channel: Tensor) -> Tensor:
     return out
 
 
+def tied_mean(total: Tensor, members: Sequence[Member]) -> Tensor:
+    """A tied group's score on the scale of one member: its total over the ``k`` members that
+    produce (or gate) its channels, divided by ``k``. Every method that adds up members uses it
+    (docs/decisions.md, "Issue 30: one aggregation for tied groups"): a residual stream scored by
+    seven BatchNorms is then ranked against a channel scored by one, not seven times above it."""
+    return total / max(1, len(members))
+
+
 def producing_layers(group: ChannelGroup) -> list[Member]:
     """Members whose output channels are the group's channels: convolutions and linear layers."""
     return group.layers("out", (nn.modules.conv._ConvNd, nn.Linear))

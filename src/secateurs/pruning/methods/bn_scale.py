@@ -2,10 +2,11 @@
 Networks through Network Slimming", ICCV 2017).
 
 A channel's importance is |gamma| of the BatchNorm that follows its producer; tied channels (a
-residual stream) sum the |gamma| of every BatchNorm in the group. The paper trains with an L1
-penalty on gamma first; this scores any trained model as it is. A group with no BatchNorm (a
-linear hidden layer, say) falls back to the L1 norm of its producing weights, normalised to the
-same mean as the BatchNorm scores, so that it can still be ranked globally.
+residual stream) take the mean |gamma| over every BatchNorm in the group (the tied-group rule
+shared by every method, :func:`~secateurs.pruning.methods.base.tied_mean`). The paper trains
+with an L1 penalty on gamma first; this scores any trained model as it is. A group with no
+BatchNorm (a linear hidden layer, say) falls back to the L1 norm of its producing weights,
+normalised to the same mean as the BatchNorm scores, so that it can still be ranked globally.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import torch
 from torch import Tensor, nn
 
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.methods.base import PruningMethod, ScoringData, register_method, scatter
+from secateurs.pruning.methods.base import (
+    PruningMethod,
+    ScoringData,
+    register_method,
+    scatter,
+    tied_mean,
+)
 from secateurs.pruning.methods.norm import filter_norms
 
 
@@ -33,7 +40,7 @@ class BatchNormScale(PruningMethod):
             total = torch.zeros(group.size, dtype=torch.float64)
             for member in norms:
                 total += scatter(group, member, member.module.weight.detach().abs())
-            scores[group.root] = total
+            scores[group.root] = tied_mean(total, norms)
         if missing:
             reference = torch.cat(list(scores.values())).mean() if scores else torch.tensor(1.0)
             l1 = filter_norms(graph, power=1)

@@ -2,10 +2,11 @@
 ConvNets", ICLR 2017).
 
 A channel's importance is the norm of the filter that produces it: sum |W[c]| (L1, the paper's
-choice) or ||W[c]||_2 (L2). Where several layers produce the same channel (a residual stream), the
-norms of all producers add up (L1) or combine in quadrature (L2). The paper prunes a fixed fraction
-per layer: use ``--strategy uniform`` to reproduce it; with the global strategy, scores are divided
-by their group's mean so layers of different fan-in compare.
+choice) or ||W[c]||_2 (L2). Where k layers produce the same channel (a residual stream), the
+group's score is on one producer's scale (the tied-group rule every method shares): the mean of
+the producers' L1 norms, or the root of the mean of their squared L2 norms. The paper prunes a
+fixed fraction per layer: use ``--strategy uniform`` to reproduce it; with the global strategy,
+scores are divided by their group's mean so layers of different fan-in compare.
 """
 
 from __future__ import annotations
@@ -20,19 +21,21 @@ from secateurs.pruning.methods.base import (
     producing_layers,
     register_method,
     scatter,
+    tied_mean,
 )
 
 
 def filter_norms(graph: ChannelGraph, power: int) -> dict[str, Tensor]:
-    """sum over producers of sum |W[c]|^power, per channel of each prunable group."""
+    """The mean over producers of sum |W[c]|^power, per channel of each prunable group."""
     scores = {}
     for group in graph.prunable_groups:
         total = torch.zeros(group.size, dtype=torch.float64)
-        for member in producing_layers(group):
+        producers = producing_layers(group)
+        for member in producers:
             weight = member.module.weight.detach()
             per_channel = weight.abs().pow(power).flatten(1).sum(1)
             total += scatter(group, member, per_channel)
-        scores[group.root] = total
+        scores[group.root] = tied_mean(total, producers)
     return scores
 
 

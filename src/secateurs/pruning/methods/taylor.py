@@ -24,6 +24,7 @@ from secateurs.pruning.methods.base import (
     producing_layers,
     register_method,
     scatter,
+    tied_mean,
 )
 
 
@@ -66,4 +67,4 @@ class Taylor(PruningMethod):
         model.zero_grad(set_to_none=True)
         model.train(was_training)
         count = len(data.batches)
-        return {root: total / count / max(1, len(gates[root])) for root, total in sums.items()}
+        return {root: tied_mean(total / count, gates[root]) for root, total in sums.items()}
