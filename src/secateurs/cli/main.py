@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from secateurs.cli import (
+    campfire_command,
     compare_command,
     demo_command,
     eval_command,
@@ -31,6 +32,7 @@ COMMANDS = [
     prune_command,
     spp_command,
     sgcnn_command,
+    campfire_command,
     compare_command,
     models_command,
     methods_command,

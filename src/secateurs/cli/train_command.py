@@ -36,7 +36,7 @@ FLAGS: list[tuple[str, Callable[[str], Any], str]] = [
     ("batch-size", positive_int, "global batch size"),
     ("lr", float, "peak learning rate"),
     ("weight-decay", float, "weight decay on conv and linear weights"),
-    ("schedule", str, "cosine or step"),
+    ("schedule", str, "cosine, step or constant"),
     ("warmup-epochs", float, "linear warm-up length in epochs"),
     ("label-smoothing", float, "label smoothing factor"),
     ("ema-decay", float, "average the weights with this EMA decay, e.g. 0.999 (0: off)"),

@@ -1,4 +1,4 @@
-"""What a training-time pruning method is (SPP now; Campfire and SG-CNN next), and the registry
+"""What a training-time pruning method is (SPP, SG-CNN, Campfire), and the registry
 that lists them beside the one-shot methods.
 
 A one-shot method scores channels of a trained model (:mod:`secateurs.pruning.methods`). A
@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import nn
@@ -63,6 +64,11 @@ class TrainingTimeMethod(ABC):
         """The manifest's ``pruning`` entry: what to replay on the base architecture to rebuild
         the compact model (``previous``: the entry of the model the run started from)."""
 
+    def write_files(self, out: Path) -> dict[str, Any]:
+        """Files of the method's own beside the model in ``out`` (after :meth:`compact`);
+        returns what was written, for the report. Most methods write none."""
+        return {}
+
 
 TRAINING_TIME_METHODS: dict[str, tuple[str, str]] = {
     # name: (summary, command); the classes live beside their methods
@@ -76,5 +82,10 @@ TRAINING_TIME_METHODS: dict[str, tuple[str, str]] = {
         "filters clustered by the input channels they read (k-means); each group keeps its "
         "own inputs; the layer becomes a diverse group convolution (Guo et al. 2020)",
         "secateurs sgcnn MODEL --data PATH --target-macs R --groups G --scheme L|LG|G",
+    ),
+    "campfire": (
+        "gradual magnitude sparsity inside kernels (window), per filter (kernel) or of whole "
+        "filters on the AGP ramp, masks frozen after a set epoch (Gamboa et al. 2020)",
+        "secateurs campfire MODEL --data PATH --granularity window|kernel|filter --target-macs R",
     ),
 }

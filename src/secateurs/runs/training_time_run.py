@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,6 +53,10 @@ class TrainingJob(RunJob):
         """The method these options describe, for a model taking ``input_size`` inputs."""
         raise NotImplementedError
 
+    def recipe_settings(self) -> dict[str, Any]:
+        """Training settings of the method's own over the inherited recipe (e.g. schedule)."""
+        return {}
+
 
 def run_training_time(kind: str, job: TrainingJob) -> Report | None:
     """Do the whole run; returns the report (also written to ``job.out``). Under ``torchrun``
@@ -81,6 +86,9 @@ def run_training_time(kind: str, job: TrainingJob) -> Report | None:
         record.details["compacted_vs_masked_max_rel_diff"] = _check_equal(
             model, masked, manifest.input_size, job.seed
         )
+        written = method.write_files(job.out)
+        if written:
+            record.details["files"] = written
         report = assemble_report(
             run,
             (original, model),
@@ -107,6 +115,7 @@ def _recipe(job: TrainingJob, manifest: Manifest) -> TrainConfig:
         lr=job.lr,
         seed=job.seed,
         threads=job.threads,
+        **job.recipe_settings(),
     )
 
 

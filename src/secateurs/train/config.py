@@ -28,7 +28,7 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4  # on conv and linear weights; on BN and biases if decay_norm
     decay_norm: bool = False  # weight decay on BN scales, shifts and biases too (plain SGD)
-    schedule: str = "cosine"  # "cosine" (to zero) or "step"
+    schedule: str = "cosine"  # "cosine" (to zero), "step" or "constant"
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions, for "step"
     gamma: float = 0.1  # step decay factor
     warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs
@@ -85,8 +85,10 @@ class TrainConfig:
             raise SecateursError(f"weight decay must be >= 0, not {self.weight_decay}")
         if self.warmup_epochs < 0 or self.gamma <= 0:
             raise SecateursError("warm-up epochs must be >= 0 and the step factor gamma > 0")
-        if self.schedule not in ("cosine", "step"):
-            raise SecateursError(f"schedule must be 'cosine' or 'step', not {self.schedule!r}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise SecateursError(
+                f"schedule must be 'cosine', 'step' or 'constant', not {self.schedule!r}"
+            )
         if not 0 <= self.label_smoothing < 1:
             raise SecateursError("label smoothing must be in [0, 1)")
         if self.alternate_flip and not self.flip:

@@ -1,6 +1,6 @@
-"""The training loop: SGD with warm-up and a cosine or step schedule, label smoothing, optional
-channels-last, DDP, an exponential moving average of the weights and distillation from a teacher,
-a checkpoint every epoch, and exact resumption.
+"""The training loop: SGD with warm-up and a cosine, step or constant schedule, label smoothing,
+optional channels-last, DDP, an exponential moving average of the weights and distillation from a
+teacher, a checkpoint every epoch, and exact resumption.
 
 A run directory holds ``config.json``, ``versions.json``, ``metrics.jsonl`` (one line an epoch),
 ``curves.png`` (test error and loss so far, redrawn every epoch),
@@ -153,9 +153,10 @@ class Trainer:
         warmup = round(config.warmup_epochs * self.steps_per_epoch)
         if config.schedule == "cosine":
             factor = lambda step: warmup_cosine(step, total, warmup)  # noqa: E731
-        else:
+        else:  # "step", or "constant": a step schedule without milestones
+            milestones = config.milestones if config.schedule == "step" else []
             factor = lambda step: warmup_step(  # noqa: E731
-                step, total, warmup, config.milestones, config.gamma
+                step, total, warmup, milestones, config.gamma
             )
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 

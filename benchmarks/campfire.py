@@ -1,0 +1,93 @@
+"""Benchmark: Campfire (window, kernel and filter level) against unstructured magnitude AGP at
+equal weight sparsity, and against one-shot channel pruning (l1, random) and SPP at equal MACs
+and equal epochs, from one trained model (issue 28).
+
+Each run writes OUT/<run>/ through the library's own runs (``run_campfire``, ``run_prune``,
+``run_spp``), so every figure comes from a report.json; a run with a report.json is skipped and
+an interrupted one resumes. Training runs are untimed (the machine is shared while they
+train); ``benchmarks/campfire_measure.py`` then times every finished model against the unpruned
+one, interleaved, in eager and onnxruntime, and attacks it (FGSM and PGD), writing
+``OUT/<run>/measured.json``. ``--summary`` prints the Markdown tables for docs/results/campfire.md.
+
+    python benchmarks/campfire.py --out runs/bench-campfire --epochs 3
+    python benchmarks/campfire_measure.py --out runs/bench-campfire
+    python benchmarks/campfire.py --out runs/bench-campfire --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from bench_common import add_run_arguments, run_then_summarise
+from campfire_tables import summary
+from secateurs.runs.campfire_job import CampfireJob
+from secateurs.runs.campfire_run import run_campfire
+from secateurs.runs.prune_job import PruneJob
+from secateurs.runs.prune_run import run_prune
+from secateurs.runs.spp_job import SPPJob
+from secateurs.runs.spp_run import run_spp
+
+log = logging.getLogger("benchmark")
+# run name -> (kind, granularity or method, weight sparsity or MACs target, seed)
+RUNS: dict[str, tuple[str, str, float, int]] = {
+    "window-70": ("campfire", "window", 0.7, 0),
+    "kernel-70": ("campfire", "kernel", 0.7, 0),
+    "unstructured-70": ("campfire", "unstructured", 0.7, 0),
+    "l1-macs0.31": ("prune", "l1", 0.31, 0),
+    "random-macs0.31": ("prune", "random", 0.31, 0),
+    "spp-column-macs0.31": ("spp", "column", 0.31, 0),
+    "window-50": ("campfire", "window", 0.5, 0),
+    "kernel-50": ("campfire", "kernel", 0.5, 0),
+    "unstructured-50": ("campfire", "unstructured", 0.5, 0),
+    "filter-macs0.31": ("campfire-macs", "filter", 0.31, 0),
+    "window-70-seed1": ("campfire", "window", 0.7, 1),
+    "kernel-70-seed1": ("campfire", "kernel", 0.7, 1),
+    "unstructured-70-seed1": ("campfire", "unstructured", 0.7, 1),
+    "random-macs0.31-seed1": ("prune", "random", 0.31, 1),
+    "window-70-seed2": ("campfire", "window", 0.7, 2),
+    "kernel-70-seed2": ("campfire", "kernel", 0.7, 2),
+    "unstructured-70-seed2": ("campfire", "unstructured", 0.7, 2),
+    "random-macs0.31-seed2": ("prune", "random", 0.31, 2),
+}
+
+
+def run(name: str, args: argparse.Namespace, out: Path) -> None:
+    kind, what, budget, seed = RUNS[name]
+    shared = {
+        "model": Path(args.model),
+        "out": out,
+        "data": args.data,
+        "batch_size": 128,
+        "threads": args.threads,
+        "latency_repeats": 0,
+        "seed": seed,
+        "resume": out.is_dir() and any(out.iterdir()),
+    }
+    if kind.startswith("campfire"):
+        sparsity = {"sparsity": budget} if kind == "campfire" else {"target_macs": budget}
+        job = CampfireJob(**shared, granularity=what, epochs=args.epochs, lr=args.lr, **sparsity)
+        run_campfire(job)
+    elif kind == "spp":
+        job = SPPJob(**shared, granularity=what, target_macs=budget, epochs=args.epochs, lr=args.lr)
+        run_spp(job)
+    else:
+        job = PruneJob(
+            **shared,
+            method=what,
+            target_macs=budget,
+            finetune_epochs=args.epochs,
+            finetune_lr=args.lr,
+        )
+        run_prune(job)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_arguments(parser, epochs=3)
+    run_then_summarise(parser, list(RUNS), "runs/bench-campfire", run, summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Campfire as a training-time method: its callback (AGP masks inside kernels, per filter or
+of whole filters, frozen after the end epoch) and its compaction (:mod:`.compaction`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from secateurs.measure import count_cost
+from secateurs.measure.latency import LatencySettings
+from secateurs.pruning.campfire.budget import nonzero_macs
+from secateurs.pruning.campfire.callback import CampfireCallback, CampfireSettings
+from secateurs.pruning.campfire.compaction import (
+    compact_filters,
+    compact_kernels,
+    time_sparse_path,
+)
+from secateurs.pruning.campfire.window_store import save_windows
+from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
+from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
+from secateurs.report import PruningRecord
+
+log = logging.getLogger(__name__)
+WINDOW_FILE = "window.safetensors"
+
+
+class CampfireMethod(TrainingTimeMethod):
+    """Campfire (Gamboa et al. 2020): gradual, regularisation-free structured sparse training."""
+
+    name = "campfire"
+    summary, command = TRAINING_TIME_METHODS["campfire"]
+
+    def __init__(self, settings: CampfireSettings, input_size: Sequence[int]) -> None:
+        self.settings = settings
+        self._callback = CampfireCallback(settings, input_size)
+        self._windows: dict[str, Any] = {}
+
+    def callback(self) -> CampfireCallback:
+        return self._callback
+
+    def compact(
+        self, model: nn.Module, input_size: Sequence[int], timing: LatencySettings
+    ) -> Compaction:
+        """Filter level: the channels removed (cost counted on the result). Otherwise the cost
+        is the MACs of the non-zero weights (what a perfect sparse kernel computes), counted on
+        the masked model; the executed form's MACs are in the record."""
+        callback = self._callback
+        if callback.filters is not None:
+            history = compact_filters(model, input_size, callback.filters.plan())
+            return Compaction(history)
+        keep = dict(callback.keep)
+        macs = nonzero_macs(model, input_size, keep)
+        params = count_cost(model, input_size)["params"]
+        params -= sum(int((~mask).sum()) for mask in keep.values())
+        structures = self.settings.structures
+        if structures == ("window",):
+            self._windows = {
+                n: (model.get_submodule(n).weight.detach().clone(), k) for n, k in keep.items()
+            }
+        if "kernel" in structures:
+            history, layers = compact_kernels(model, input_size, keep, timing)
+            record = {"diverse_groups": diverse_convs_record(model)}
+        else:
+            history, record = [], {}
+            layers = time_sparse_path(model, input_size, list(keep), timing)
+        record["executed_macs"] = count_cost(model, input_size)["macs"]
+        return Compaction(history, record, layers, macs, params)
+
+    def pruning_record(self, compaction: Compaction) -> PruningRecord:
+        settings = asdict(self.settings)
+        target = settings.pop("target_macs")
+        for key in ("epochs", "structures"):
+            del settings[key]
+        details = {"campfire": self._callback.record(), "layers": compaction.layers}
+        details["executed_macs"] = compaction.record.get("executed_macs")
+        return PruningRecord(
+            self.name,
+            target_ratio=target,
+            method_params=settings,
+            selection="magnitude, gradual (AGP cubic), masks frozen after the end epoch",
+            granularity=self.settings.granularity,
+            details=details,
+        )
+
+    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
+        found = {
+            "method": self.name,
+            "granularity": self.settings.granularity,
+            "rounds": [*previous.get("rounds", []), compaction.history],
+        }
+        if compaction.record.get("diverse_groups"):
+            found["diverse_groups"] = compaction.record["diverse_groups"]
+        return found
+
+    def write_files(self, out: Path) -> dict[str, Any]:
+        """Window layers packed beside the model; returns what was written (for the report)."""
+        if not self._windows:
+            return {}
+        size = save_windows(out / WINDOW_FILE, self._windows)
+        dense = sum(weight.numel() * weight.element_size() for weight, _ in self._windows.values())
+        log.info("window layers packed: %d bytes (dense %d)", size, dense)
+        return {"file": WINDOW_FILE, "bytes": size, "dense_bytes": dense}
