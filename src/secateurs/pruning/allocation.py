@@ -6,10 +6,11 @@ Two rankings:
   predicted cost;
 - ``uniform``: every group keeps the same fraction of its channels, the fraction found by
   bisection.
-Channel counts kept are rounded up to a multiple (``round_to``), and a group never keeps fewer
-than ``min_channels`` (so a layer is never emptied). The prediction (:class:`CostModel`) is then
-checked by real surgery on a copy and the internal target corrected until the achieved ratio is
-within ``tolerance`` of the asked one.
+Channel counts kept are rounded up to a multiple (``round_to``), or with ``auto_widths`` to the
+next width the latency tables found efficient (:mod:`secateurs.latency`), and a group never keeps
+fewer than ``min_channels`` (so a layer is never emptied). The prediction (:class:`CostModel`) is
+then checked by real surgery on a copy and the internal target corrected until the achieved ratio
+is within ``tolerance`` of the asked one. Latency targets: :mod:`secateurs.latency.allocate`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,19 +34,21 @@ from secateurs.pruning.surgery import remove_channels
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("global", "uniform")
+TARGET_KINDS = ("macs", "params", "latency")
 ROUNDING_SLACK = 0.02  # relative miss of the target accepted before a finer multiple is tried
 
 
 @dataclass
 class Target:
-    """Keep ``ratio`` of the model's ``kind`` ("macs" or "params"); 0 < ratio < 1."""
+    """Keep ``ratio`` of the model's ``kind`` ("macs", "params", or "latency": measured in the
+    backend of the allocation's latency source); 0 < ratio < 1."""
 
     kind: str = "macs"
     ratio: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.kind not in ("macs", "params"):
-            raise SecateursError(f"a target is 'macs' or 'params', not {self.kind!r}")
+        if self.kind not in TARGET_KINDS:
+            raise SecateursError(f"a target is 'macs', 'params' or 'latency', not {self.kind!r}")
         if not 0 < self.ratio < 1:
             raise SecateursError(
                 f"a target ratio must be between 0 and 1 exclusive, not {self.ratio}"
@@ -60,6 +64,8 @@ class Allocation:
     min_channels: int = 1
     tolerance: float = 0.01  # relative error allowed on the achieved ratio
     max_corrections: int = 6
+    auto_widths: bool = False  # kept counts rounded up to the latency tables' efficient widths
+    latency: Any = None  # a secateurs.latency.LatencySource: latency targets and auto widths
 
 
 def check_scores(graph: ChannelGraph, scores: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -88,9 +94,14 @@ def _normalised(score: Tensor, how: str) -> Tensor:
     return score
 
 
-def kept_count(group: ChannelGroup, wanted: int, settings: Allocation) -> int:
+def kept_count(
+    group: ChannelGroup, wanted: int, settings: Allocation, allowed: list[int] | None = None
+) -> int:
+    """``wanted`` raised to the floor, then to the next ``allowed`` width or multiple."""
     floor = min(group.size, max(settings.min_channels, 1))
     kept = max(floor, wanted)
+    if allowed:
+        return min([width for width in allowed if width >= kept] or [group.size])
     if settings.round_to > 1:
         kept = min(group.size, math.ceil(kept / settings.round_to) * settings.round_to)
     return kept
@@ -111,6 +122,11 @@ class Allocator:
         if not self.groups:
             raise SecateursError(f"{type(graph.model).__name__} has no prunable channel groups")
         self.cost_model = CostModel(graph)
+        self.allowed: dict[str, list[int]] = {}  # efficient widths per group (auto_widths)
+        if settings.auto_widths:
+            if settings.latency is None:
+                raise SecateursError("automatic widths need a latency source (a backend)")
+            self.allowed = settings.latency.model_for(graph).efficient_widths(graph)
         # global order: (normalised score, group position, channel) ascending
         entries = []
         for position, group in enumerate(self.groups):
@@ -128,9 +144,11 @@ class Allocator:
                 removals[group.root] = sorted(order[: group.size - keep].tolist())
         return PruningPlan(removals)
 
-    def plan_uniform(self, keep_fraction: float) -> PruningPlan:
+    def plan_uniform(self, fraction: float) -> PruningPlan:
+        """Every group keeps ``fraction`` of its channels (rounded as the settings say)."""
+        allowed = self.allowed
         kept = [
-            kept_count(group, round(keep_fraction * group.size), self.settings)
+            kept_count(group, round(fraction * group.size), self.settings, allowed.get(group.root))
             for group in self.groups
         ]
         return self._plan_from_counts(kept)
@@ -140,7 +158,7 @@ class Allocator:
         for position, _ in self.global_order[:removed_total]:
             removed[position] += 1
         kept = [
-            kept_count(group, group.size - removed[i], self.settings)
+            kept_count(group, group.size - removed[i], self.settings, self.allowed.get(group.root))
             for i, group in enumerate(self.groups)
         ]
         return self._plan_from_counts(kept)
@@ -192,8 +210,13 @@ class Allocator:
         When rounding channel counts to ``round_to`` makes the target unreachable, or leaves the
         achieved ratio more than ``ROUNDING_SLACK`` from it, the multiple is halved (16, 8, 4, 2,
         1) until it fits: the target is kept, the CPU-friendly widths are given up only as far as
-        needed. ``self.settings.round_to`` says which multiple was used.
+        needed. ``self.settings.round_to`` says which multiple was used. A latency target is met
+        by :func:`secateurs.latency.allocate.meet_latency`.
         """
+        if target.kind == "latency":
+            from secateurs.latency.allocate import meet_latency
+
+            return meet_latency(self, target)
         while True:
             try:
                 plan, achieved = self._meet_with_rounding(target)

@@ -1,0 +1,17 @@
+"""Latency models per backend: per-layer tables measured on this machine (cached on disk, keyed
+by CPU, threads, backend, versions and batch size), a whole pruned model's latency predicted from
+a plan, and the allocation that meets a latency target (docs/latency.md)."""
+
+from secateurs.latency.backends import Backend, Timing, backend_names, create_backend
+from secateurs.latency.predict import LatencyModel
+from secateurs.latency.source import LatencySource, LatencySpec
+
+__all__ = [
+    "Backend",
+    "LatencyModel",
+    "LatencySource",
+    "LatencySpec",
+    "Timing",
+    "backend_names",
+    "create_backend",
+]

@@ -1,0 +1,37 @@
+"""PyTorch eager mode on the CPU: the module called under inference mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from secateurs.latency.backends.base import Backend, Runner, register_backend
+
+
+@register_backend
+class EagerBackend(Backend):
+    name = "eager"
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": torch.__version__}
+
+    def runner(self, module: nn.Module, input_shape: Sequence[int], threads: int) -> Runner:
+        images = torch.randn(*input_shape)
+
+        def run() -> object:
+            with torch.inference_mode():
+                return module(images)
+
+        return run
+
+    @contextmanager
+    def threads(self, count: int) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)

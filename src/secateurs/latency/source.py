@@ -1,0 +1,114 @@
+"""Where latency figures come from for one run: the backend, batch size and threads asked, the
+tables built (or read from the cache) for each model the allocator meets, and whole models timed
+against each other to check a plan."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from secateurs.latency import cache
+from secateurs.latency.backends import Backend, Timing, create_backend
+from secateurs.latency.layers import GRID, TabledLayer, tabled_layers
+from secateurs.latency.predict import LatencyModel, model_signature
+from secateurs.progress import progress_bar
+from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.plan import PruningPlan
+from secateurs.pruning.surgery import remove_channels
+
+log = logging.getLogger(__name__)
+CHUNK = 32  # table entries timed interleaved at once (each may hold a runtime session)
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """What latency means for a run: ``backend`` at ``batch`` images on ``threads`` threads;
+    table entries timed over ``repeats`` rounds, whole models over ``model_repeats``."""
+
+    backend: str = "onnxruntime"
+    batch: int = 1
+    threads: int = 2
+    repeats: int = 15
+    model_repeats: int = 30
+    grid: int = GRID
+    cache: Path | None = None  # None: the default cache directory
+
+
+class LatencySource:
+    """Latency models and measured ratios for one :class:`LatencySpec` (``backend``: an
+    instance to use instead of the registered one, e.g. a scripted one in tests)."""
+
+    def __init__(self, spec: LatencySpec, backend: Backend | None = None) -> None:
+        self.spec = spec
+        self.backend = backend or create_backend(spec.backend)
+        self.key = cache.CacheKey(
+            cache.cpu_model(), spec.threads, self.backend.name, self.backend.versions(), spec.batch
+        )
+        self.directory = spec.cache or cache.default_directory()
+        self._models: dict[str, LatencyModel] = {}
+
+    def timing(self, repeats: int) -> Timing:
+        return Timing(self.spec.threads, warmup=max(1, repeats // 5), repeats=repeats)
+
+    def model_for(self, graph: ChannelGraph) -> LatencyModel:
+        """The latency model of ``graph``'s (dense) model; missing timings are measured, with a
+        progress bar, and cached."""
+        signature = model_signature(graph)
+        if signature not in self._models:
+            self._models[signature] = self._build(graph, signature)
+        return self._models[signature]
+
+    def _build(self, graph: ChannelGraph, signature: str) -> LatencyModel:
+        timings = cache.load(self.directory, self.key)
+        layers = tabled_layers(graph)
+        measured = self._fill(timings, layers)
+        if signature not in timings.models:
+            shape = (self.spec.batch, *graph.input_size)
+            model = copy.deepcopy(graph.model).eval()
+            (timings.models[signature],) = self.backend.time(
+                [(model, shape)], self.timing(self.spec.model_repeats)
+            )
+            measured += 1
+        if measured:
+            path = cache.save(self.directory, self.key, timings)
+            log.info("latency table: %d timings measured, cached in %s", measured, path)
+        return LatencyModel(layers, timings.table, timings.models[signature], self.spec.grid)
+
+    def _fill(self, timings: cache.CachedTimings, layers: list[TabledLayer]) -> int:
+        """Measure every missing table entry (one shape's entries interleaved); returns how many."""
+        todo: dict[str, tuple[TabledLayer, list[tuple[int, int]]]] = {}
+        for layer in layers:
+            if layer.shape.key not in todo:
+                missing = timings.table.missing(layer, self.spec.grid)
+                if missing:
+                    todo[layer.shape.key] = (layer, missing)
+        total = sum(len(points) for _, points in todo.values())
+        if not total:
+            return 0
+        timing = self.timing(self.spec.repeats)
+        with progress_bar() as bar:
+            task = bar.add_task(f"latency table ({self.backend.name})", total=total, rate="")
+            for layer, points in todo.values():
+                for start in range(0, len(points), CHUNK):
+                    chunk = points[start : start + CHUNK]
+                    items = [
+                        (layer.shape.module(i, o), layer.shape.input_shape(self.spec.batch, i))
+                        for i, o in chunk
+                    ]
+                    for (i, o), ms in zip(chunk, self.backend.time(items, timing), strict=True):
+                        timings.table.put(layer, i, o, ms)
+                    bar.advance(task, len(chunk))
+        return total
+
+    def measured_ratio(self, graph: ChannelGraph, plan: PruningPlan) -> float:
+        """Latency after / before of ``plan``'s surgery on a copy, both timed interleaved."""
+        pruned = copy.deepcopy(graph.model).eval()
+        remove_channels(ChannelGraph(pruned, graph.input_size), plan)
+        dense = copy.deepcopy(graph.model).eval()
+        shape = (self.spec.batch, *graph.input_size)
+        before, after = self.backend.time(
+            [(dense, shape), (pruned, shape)], self.timing(self.spec.model_repeats)
+        )
+        return after / before
