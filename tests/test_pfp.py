@@ -93,7 +93,8 @@ def test_sensitivities_equal_explicit_loops() -> None:
         after_bn1 = F.relu(model.bn1(model.conv1(images)))
         after_bn2 = F.relu(model.bn2(model.conv2(after_bn1))).mean((2, 3))
     graph = ChannelGraph(model, INPUT)
-    scores = create_method("pfp", sample_size=3).score(graph, ScoringData([(images, None)]))
+    layers = create_method("pfp", sample_size=3)._layers(graph, ScoringData([(images, None)]))
+    scores = {layer.group.root: layer.sensitivity for layer in layers}
     expected = reference_sensitivity(model.conv2.weight.detach(), after_bn1, stride=2, pad=1)
     assert scores["conv1"].tolist() == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-7)
     # the linear consumer: one position, one offset
@@ -269,7 +270,8 @@ def test_eps_solve_meets_the_measured_target(resnet20, cifar_data, kind, ratio) 
     assert abs(measured / ratio - 1) <= 0.01
     (eps,) = {row["eps"] for row in result.certificate}  # one eps for every layer
     assert eps == method.eps_ and eps > 0
-    scores = method.score(graph, cifar_data)  # s_j, checked against explicit loops above
+    # s_j, checked against explicit loops above
+    scores = {layer.group.root: layer.sensitivity for layer in method._layers(graph, cifar_data)}
     sizes = layer_sizes(resnet20, CIFAR)
     assert [row["group"] for row in result.certificate] == list(scores)
     for row in result.certificate:
@@ -323,6 +325,10 @@ def test_toy_certificate_equals_the_hand_computed_errors() -> None:
     m = math.ceil(3 * (6 + 2 * eps) * (7 / 3) * TOY_ALPHA / eps**2)
     unique = sum(1 - (1 - p) ** m for p in TOY_P)
     assert 2 < unique <= 3
+    # the solve lands on the smallest eps with k_l = 3, i.e. m_l <= 6 (U(6) = 2.96, U(7) = 3.12):
+    # 7 alpha (6 + 2 eps) / eps^2 = 6, 6 eps^2 - 14 alpha eps - 42 alpha = 0,
+    # eps = (14 alpha + sqrt(196 alpha^2 + 1008 alpha)) / 12 = 557.579248 (alpha = 237.683701)
+    assert eps == pytest.approx(557.579248, rel=1e-6) and m == 6
     expected = {"group": "0", "consumers": ["2"], "channels": 4, "kept": 3, "k": 3, "m": m}
     expected |= {"sample_images": 1, "held_out_images": 1, "bound": None, "delta": 1e-16}
     assert {key: row[key] for key in expected} == expected
@@ -448,3 +454,39 @@ def test_a_certificate_whose_error_exceeds_its_bound_is_reported_violated() -> N
     assert "VIOLATED in group(s) bad" in "\n".join(certificate_table([held, broken]))
     assert "Every measured error is within its bound" in "\n".join(certificate_table([held]))
     assert "no bound" in "\n".join(certificate_table([unbounded]))
+
+
+# -- saturated sensitivities ------------------------------------------------------------------
+# A hidden layer of 4 channels (identity weights, ReLU) read by one linear unit W = (1, 1, 1, 1);
+# no W-, so each point also has a negative part with z- = 0 (shares 0). Four points:
+#   x1 = (1, 0, 0, 0): shares (1, 0, 0, 0)     x2 = (0, 1, 0, 0): shares (0, 1, 0, 0)
+#   x3 = (1, 2, 1, 0): z+ = 4, (1/4, 1/2, 1/4, 0)   x4 = (0, 0, 1, 2): z+ = 3, (0, 0, 1/3, 2/3)
+#   s = (1, 1, 1/3, 2/3): channels 0 and 1 are both saturated; S_l = 3, p = (1/3, 1/3, 1/9, 2/9).
+#   t = sums over the 4 points x 2 parts / 8 = (5/4, 3/2, 7/12, 2/3) / 8
+#     = (0.15625, 0.1875, 0.0729167, 0.0833333): channel 1 takes more of the unit on average.
+SATURATED_T = [5 / 32, 3 / 16, 7 / 96, 1 / 12]
+
+
+def saturated_layer() -> tuple[nn.Sequential, ScoringData]:
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(4))
+        model[2].weight.fill_(1.0)
+    points = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [1, 2, 1, 0], [0, 0, 1, 2]])
+    return model.eval(), ScoringData([(points[:2], None), (points[2:], None)])
+
+
+def test_saturated_channels_are_ordered_by_their_mean_share() -> None:
+    """The paper's s_j ties channels 0 and 1 at 1; t_j (accumulated over two batches) orders
+    them: keeping one channel keeps channel 1, where a stable sort of s alone kept channel 0."""
+    model, data = saturated_layer()
+    method = create_method("pfp", sample_size=4)
+    (layer,) = method._layers(ChannelGraph(model, (4,)), data)
+    assert layer.sensitivity.tolist() == pytest.approx([1, 1, 1 / 3, 2 / 3], rel=1e-6)
+    assert layer.mean_share.tolist() == pytest.approx(SATURATED_T, rel=1e-6)
+    assert layer.probability.tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 9, 2 / 9], rel=1e-6)
+    assert layer.kept(1e12) == 1
+    assert method._plan_for([layer], 1e12, Allocation()) == PruningPlan({"0": [0, 2, 3]})
+    assert method._plan_for([layer], 600.0, Allocation()).removals.get("0", []) != [1]
+    ranking = method.score(ChannelGraph(model, (4,)), data)["0"]
+    assert torch.argsort(ranking, descending=True).tolist() == [1, 0, 3, 2]

@@ -9,7 +9,10 @@ a signed input is split into two non-negative data points, a+ and a-), z+ = W+ *
     g_jk(x, i, p) = max(w+_ijk a_jk(x, p) / z+_i(x, p),  w-_ijk a_jk(x, p) / z-_i(x, p))
     s_j           = max over images x in S, output units i, positions p and kernel offsets k
 
-(|z| <= float32 eps counts as infinite: ratio 0). A coupled group (a residual stream, several
+(|z| <= float32 eps counts as infinite: ratio 0). Saturated channels (s_j = 1 within float32
+rounding: common with the default |S| of ~180 images) are ordered among themselves by t_j, the
+channel's largest share of an output unit averaged over images and units, a statistic of the same
+data; the sampling maths keep s_j. A coupled group (a residual stream, several
 consumers) takes the maximum of its consumers' sensitivities. Sampling: p_j = s_j / S_l,
 S_l = sum_j s_j, and for a tolerance eps shared by all layers
 
@@ -20,7 +23,7 @@ S_l = sum_j s_j, and for a tolerance eps shared by all layers
 ``selection="deterministic"`` (the authors' released configurations) keeps the top-k_l channels
 by s; ``"randomized"`` (the paper's algorithm) draws counts ~ Multinomial(m', p) with m' giving
 k_l distinct channels in expectation, keeps those drawn, and rescales the consumers' weights by
-count_j / (m' p_j) through the plan's ``input_scales``. eps is solved with Brent's method on the
+count_j / (m' p_j) through the plan's ``input_scales``. eps is solved by bisection on the
 predicted cost, then corrected until real surgery on a copy meets the target within tolerance.
 The :class:`MethodPlan` that :meth:`ProvableFilterPruning.plan` returns carries the certificate:
 per group eps, delta, m_l, k_l, S_l, |S| and the error measured on held-out images next to the
@@ -39,7 +42,6 @@ import math
 
 import numpy as np
 import torch
-from scipy.optimize import brentq
 from torch import Tensor
 
 from secateurs.errors import SecateursError
@@ -117,23 +119,26 @@ class ProvableFilterPruning(PruningMethod):
         layers = []
         for group in graph.prunable_groups:
             score = torch.zeros(group.size, dtype=torch.float64)
+            share = torch.zeros(group.size, dtype=torch.float64)
             positions, kappa = 1, 1
             for member in consumers(group):
                 layer = stats[member.name]
-                values = layer.sensitivity.double()[member.indices]
                 root = torch.tensor(member.root_indices, dtype=torch.long)
+                values = layer.sensitivity.double()[member.indices]
                 score = score.scatter_reduce(0, root, values, "amax")  # max over consumers
+                share = share.scatter_reduce(0, root, layer.mean_share[member.indices], "amax")
                 positions, kappa = max(positions, layer.positions), max(kappa, layer.kappa)
             if not consumers(group):
                 log.warning("pfp: group %s has no consumer layer; all channels score 1", group.root)
                 score.fill_(1.0)
             alpha = 2 * self.c_constant * math.log(8 * (positions + 1) * kappa / self.delta)
-            layers.append(SampledLayer(group, score, alpha, positions, kappa))
+            layers.append(SampledLayer(group, score, alpha, positions, kappa, share))
         return layers
 
     def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
-        """The sensitivities s_j of every prunable group."""
-        return {layer.group.root: layer.sensitivity for layer in self._layers(graph, data)}
+        """The ranking of every prunable group's channels: s_j, with saturated channels ordered
+        by t_j (:attr:`SampledLayer.ranking`)."""
+        return {layer.group.root: layer.ranking for layer in self._layers(graph, data)}
 
     # -- 5-6: one eps, k_l per group, the channels kept --------------------------------------------
     def _counts(self, layers: list[SampledLayer], eps: float, allocation: Allocation) -> list[int]:
@@ -150,7 +155,7 @@ class ProvableFilterPruning(PruningMethod):
             size = layer.group.size
             if kept >= size:
                 continue
-            order = torch.argsort(layer.sensitivity, descending=True, stable=True)
+            order = torch.argsort(layer.ranking, descending=True, stable=True)
             if self.selection == "deterministic":
                 plan.removals[layer.group.root] = sorted(order[kept:].tolist())
                 continue
@@ -195,23 +200,23 @@ class ProvableFilterPruning(PruningMethod):
         kind: str,
         ratio: float,
     ) -> float:
-        """The eps whose predicted ratio is the largest not above ``ratio`` (Brent's method on
-        log eps; the ratio is a step function of eps, so every evaluation is remembered)."""
-        seen: dict[float, float] = {}
+        """The smallest eps whose predicted ratio is not above ``ratio``: bisection on log eps
+        (every k_l, so the predicted cost, only falls as eps grows), to 1e-9 in log eps. Of the
+        plateau of eps giving one plan, the smallest is the tightest tolerance the certificate
+        can state for it; any root finder stopping inside the plateau would report an eps
+        larger than needed."""
 
-        def excess(log_eps: float) -> float:
-            if log_eps not in seen:
-                counts = self._counts(layers, math.exp(log_eps), allocation)
-                seen[log_eps] = self._predicted(allocator, layers, counts, kind)
-            return seen[log_eps] - ratio
+        def meets(log_eps: float) -> bool:
+            counts = self._counts(layers, math.exp(log_eps), allocation)
+            return self._predicted(allocator, layers, counts, kind) <= ratio
 
         low, high = LOG_EPS_RANGE
-        if excess(low) > 0 and excess(high) <= 0:
-            brentq(excess, low, high, xtol=1e-9, rtol=1e-12, maxiter=200)
-        meeting = [(r, x) for x, r in seen.items() if r <= ratio]
-        if not meeting:
-            return math.exp(high)  # the harshest plan; the caller reports
-        return math.exp(max(meeting, key=lambda item: (item[0], -item[1]))[1])
+        if meets(low) or not meets(high):
+            return math.exp(low if meets(low) else high)  # harshest when unreachable: reported
+        while high - low > 1e-9:
+            middle = (low + high) / 2
+            low, high = (low, middle) if meets(middle) else (middle, high)
+        return math.exp(high)
 
     def _allocate(self, request: PlanRequest) -> MethodPlan:
         """The eps budget: solve eps on the predicted cost, correct it on the measured one, and
@@ -224,7 +229,7 @@ class ProvableFilterPruning(PruningMethod):
                 log.warning("pfp: per-layer ratios keep the top channels; no randomized draws")
             return super()._allocate(request)
         layers = self._layers(graph, data)
-        allocator = Allocator(graph, {x.group.root: x.sensitivity for x in layers}, allocation)
+        allocator = Allocator(graph, {x.group.root: x.ranking for x in layers}, allocation)
         plan, achieved, eps = self._meet(allocator, layers, target, allocation)
         self.eps_ = eps
         log.info(

@@ -3,6 +3,9 @@
 Sensitivities: for a consumer layer with weights split into W+ and W- and a non-negative input a,
 ``s_j`` is the largest share ``w_ijk a_jk / z_i`` that input channel j ever takes of an output
 unit's positive or negative part, over images, output units, positions and kernel offsets.
+Saturated sensitivities (s_j = 1: some output unit, on some image, read channel j alone) are
+common with a few hundred images; they are ordered among themselves by ``t_j``, the channel's
+largest share of an output unit averaged over points and units (:attr:`SampledLayer.ranking`).
 Sampling: a group with sensitivities s_j is one :class:`SampledLayer`, which gives ``p_j``,
 ``S_l``, ``m_l(eps)``, ``k_l(eps)`` and the draw count ``m'`` of the randomized selection.
 """
@@ -23,6 +26,7 @@ from secateurs.pruning.methods.base import ScoringData
 from secateurs.pruning.plan import input_scalable
 
 FLOAT_EPS = float(np.finfo(np.float32).eps)  # |z| at or below this: ratio 0
+SATURATION = 1e-6  # s_j this close to 1 is saturated (1.0 and 1.000000119 are float32 rounding)
 BLOCK_ELEMENTS = 1 << 19  # float32 elements per block of the sensitivity computation (2 MB)
 ForwardHook = Callable[[nn.Module, tuple[Tensor, ...], Tensor], None]
 
@@ -108,8 +112,37 @@ def run_with_hooks(
 
 
 # -- sensitivities --------------------------------------------------------------------------------
-def layer_sensitivity(module: nn.Module, inputs: Tensor) -> Tensor:
-    """max over points, outputs, positions and kernel offsets of g, per input channel.
+@dataclass
+class LayerStats:
+    """One consumer layer's sensitivities, the tie-breaking statistic and the sizes that enter
+    ``alpha_l``."""
+
+    sensitivity: Tensor  # per input channel of the layer: s_j, the max share
+    share_sum: Tensor  # per input channel: sum over (point, output unit) of the largest share
+    share_count: int  # how many (point, output unit) pairs the sum is over
+    positions: int = 1  # P_l: output positions per image
+    kappa: int = 1  # kernel offsets
+
+    @property
+    def mean_share(self) -> Tensor:
+        """t_j: the channel's largest share of an output unit (over positions and offsets),
+        averaged over points and output units; breaks ties among saturated s_j."""
+        return self.share_sum / max(1, self.share_count)
+
+    def merged(self, other: LayerStats) -> LayerStats:
+        """The statistics of both samples together (max of s, sum of the shares)."""
+        return LayerStats(
+            torch.maximum(self.sensitivity, other.sensitivity),
+            self.share_sum + other.share_sum,
+            self.share_count + other.share_count,
+            self.positions,
+            self.kappa,
+        )
+
+
+def layer_statistics(module: nn.Module, inputs: Tensor) -> LayerStats:
+    """s_j = max over points, outputs, positions and kernel offsets of g, per input channel, and
+    the sum over points and outputs of max over positions and offsets of g (for t_j).
 
     The work is done on blocks of (points, output units, input features x offsets, positions)
     of about ``BLOCK_ELEMENTS``, small enough to stay in cache (five times faster than one big
@@ -119,28 +152,28 @@ def layer_sensitivity(module: nn.Module, inputs: Tensor) -> Tensor:
     points = _patches(module, nonnegative_points(inputs.detach().float()))
     weight = module.weight.detach().float().flatten(1)  # (outputs, inputs x offsets)
     split = torch.cat((weight.clamp_min(0), (-weight).clamp_min(0)))  # W+ and |W-|
+    channels = module.weight.shape[1]
     per_unit = points.shape[1] * points.shape[2]
     units = max(1, min(split.shape[0], BLOCK_ELEMENTS // per_unit))
     images = max(1, BLOCK_ELEMENTS // (per_unit * split.shape[0]))
     best = torch.zeros(points.shape[1])
+    shares = torch.zeros(channels, dtype=torch.float64)
     for block in points.split(images):
         z = split @ block  # (n, 2 outputs, positions): z+ and |z-|
         inverse = torch.where(z > FLOAT_EPS, 1.0 / z, torch.zeros(()))
         for part, weights in zip(inverse.split(units, 1), split.split(units), strict=True):
-            # max over positions of a_jk(p) / z_i(p), times w_ijk, max over points and outputs
-            ratio = (block.unsqueeze(1) * part.unsqueeze(2)).amax(-1)
-            best = torch.maximum(best, (ratio * weights).amax((0, 1)))
-    channels = module.weight.shape[1]
-    return best.view(channels, -1).amax(1)
+            # max over positions of a_jk(p) / z_i(p), times w_ijk: g per point, output, feature
+            g = (block.unsqueeze(1) * part.unsqueeze(2)).amax(-1) * weights
+            best = torch.maximum(best, g.amax((0, 1)))
+            per_channel = g.view(*g.shape[:2], channels, -1).amax(-1)
+            shares += per_channel.sum((0, 1)).double()
+    count = points.shape[0] * split.shape[0]
+    return LayerStats(best.view(channels, -1).amax(1), shares, count)
 
 
-@dataclass
-class LayerStats:
-    """One consumer layer's sensitivities and the sizes that enter ``alpha_l``."""
-
-    sensitivity: Tensor  # per input channel of the layer
-    positions: int  # P_l: output positions per image
-    kappa: int  # kernel offsets
+def layer_sensitivity(module: nn.Module, inputs: Tensor) -> Tensor:
+    """s_j of one consumer on one batch of inputs (see :func:`layer_statistics`)."""
+    return layer_statistics(module, inputs).sensitivity
 
 
 def measure_sensitivities(
@@ -151,14 +184,11 @@ def measure_sensitivities(
 
     def hook(name: str) -> ForwardHook:
         def record(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            value = layer_sensitivity(module, inputs[0])
-            positions, kappa = 1, 1
+            value = layer_statistics(module, inputs[0])
             if not isinstance(module, nn.Linear):
-                positions = output.shape[-2] * output.shape[-1]
-                kappa = math.prod(module.kernel_size)
-            if name in stats:
-                value = torch.maximum(stats[name].sensitivity, value)
-            stats[name] = LayerStats(value, positions, kappa)
+                value.positions = output.shape[-2] * output.shape[-1]
+                value.kappa = math.prod(module.kernel_size)
+            stats[name] = stats[name].merged(value) if name in stats else value
 
         return record
 
@@ -190,6 +220,18 @@ class SampledLayer:
     alpha: float  # 2 C ln(8 (P_l + 1) kappa_l / delta)
     positions: int
     kappa: int
+    mean_share: Tensor | None = None  # t_j, float64, per group channel (ties among saturated s)
+
+    @property
+    def ranking(self) -> Tensor:
+        """The order channels are kept in: s_j, except that saturated channels (s_j within
+        ``SATURATION`` of its maximum 1, where float32 rounding alone told them apart) rank
+        above the rest and among themselves by t_j. The sampling maths keep s_j."""
+        s = self.sensitivity
+        if self.mean_share is None:
+            return s
+        saturated = s >= 1 - SATURATION
+        return torch.where(saturated, 1 + SATURATION * self.mean_share.clamp(0, 1), s)
 
     @property
     def total(self) -> float:
