@@ -42,6 +42,8 @@ class PruneSettings:
             raise SecateursError("prune to a cost target or by per-layer ratios (one of the two)")
         if self.steps < 1:
             raise SecateursError(f"steps must be at least 1, not {self.steps}")
+        if self.target is not None and self.target.kind == "latency" and self.steps > 1:
+            raise SecateursError("a latency target is met in one step; pass steps=1 (--steps 1)")
         if self.layer_ratios is not None and self.steps > 1:
             raise SecateursError(
                 "per-layer ratios are applied in one step (repeating them would compound); "
@@ -100,13 +102,14 @@ def prune_model(
     outcome = PruneOutcome()
     target = settings.target
     kind = target.kind if target else "macs"
-    base = count_cost(model, input_size)[kind]
+    counted = "macs" if kind == "latency" else kind  # latency: measured by the allocation
+    base = count_cost(model, input_size)[counted]
     goals = step_targets(target.ratio, settings.steps) if target else [None]
     for step, goal in enumerate(goals):
         started = time.perf_counter()
         asked: Target | Mapping[str, float] | None = settings.layer_ratios
         if goal is not None:
-            current = count_cost(model, input_size)[kind] / base
+            current = count_cost(model, input_size)[counted] / base
             if goal / current >= 1:  # an earlier step overshot this one's goal: nothing to do
                 log.info("step %d/%d: %s ratio %.4f already meets it", step + 1, len(goals),
                          kind, current)  # fmt: skip
@@ -114,9 +117,11 @@ def prune_model(
             asked = Target(kind, goal / current)
         assert asked is not None
         graph = ChannelGraph(model, input_size)
-        _prune_step(graph, method, asked, settings, data, step, outcome)
+        achieved = _prune_step(graph, method, asked, settings, data, step, outcome)
         outcome.seconds += time.perf_counter() - started
-        outcome.achieved = count_cost(model, input_size)[kind] / base
+        outcome.achieved = count_cost(model, input_size)[counted] / base
+        if kind == "latency":
+            outcome.achieved = achieved
         log.info("step %d/%d: %s ratio %.4f", step + 1, len(goals), kind, outcome.achieved)
         if between_steps is not None and step + 1 < len(goals):
             between_steps(model, step)
@@ -131,8 +136,9 @@ def _prune_step(
     data: ScoringData,
     step: int,
     outcome: PruneOutcome,
-) -> None:
-    """Plan ``asked`` with ``method``, fold if asked, remove the channels; record it all."""
+) -> float:
+    """Plan ``asked`` with ``method``, fold if asked, remove the channels; record it all.
+    Returns the ratio the plan achieved (as the method measured it)."""
     result = method.plan(graph, data, asked, settings.allocation)
     outcome.certificate += [{"step": step + 1, **row} for row in result.certificate]
     outcome.selection = result.selection
@@ -140,3 +146,4 @@ def _prune_step(
         outcome.folds.append(fold_removed_channels(graph, result.plan, data.batches).to_json())
     outcome.rounds.append(remove_channels(graph, result.plan))
     outcome.plans.append(result.plan)
+    return result.achieved
