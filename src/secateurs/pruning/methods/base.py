@@ -121,9 +121,10 @@ def measured_ratio(graph: ChannelGraph, plan: PruningPlan, kind: str = "macs") -
 
 def scatter(group: ChannelGroup, member: Member, per_channel: Tensor) -> Tensor:
     """Values given per channel of ``member``'s layer, summed onto the group's channels."""
-    out = torch.zeros(group.size, dtype=torch.float64)
-    index = torch.tensor(member.indices, dtype=torch.long)
-    root = torch.tensor(member.root_indices, dtype=torch.long)
+    device = per_channel.device  # the model's: scores stay where the weights are
+    out = torch.zeros(group.size, dtype=torch.float64, device=device)
+    index = torch.tensor(member.indices, dtype=torch.long, device=device)
+    root = torch.tensor(member.root_indices, dtype=torch.long, device=device)
     out.index_add_(0, root, per_channel.detach().double()[index])
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import (
     PruningMethod,
@@ -32,17 +33,22 @@ class BatchNormScale(PruningMethod):
 
     def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
         scores, missing = {}, []
+        device = model_device(graph.model)
         for group in graph.prunable_groups:
             norms = group.layers("out", (nn.modules.batchnorm._BatchNorm,))
             if not norms:
                 missing.append(group.root)
                 continue
-            total = torch.zeros(group.size, dtype=torch.float64)
+            total = torch.zeros(group.size, dtype=torch.float64, device=device)
             for member in norms:
                 total += scatter(group, member, member.module.weight.detach().abs())
             scores[group.root] = tied_mean(total, norms)
         if missing:
-            reference = torch.cat(list(scores.values())).mean() if scores else torch.tensor(1.0)
+            reference = (
+                torch.cat(list(scores.values())).mean()
+                if scores
+                else torch.tensor(1.0, device=device)
+            )
             l1 = filter_norms(graph, power=1)
             for root in missing:
                 scores[root] = l1[root] / l1[root].mean().clamp_min(1e-12) * reference

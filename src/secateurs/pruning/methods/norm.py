@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from secateurs.device import model_device
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import (
     PruningMethod,
@@ -29,7 +30,7 @@ def filter_norms(graph: ChannelGraph, power: int) -> dict[str, Tensor]:
     """The mean over producers of sum |W[c]|^power, per channel of each prunable group."""
     scores = {}
     for group in graph.prunable_groups:
-        total = torch.zeros(group.size, dtype=torch.float64)
+        total = torch.zeros(group.size, dtype=torch.float64, device=model_device(graph.model))
         producers = producing_layers(group)
         for member in producers:
             weight = member.module.weight.detach()

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.pruning.allocation import Allocation, Allocator, Target, kept_count
 from secateurs.pruning.graph import ChannelGraph
@@ -118,12 +119,13 @@ class ProvableFilterPruning(PruningMethod):
         stats = measure_sensitivities(graph.model, readers, data, self.images_used_)
         layers = []
         for group in graph.prunable_groups:
-            score = torch.zeros(group.size, dtype=torch.float64)
-            share = torch.zeros(group.size, dtype=torch.float64)
+            device = model_device(graph.model)
+            score = torch.zeros(group.size, dtype=torch.float64, device=device)
+            share = torch.zeros(group.size, dtype=torch.float64, device=device)
             positions, kappa = 1, 1
             for member in consumers(group):
                 layer = stats[member.name]
-                root = torch.tensor(member.root_indices, dtype=torch.long)
+                root = torch.tensor(member.root_indices, dtype=torch.long, device=device)
                 values = layer.sensitivity.double()[member.indices]
                 score = score.scatter_reduce(0, root, values, "amax")  # max over consumers
                 share = share.scatter_reduce(0, root, layer.mean_share[member.indices], "amax")

@@ -39,7 +39,10 @@ def input_factors(graph: ChannelGraph, plan: PruningPlan) -> dict[str, Tensor]:
         if not removed:
             continue
         for member in consumers(group):
-            vector = factors.setdefault(member.name, torch.ones(member.module.weight.shape[1]))
+            vector = factors.setdefault(
+                member.name,
+                torch.ones(member.module.weight.shape[1], device=member.module.weight.device),
+            )
             for index, root in zip(member.indices, member.root_indices, strict=True):
                 if root in removed:
                     vector[index] = 0.0
@@ -80,7 +83,9 @@ def measure_layer_errors(
             shape = [1] * a.ndim
             shape[-1 if isinstance(module, nn.Linear) else 1] = -1
             diff, scale, exact = _outputs(module, a, a * (factors[name].view(shape) - 1))
-            ratio = torch.where(scale > FLOAT_EPS, diff.abs() / scale, torch.zeros(()))
+            ratio = torch.where(
+                scale > FLOAT_EPS, diff.abs() / scale, torch.zeros((), device=scale.device)
+            )
             entry = totals[name]
             entry[0] = max(entry[0], float(ratio.max()))
             entry[1] += float(diff.pow(2).sum())

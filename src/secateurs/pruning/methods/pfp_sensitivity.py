@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.pruning.graph import IN, ChannelGroup, Member
 from secateurs.pruning.methods.base import ScoringData
 from secateurs.pruning.plan import input_scalable
@@ -156,11 +157,11 @@ def layer_statistics(module: nn.Module, inputs: Tensor) -> LayerStats:
     per_unit = points.shape[1] * points.shape[2]
     units = max(1, min(split.shape[0], BLOCK_ELEMENTS // per_unit))
     images = max(1, BLOCK_ELEMENTS // (per_unit * split.shape[0]))
-    best = torch.zeros(points.shape[1])
-    shares = torch.zeros(channels, dtype=torch.float64)
+    best = torch.zeros(points.shape[1], device=points.device)
+    shares = torch.zeros(channels, dtype=torch.float64, device=points.device)
     for block in points.split(images):
         z = split @ block  # (n, 2 outputs, positions): z+ and |z-|
-        inverse = torch.where(z > FLOAT_EPS, 1.0 / z, torch.zeros(()))
+        inverse = torch.where(z > FLOAT_EPS, 1.0 / z, torch.zeros((), device=z.device))
         for part, weights in zip(inverse.split(units, 1), split.split(units), strict=True):
             # max over positions of a_jk(p) / z_i(p), times w_ijk: g per point, output, feature
             g = (block.unsqueeze(1) * part.unsqueeze(2)).amax(-1) * weights
@@ -206,7 +207,7 @@ def default_sample_size(model: nn.Module, input_size: tuple[int, ...], delta: fl
         for module in model.modules()
         if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear))
     }
-    run_with_hooks(model, hooks, [torch.zeros(1, *input_size)])
+    run_with_hooks(model, hooks, [torch.zeros(1, *input_size, device=model_device(model))])
     return math.ceil(3 * math.log(8 * sum(units) * max(units) / delta))
 
 

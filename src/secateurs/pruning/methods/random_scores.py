@@ -17,6 +17,8 @@ class RandomScores(PruningMethod):
     def score(self, graph: ChannelGraph, data: ScoringData) -> dict[str, Tensor]:
         generator = torch.Generator().manual_seed(self.seed)
         return {
-            group.root: torch.rand(group.size, generator=generator, dtype=torch.float64)
+            group.root: torch.rand(
+                group.size, generator=generator, dtype=torch.float64, device=generator.device
+            )
             for group in graph.prunable_groups
         }

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import (
     PruningMethod,
@@ -50,7 +51,11 @@ class Taylor(PruningMethod):
         model = graph.model
         was_training = model.training
         model.eval()
-        sums = {g.root: torch.zeros(g.size, dtype=torch.float64) for g in graph.prunable_groups}
+        device = model_device(model)
+        sums = {
+            g.root: torch.zeros(g.size, dtype=torch.float64, device=device)
+            for g in graph.prunable_groups
+        }
         gates = {}
         for group in graph.prunable_groups:
             norms = group.layers("out", (nn.modules.batchnorm._BatchNorm,))
@@ -60,7 +65,7 @@ class Taylor(PruningMethod):
                 model.zero_grad(set_to_none=True)
                 data.loss(model(images), labels).backward()
                 for group in graph.prunable_groups:
-                    gate = torch.zeros(group.size, dtype=torch.float64)
+                    gate = torch.zeros(group.size, dtype=torch.float64, device=device)
                     for member in gates[group.root]:
                         gate += scatter(group, member, _gate_gradient(member.module))
                     sums[group.root] += gate.pow(2)

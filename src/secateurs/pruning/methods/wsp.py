@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.pruning.allocation import Allocation, Allocator, Target, kept_count
 from secateurs.pruning.graph import IN, OUT, ChannelGraph, ChannelGroup, Member
@@ -127,7 +128,8 @@ class _Tally:
 
 def _pooled(group: ChannelGroup, members: list[Member], tallies: dict[str, _Tally]):
     """(mean |value|, fraction of zeros) per group channel over every member's values, or None."""
-    magnitude = torch.zeros(group.size, dtype=torch.float64)
+    device = model_device(members[0].module) if members else None
+    magnitude = torch.zeros(group.size, dtype=torch.float64, device=device)
     zeros, count = torch.zeros_like(magnitude), torch.zeros_like(magnitude)
     for member in members:
         tally = tallies.get(member.name)
@@ -206,7 +208,9 @@ def weight_strengths(graph: ChannelGraph) -> dict[str, Strengths]:
     producing = filter_norms(graph, power=1)
     strengths = {}
     for group in graph.prunable_groups:
-        consuming = torch.zeros(group.size, dtype=torch.float64)
+        consuming = torch.zeros(
+            group.size, dtype=torch.float64, device=producing[group.root].device
+        )
         for member in reading_layers(group):
             weight = member.module.weight.detach().abs()
             consuming += scatter(group, member, weight.transpose(0, 1).flatten(1).sum(1))
