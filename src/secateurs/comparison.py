@@ -35,7 +35,8 @@ class RunSummary:
     top1_after: float | None
     finetune_epochs: int | None
     test_images: int | None
-    speedup: dict[str, float] = field(default_factory=dict)
+    speedup: dict[str, float] = field(default_factory=dict)  # eager, by batch size
+    onnx_speedup: dict[str, float] = field(default_factory=dict)  # onnxruntime, by batch size
 
     @property
     def top1(self) -> float | None:
@@ -95,10 +96,13 @@ def _summary(name: str, report: Report) -> RunSummary:
         top1_after=report.top1("after") if tuned else None,
         finetune_epochs=report.settings.training_epochs,
         test_images=after.images if after else None,
-        speedup={
-            batch: float(entry.speedup) for batch, entry in report.latency.get("eager", {}).items()
-        },
+        speedup=_speedups(report, "eager"),
+        onnx_speedup=_speedups(report, "onnxruntime"),
     )
+
+
+def _speedups(report: Report, backend: str) -> dict[str, float]:
+    return {batch: float(entry.speedup) for batch, entry in report.latency.get(backend, {}).items()}
 
 
 def _names(paths: list[Path]) -> list[str]:
@@ -152,10 +156,13 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def markdown_table(runs: list[RunSummary]) -> str:
-    """A Markdown table, one row per run; speed-up columns for every batch size any run timed."""
+    """A Markdown table, one row per run; speed-up columns (eager, then onnxruntime beside it
+    when any run was timed there) for every batch size any run timed."""
     batches = sorted({batch for run in runs for batch in run.speedup}, key=int)
+    onnx = sorted({batch for run in runs for batch in run.onnx_speedup}, key=int)
     header = ["run", "method", "MACs kept", "params kept", "top-1 one-shot", "top-1 after FT"]
     header += [f"speed-up b{batch}" for batch in batches]
+    header += [f"onnxruntime speed-up b{batch}" for batch in onnx]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for run in runs:
         cells = [
@@ -169,6 +176,7 @@ def markdown_table(runs: list[RunSummary]) -> str:
         cells += [
             f"{run.speedup[batch]:.2f}x" if batch in run.speedup else "-" for batch in batches
         ]
+        cells += [f"{run.onnx_speedup[b]:.2f}x" if b in run.onnx_speedup else "-" for b in onnx]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -32,10 +32,6 @@ def _rows(report: Report) -> list[tuple[str, Any, Any, Any]]:
     rows.append(
         ("parameters (K)", report.cost_before.params / 1e3, None, report.cost_after.params / 1e3)
     )
-    for backend, batches in report.latency.items():
-        for batch, entry in batches.items():
-            name = f"latency {backend}, batch {batch} (ms)"
-            rows.append((name, entry.before_ms, None, entry.after_ms))
     return rows
 
 
@@ -73,19 +69,57 @@ def markdown(report: Report) -> str:
         lines.append(f"| {name} | {_fmt(before)} | {_fmt(oneshot)} | {_fmt(after)} |")
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines.append(f"| MACs reduction | {report.macs_reduction:.2f}x |")
-    for backend, batches in report.latency.items():
-        for batch, entry in batches.items():
-            lines.append(f"| speed-up {backend}, batch {batch} | {entry.speedup:.2f}x |")
-            lines.append(f"| realisation {backend}, batch {batch} | {entry.realisation:.2f} |")
-    lines += [
-        "",
-        "Latency: median of interleaved runs (before, after, before, ...), "
-        f"{report.settings.latency_threads} threads. Speed-up = median before / median after; "
-        "realisation = speed-up / MACs reduction.",
-        "",
-    ]
+    lines += ["", *latency_table(report)]
     lines += certificate_table(report.pruning.certificate)
     return "\n".join(lines)
+
+
+def timing_note(report: Report) -> str:
+    """Where, at which batch sizes and on how many threads the report's timings were taken."""
+    backends = " and ".join(report.latency) or "no backend"
+    batches = sorted({int(b) for rows in report.latency.values() for b in rows})
+    repeats = report.settings.latency_repeats
+    rounds = f", median of {repeats} interleaved rounds" if repeats else ", interleaved rounds"
+    return (
+        f"Timed in {backends} at batch {' and '.join(map(str, batches)) or '-'}, "
+        f"{report.settings.latency_threads} threads{rounds} (before, after, before, ...)."
+    )
+
+
+def latency_table(report: Report) -> list[str]:
+    """One row per batch size, each backend's before and after milliseconds beside the speed-up
+    and realisation computed from those same medians (one measurement per cell group)."""
+    if not report.latency:
+        return ["Latency: not timed.", ""]
+    backends = list(report.latency)
+    header = "| batch |" + "".join(
+        f" {b} before (ms) | {b} after (ms) | {b} speed-up | {b} realisation |" for b in backends
+    )
+    lines = [
+        "## Latency",
+        "",
+        timing_note(report) + " Speed-up = median before / median after of the same rounds; "
+        "realisation = speed-up / MACs reduction.",
+        "",
+        header,
+        "|---:|" + "---:|---:|---:|---:|" * len(backends),
+    ]
+    batches = sorted({b for rows in report.latency.values() for b in rows}, key=int)
+    for batch in batches:
+        cells = [batch]
+        for backend in backends:
+            entry = report.latency[backend].get(batch)
+            if entry is None:
+                cells += ["-"] * 4
+                continue
+            cells += [
+                f"{entry.before_ms:.3f}",
+                f"{entry.after_ms:.3f}",
+                f"{entry.speedup:.2f}x",
+                f"{entry.realisation:.2f}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _distill_note(report: Report) -> str:

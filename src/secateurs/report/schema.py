@@ -69,7 +69,7 @@ class PruningRecord:
     selection: str = "deterministic"
     strategy: str | None = None
     normalize: str | None = None
-    round_to: int = 1
+    round_to: int | str = 1  # a multiple, or "auto" (widths from a latency table)
     steps: int = 1
     bias_fold: bool = False
     granularity: str | None = None  # training-time methods (SPP)
@@ -92,6 +92,7 @@ class RunSettings:
     distill_weight: float = 0.0
     bn_recalibration_batches: int = 0
     latency_threads: int = 2
+    latency_repeats: int | None = None  # timed rounds per model (None: not recorded)
 
 
 @dataclass

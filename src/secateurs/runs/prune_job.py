@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from secateurs.errors import SecateursError
+from secateurs.latency import LatencySource, LatencySpec, backend_names
 from secateurs.pruning.allocation import STRATEGIES, Allocation, Target
 from secateurs.pruning.prune import PruneSettings
 from secateurs.runs.job import RunJob
@@ -45,6 +47,21 @@ def parse_method_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def parse_round_to(text: str) -> int | str:
+    """``--round-to``: a whole number of at least 1, or ``auto``."""
+    if text == "auto":
+        return text
+    from secateurs.cli.parser import positive_int
+
+    return positive_int(text)
+
+
+def _round_to(value: int | str) -> str | None:
+    if value == "auto" or (isinstance(value, int) and value >= 1):
+        return None
+    return f"takes a whole number of at least 1 or auto, not {value!r}"
+
+
 def _distill_weight(value: float) -> str | None:
     return None if 0 <= value <= 1 else f"takes a weight in [0, 1], not {value}"
 
@@ -68,6 +85,12 @@ class PruneJob(RunJob):
     target_params: float | None = fraction(
         None, "keep this fraction of the parameters", group="target"
     )
+    target_latency: float | None = fraction(
+        None,
+        "keep this fraction of the unpruned model's latency, measured in --backend at "
+        "--latency-batch (the most importance whose predicted latency fits, then measured)",
+        group="target",
+    )
     layer_ratios: dict[str, float] | None = option(
         None,
         help="remove these fractions of these groups' channels (by root layer), no target",
@@ -86,7 +109,24 @@ class PruneJob(RunJob):
         help="per-group score normalisation for global ranking (default: the method's own)",
         choices=("none", "mean", "max"),
     )
-    round_to: int = count(DEFAULT_ROUND_TO, "keep channel counts at a multiple of this (1 = exact)")
+    round_to: int | str = option(
+        DEFAULT_ROUND_TO,
+        help="keep channel counts at a multiple of this (1 = exact), or auto: at the widths "
+        "where --backend's latency table finds the layers efficient",
+        parse=parse_round_to,
+        check=_round_to,
+    )
+    backend: str = option(
+        "onnxruntime",
+        help="the runtime --target-latency and --round-to auto measure in",
+        choices=tuple(backend_names()),
+    )
+    latency_batch: int = count(1, "images per run when --target-latency and --round-to auto time")
+    latency_cache: Path | None = option(
+        None,
+        help="directory of the latency tables (default: ~/.cache/secateurs/latency)",
+        parse=Path,
+    )
     min_channels: int = count(1, "never keep fewer channels than this in a group")
     steps: int = count(1, "reach the target in this many geometric steps, fine-tuning between them")
     fold_bias: bool = option(
@@ -123,14 +163,33 @@ class PruneJob(RunJob):
             return None
         if self.target_params is not None:
             return Target("params", self.target_params)
+        if self.target_latency is not None:
+            return Target("latency", self.target_latency)
         return Target("macs", 0.5 if self.target_macs is None else self.target_macs)
 
+    @property
+    def uses_latency(self) -> bool:
+        """Whether pruning times models (a latency target, or automatic widths)."""
+        return self.target_latency is not None or self.round_to == "auto"
+
+    def latency_spec(self) -> LatencySpec:
+        return LatencySpec(
+            self.backend,
+            self.latency_batch,
+            self.threads,
+            model_repeats=self.latency_repeats or 30,
+            cache=self.latency_cache,
+        )
+
     def settings(self) -> PruneSettings:
+        auto = self.round_to == "auto"
         allocation = Allocation(
             strategy=self.strategy,
             normalize=self.normalize,
-            round_to=self.round_to,
+            round_to=1 if auto else int(self.round_to),
             min_channels=self.min_channels,
+            auto_widths=auto,
+            latency=LatencySource(self.latency_spec()) if self.uses_latency else None,
         )
         return PruneSettings(self.target, self.layer_ratios, allocation, self.steps, self.fold_bias)
 
@@ -150,5 +209,20 @@ class PruneJob(RunJob):
         ):
             if asked and not self.data:
                 raise SecateursError(f"{flag} runs training images through the model: pass --data")
+        self._check_latency()
         if self.distill and not self.finetune_epochs:
             raise SecateursError("--distill applies to fine-tuning: pass --finetune-epochs")
+
+    def _check_latency(self) -> None:
+        """A latency target needs the engine's allocation, global ranking and one step."""
+        if self.target_latency is None or self.layer_ratios is not None:
+            return
+        from secateurs.pruning.methods import PruningMethod, method_class
+
+        if method_class(self.method)._allocate is not PruningMethod._allocate:
+            raise SecateursError(
+                f"--target-latency ranks a method's scores; {self.method} allocates channels "
+                "its own way (use --target-macs with it)"
+            )
+        if self.strategy != "global":
+            raise SecateursError("--target-latency allocates globally: drop --strategy uniform")

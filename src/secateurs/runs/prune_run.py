@@ -186,7 +186,18 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         bias_fold=job.fold_bias,
         channels=_channels(original, pruned),
         certificate=pruned.certificate,
+        achieved_ratio=float(recorded.get("achieved", 1.0)),
+        details=_latency_details(job),
     )
+
+
+def _latency_details(job: PruneJob) -> dict[str, Any]:
+    """Where and how pruning timed the models, when it did (a latency target, auto widths)."""
+    if not job.uses_latency:
+        return {}
+    spec = job.latency_spec()
+    return {"latency_model": {"backend": spec.backend, "batch": spec.batch,
+                              "threads": spec.threads, "grid": spec.grid}}  # fmt: skip
 
 
 def _channels(original: nn.Module, pruned: Pruned) -> dict[str, dict[str, int]]:

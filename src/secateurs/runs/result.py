@@ -29,9 +29,10 @@ def assemble_report(
     cost_after: Cost = settings.pop("cost_after", None) or measuring.cost(
         model, manifest.input_size
     )
-    kept = cost_after.macs if pruning.target_kind == "macs" else cost_after.params
-    total = cost_before.macs if pruning.target_kind == "macs" else cost_before.params
-    pruning = replace(pruning, achieved_ratio=round(kept / total, 5))
+    if pruning.target_kind != "latency":  # a latency ratio is the one the allocation measured
+        kept = cost_after.macs if pruning.target_kind == "macs" else cost_after.params
+        total = cost_before.macs if pruning.target_kind == "macs" else cost_before.params
+        pruning = replace(pruning, achieved_ratio=round(kept / total, 5))
     job = run.job
     return Report(
         settings=RunSettings(
@@ -40,6 +41,7 @@ def assemble_report(
             model_dir=str(job.model),
             seed=job.seed,
             latency_threads=job.threads,
+            latency_repeats=job.latency_repeats,
             **settings,
         ),
         pruning=pruning,
