@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from secateurs.latency.backends import Backend, Timing
+from secateurs.latency.backends import Backend, Timing, register_backend
 
 CALL_MS = 0.01  # every call costs this much besides its layers (a runtime's overhead)
 
@@ -45,6 +45,7 @@ def scripted_ms(module: nn.Module, input_shape: Sequence[int], quantum: int) -> 
     return total[0]
 
 
+@register_backend  # the API finds it by name: backend="scripted"
 class ScriptedBackend(Backend):
     """Times by :func:`scripted_ms`; counts what it was asked to time."""
 

@@ -144,3 +144,18 @@ def test_a_latency_target_that_cannot_be_met_says_so(tmp_path) -> None:
     graph = ChannelGraph(model, INPUT)
     with pytest.raises(SecateursError, match=r"latency ratio of 0\.01 cannot be met"):
         create_method("l1").plan(graph, None, Target("latency", 0.01), Allocation(latency=source))
+
+
+def test_the_python_api_prunes_to_a_latency_target(tmp_path) -> None:
+    import secateurs
+
+    model = two_convs(16).eval()
+    images = torch.zeros(1, *INPUT)
+    pruned = secateurs.prune(
+        model, method="l1", example_input=images, target_latency=0.5, backend="scripted",
+        latency_cache=tmp_path,
+    )  # fmt: skip
+    measured = scripted_ms(pruned.model, (1, *INPUT), 1) / scripted_ms(model, (1, *INPUT), 1)
+    assert measured == pytest.approx(pruned.achieved, rel=1e-9)
+    assert abs(measured / 0.5 - 1) <= 0.03
+    assert pruned.record["target"] == {"kind": "latency", "ratio": 0.5}

@@ -114,6 +114,9 @@ def load_data(
 
 _SETTINGS = ("layer_ratios", "steps", "fold_bias")  # PruneSettings' fields besides the target
 _ALLOCATION = ("strategy", "normalize", "round_to", "min_channels")
+# how a latency target or round_to="auto" times: secateurs.latency.LatencySpec's fields
+_LATENCY = {"backend": "backend", "latency_batch": "batch", "latency_threads": "threads",
+            "latency_cache": "cache"}  # fmt: skip
 
 
 def prune(
@@ -123,6 +126,7 @@ def prune(
     example_input: torch.Tensor,
     target_macs: float | None = None,
     target_params: float | None = None,
+    target_latency: float | None = None,
     data: LabelledData | None = None,
     seed: int = 0,
     **options: Any,
@@ -134,14 +138,22 @@ def prune(
     ``options``: ``layer_ratios`` (per-group fractions instead of a target), ``steps``,
     ``fold_bias``; the allocation's ``strategy``, ``normalize``, ``round_to``,
     ``min_channels``; anything else is the method's own hyperparameter (e.g. PFP's
-    ``selection="randomized"``), as ``--method-param`` on the command line."""
-    if target_params is not None and target_macs is not None:
-        raise SecateursError("give target_macs or target_params, not both")
+    ``selection="randomized"``), as ``--method-param`` on the command line.
+
+    ``target_latency``: keep that fraction of the model's latency measured in ``backend``
+    (``"onnxruntime"`` or ``"eager"``) at ``latency_batch`` images on ``latency_threads``
+    threads (tables cached in ``latency_cache``); ``round_to="auto"`` rounds widths to those the
+    backend runs efficiently (docs/latency.md)."""
+    given = [t for t in (target_macs, target_params, target_latency) if t is not None]
+    if len(given) > 1:
+        raise SecateursError("give one of target_macs, target_params, target_latency")
     target = None
     if options.get("layer_ratios") is None:
         kind, ratio = ("params", target_params) if target_params else ("macs", target_macs)
+        if target_latency is not None:
+            kind, ratio = "latency", target_latency
         target = Target(kind, 0.5 if ratio is None else ratio)
-    allocation = Allocation(**{k: options.pop(k) for k in _ALLOCATION if k in options})
+    allocation = _allocation(options, target)
     chosen = {k: options.pop(k) for k in _SETTINGS if k in options}
     settings = PruneSettings(target, allocation=allocation, **chosen)
     try:
@@ -153,6 +165,19 @@ def prune(
     scoring = ScoringData(data.sample(8 * 128, 128, seed) if data else [])
     outcome = prune_model(pruned, input_size, method_, settings, scoring)
     return Pruned(pruned, outcome.achieved, outcome.record(method_, target), input_size)
+
+
+def _allocation(options: dict[str, Any], target: Target | None) -> Allocation:
+    """The allocation options popped from ``options``, with a latency source when needed."""
+    from secateurs.latency import LatencySource, LatencySpec
+
+    chosen = {k: options.pop(k) for k in _ALLOCATION if k in options}
+    spec = LatencySpec(**{field: options.pop(k) for k, field in _LATENCY.items() if k in options})
+    if chosen.get("round_to") == "auto":
+        chosen.update(round_to=1, auto_widths=True)
+    if chosen.get("auto_widths") or (target is not None and target.kind == "latency"):
+        chosen["latency"] = LatencySource(spec)
+    return Allocation(**chosen)
 
 
 def fine_tune(

@@ -12,6 +12,7 @@ from secateurs.cli import (
     demo_command,
     eval_command,
     export_command,
+    import_command,
     measure_command,
     methods_command,
     models_command,
@@ -22,9 +23,11 @@ from secateurs.cli import (
 )
 from secateurs.cli.parser import HelpFormatter, Parser
 from secateurs.errors import SecateursError
+from secateurs.models.user_factory import allow_factory
 from secateurs.train.distributed import shutdown_distributed
 
 COMMANDS = [
+    import_command,
     train_command,
     eval_command,
     measure_command,
@@ -47,6 +50,14 @@ def build_parser() -> Parser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--allow-factory",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="let this command import and call your code to rebuild a model saved by "
+        "`secateurs import MODULE:FACTORY` (repeatable)",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     commands.required = True
     for command in COMMANDS:
@@ -62,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
+        for spec in args.allow_factory:
+            allow_factory(spec)
         return args.run(args)
     except SecateursError as error:
         print(f"secateurs: error: {error}", file=sys.stderr)

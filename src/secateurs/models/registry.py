@@ -2,8 +2,9 @@
 
 Factories are registered with :func:`register_model`; :func:`create_model` builds one by name with
 keyword arguments, which is also how a saved model's manifest rebuilds its architecture. Names of
-the form ``torchvision:<name>`` build a torchvision classification model (random init; weights
-only ever come from local files).
+the form ``torchvision:<name>`` and ``timm:<name>`` build a torchvision or timm model (random init;
+weights only ever come from local files); ``factory:<module>:<function>`` calls a user's own code,
+once allowed (models/user_factory.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from torch import nn
 from secateurs.errors import SecateursError, first_line
 
 TORCHVISION_PREFIX = "torchvision:"
+TIMM_PREFIX = "timm:"
+FACTORY_PREFIX = "factory:"  # a user's own package.module:factory (models/user_factory.py)
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,20 @@ def model_entry(name: str) -> ModelEntry:
         from secateurs.models.torchvision_models import torchvision_entry
 
         return torchvision_entry(name[len(TORCHVISION_PREFIX) :])
+    if name.startswith(TIMM_PREFIX):
+        from secateurs.models.timm_models import timm_entry
+
+        return timm_entry(name.removeprefix(TIMM_PREFIX))
+    if name.startswith(FACTORY_PREFIX):
+        from secateurs.models.user_factory import factory_entry
+
+        return factory_entry(name.removeprefix(FACTORY_PREFIX))
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise SecateursError(
             f"unknown model {name!r}{hint}; `secateurs models` lists them, and "
-            f"'{TORCHVISION_PREFIX}<name>' builds a torchvision model"
+            f"'{TORCHVISION_PREFIX}<name>' / '{TIMM_PREFIX}<name>' build torchvision / timm models"
         )
     return _MODELS[name]
 
