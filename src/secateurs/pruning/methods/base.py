@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import copy
 import difflib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
@@ -27,6 +28,9 @@ from secateurs.pruning.allocation import Allocation, Allocator, Target, allocate
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup, Member
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.surgery import remove_channels
+
+log = logging.getLogger(__name__)
+THIN_WIDTH = 0.1  # a plan leaving a group under this fraction of its channels is warned about
 
 
 @dataclass
@@ -94,7 +98,18 @@ class PruningMethod(abc.ABC):
             raise SecateursError(f"method {self.name!r} needs data: pass --data")
         if allocation.normalize is None:
             allocation = replace(allocation, normalize=self.normalize)
-        return self._allocate(PlanRequest(graph, data, target, allocation))
+        result = self._allocate(PlanRequest(graph, data, target, allocation))
+        thin = thin_groups(graph, result.plan)
+        if thin:
+            log.warning(
+                "%s leaves %d group(s) under %d%% of their channels: %s. A one-shot ranking can "
+                "collapse a layer; --strategy uniform, --min-channels or gradual Taylor avoid it",
+                self.name,
+                len(thin),
+                round(100 * THIN_WIDTH),
+                ", ".join(f"{root} {kept}/{size}" for root, kept, size in thin),
+            )
+        return result
 
     def _allocate(self, request: PlanRequest) -> MethodPlan:
         """The engine's allocation over :meth:`score` (``data`` checked, normalisation set)."""
@@ -109,6 +124,18 @@ class PruningMethod(abc.ABC):
     def params(self) -> dict[str, Any]:
         """Hyperparameters, for the run record."""
         return {key: value for key, value in vars(self).items() if not key.endswith("_")}
+
+
+def thin_groups(
+    graph: ChannelGraph, plan: PruningPlan, fraction: float = THIN_WIDTH
+) -> list[tuple[str, int, int]]:
+    """(root, kept, size) of every group ``plan`` leaves under ``fraction`` of its channels."""
+    thin = []
+    for group in graph.prunable_groups:
+        kept = group.size - len(set(plan.removals.get(group.root, [])))
+        if kept < fraction * group.size:
+            thin.append((group.root, kept, group.size))
+    return thin
 
 
 def measured_ratio(graph: ChannelGraph, plan: PruningPlan, kind: str = "macs") -> float:
