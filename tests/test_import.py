@@ -151,7 +151,9 @@ def test_timm_model_imports_and_prunes(tmp_path) -> None:
         assert torch.allclose(again(images), pruned.model(images), atol=1e-5)
 
 
-def test_bad_inputs_are_one_line_exit_2_and_write_nothing(user_code, tmp_path, capsys) -> None:
+def test_bad_inputs_are_one_line_exit_2_and_write_nothing(
+    user_code, tmp_path, capsys, caplog
+) -> None:
     model = trained_tiny(user_code)
     save_file(model.state_dict(), tmp_path / "tiny.safetensors")
     wide = trained_tiny(user_code)
@@ -195,7 +197,7 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(user_code, tmp_path, c
     assert "2 missing and 0 unexpected keys" in one_error_line(capsys)
     assert not out.exists()
     assert main([*base, "--weights", "headless.safetensors"]) == 0
-    assert "2 missing keys (left as initialised): fc.bias, fc.weight" in capsys.readouterr().err
+    assert "2 missing keys (left as initialised): fc.bias, fc.weight" in caplog.text
 
 
 def test_a_saved_factory_model_is_not_rebuilt_without_being_named(user_code, tmp_path) -> None:

@@ -19,15 +19,18 @@ import torch
 from torch import nn
 
 from secateurs.data import LabelledData, load_split
+from secateurs.device import resolve_device
 from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings
+from secateurs.models.registry import FACTORY_PREFIX
+from secateurs.models.user_factory import allow_factory as allow_factory_spec
 from secateurs.pruning.allocation import Allocation, Target
 from secateurs.pruning.methods import ScoringData, create_method
 from secateurs.pruning.prune import PruneSettings, prune_model
 from secateurs.report import Cost, Latency
 from secateurs.runs import measuring
 from secateurs.runs.training import Training, inherited_recipe, train_model
-from secateurs.store import CUSTOM_PREFIX, Manifest, load_model, save_model
+from secateurs.store import CUSTOM_PREFIX, Manifest, load_model, read_manifest, save_model
 
 
 @dataclass
@@ -283,8 +286,53 @@ def _custom_manifest(
     )
 
 
-def load(directory: str | Path, *, base: nn.Module | None = None) -> tuple[nn.Module, Manifest]:
+def load(
+    directory: str | Path,
+    *,
+    base: nn.Module | None = None,
+    allow_factory: bool = False,
+    device: str | torch.device | None = None,
+) -> tuple[nn.Module, Manifest]:
     """The model saved in ``directory`` (eval mode) and its manifest. ``base``: an un-pruned
     instance of the model's class, for classes secateurs does not know: the recorded pruning is
-    replayed on it and the weights loaded, so nothing is unpickled."""
-    return load_model(directory, base)
+    replayed on it and the weights loaded, so nothing is unpickled. ``allow_factory``: a model
+    imported from your code (``package.module:factory``) is rebuilt by importing and calling the
+    factory its manifest names (never done without it). ``device``: where to put the model."""
+    if allow_factory:
+        architecture = read_manifest(directory).architecture
+        if architecture.startswith(FACTORY_PREFIX):
+            allow_factory_spec(architecture.removeprefix(FACTORY_PREFIX))
+    model, manifest = load_model(directory, base)
+    return model.to(resolve_device(device)) if device is not None else model, manifest
+
+
+def import_model(
+    spec: str,
+    *,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    input_size: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    data: str | Path | None = None,
+    strict: bool = False,
+) -> tuple[nn.Module, Manifest]:
+    """A model built from ``spec`` (``torchvision:NAME``, ``timm:NAME``, ``package.module:
+    factory`` or a registered name) with ``weights`` trained elsewhere (safetensors, or a
+    state_dict read with ``weights_only=True``), and the manifest that rebuilds it, as ``secateurs
+    import`` makes them; :func:`save` writes them (``manifest=``). Nothing is downloaded."""
+    from secateurs.importing import ImportJob
+    from secateurs.importing import import_model as build
+
+    job = ImportJob(
+        spec=spec,
+        weights=None if weights is None else Path(weights),
+        num_classes=num_classes,
+        input_size=None if input_size is None else tuple(input_size),
+        mean=None if mean is None else tuple(mean),
+        std=None if std is None else tuple(std),
+        data=None if data is None else str(data),
+        strict=strict,
+    )
+    imported = build(job)
+    return imported.model, imported.manifest
