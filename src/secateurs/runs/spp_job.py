@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from secateurs.errors import SecateursError
 from secateurs.pruning.spp.callback import DEFAULT_INTERVAL
 from secateurs.pruning.spp.groups import GRANULARITIES
 from secateurs.pruning.spp.method import SPPMethod
 from secateurs.pruning.spp.schedule import DEFAULT_A, DEFAULT_U
 from secateurs.runs.options import count, fraction, option
 from secateurs.runs.training_time_run import TrainingJob
+
+
+def parse_spp_ratios(items: list[str]) -> dict[str, float]:
+    """``LAYER=RATIO`` items, or one JSON file holding ``{"layer": ratio, ...}``, as a mapping
+    of each layer's pruned ratio R (layers not named are not pruned)."""
+    if len(items) == 1 and items[0].endswith(".json"):
+        try:
+            loaded = json.loads(Path(items[0]).read_text())
+        except (OSError, ValueError) as error:
+            raise SecateursError(f"--layer-ratios: cannot read {items[0]}: {error}") from None
+        if not isinstance(loaded, dict):
+            raise SecateursError(f"--layer-ratios: {items[0]} must hold one JSON object")
+        pairs = list(loaded.items())
+    else:
+        pairs = [item.partition("=")[::2] for item in items]
+    ratios = {}
+    for name, value in pairs:
+        try:
+            ratios[str(name)] = float(value)
+        except (TypeError, ValueError):
+            raise SecateursError(f"--layer-ratios takes LAYER=RATIO, not {name}={value}") from None
+        if not 0 <= ratios[str(name)] < 1:
+            raise SecateursError(f"the pruned ratio of {name} must be in [0, 1), not {value}")
+    return ratios
 
 
 @dataclass(kw_only=True)
@@ -35,13 +62,22 @@ class SPPJob(TrainingJob):
     oneshot: bool = option(
         False, help="baseline: remove the smallest-L1 groups at once, then train with that mask"
     )
+    layer_ratios: dict[str, float] | None = option(
+        None,
+        help="the pruned ratio R of each named layer instead of --target-macs (the paper's "
+        'per-layer ratios): LAYER=RATIO items, or a JSON file {"LAYER": RATIO}',
+        nargs="+",
+        metavar="LAYER=RATIO|FILE.json",
+        convert=parse_spp_ratios,
+    )
 
     def make_method(self, input_size: Sequence[int]) -> SPPMethod:
         return SPPMethod(
             self.granularity,
             input_size,
             self.epochs,
-            target_macs=self.target_macs,
+            target_macs=None if self.layer_ratios is not None else self.target_macs,
+            layer_ratios=self.layer_ratios,
             A=self.A,
             u=self.u,
             interval=self.interval,

@@ -141,6 +141,12 @@ class SPPCallback(Callback):
             ratios = [self.ratio] * len(layers)
         else:
             assert self.layer_ratios is not None
+            unknown = sorted(set(self.layer_ratios) - {layer.name for layer in layers})
+            if unknown:
+                raise SecateursError(
+                    f"SPP cannot prune {', '.join(unknown)} at {self.granularity} level; "
+                    f"prunable layers: {', '.join(layer.name for layer in layers)}"
+                )
             ratios = [self.layer_ratios.get(layer.name, 0.0) for layer in layers]
         self.state_ = SPPState(layers, ratios, self.A, self.u)
         if self._pending is not None:
