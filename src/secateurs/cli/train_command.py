@@ -21,6 +21,7 @@ DESCRIPTION = """Train a model and save it (safetensors + manifest) in OUT/model
 examples:
   secateurs train --model resnet20 --data ../shared/data/cifar10 --epochs 40 --out runs/r20
   secateurs train --resume --out runs/r20          # continue a run that was stopped
+  secateurs train --from runs/r20/model --data NEW --epochs 10 --out runs/r20-new  # transfer
   secateurs train --model resnet20 --data DATA --teacher runs/r56/model --out runs/r20-kd
   secateurs train --model resnet20 --data DATA --teacher runs/a/model runs/b/model \
       --teacher-offline --out runs/r20-kd2    # two teachers' mean, computed once
@@ -73,6 +74,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     for flag, kind, text in FLAGS:
         default = getattr(defaults, flag.replace("-", "_"))
         parser.add_argument(f"--{flag}", type=kind, default=None, help=f"{text} [{default}]")
+    parser.add_argument(
+        "--from",
+        dest="start_from",
+        metavar="MODEL_DIR",
+        help="start from this saved or imported model, its classifier replaced for --data's "
+        "classes (transfer)",
+    )
     parser.add_argument("--config", help="TOML file of settings (flags override it)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         teacher_flip=args.teacher_flip,
         teacher_offline=args.teacher_offline,
+        start_from=args.start_from,
     )
     config: TrainConfig = load_config(args.config, overrides)
     if args.resume:

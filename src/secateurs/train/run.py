@@ -75,7 +75,12 @@ def load_data(config: TrainConfig) -> tuple[ImageSet, ImageSet]:
 
 
 def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Module, Manifest]:
-    """A fresh registered architecture, or the model saved in a directory (to fine-tune it)."""
+    """A fresh registered architecture, the model saved in a directory (to fine-tune it), or one
+    transferred to this data set's classes (``start_from``)."""
+    if config.start_from:
+        from secateurs.train.transfer import transfer_model
+
+        return transfer_model(config.start_from, train_set)
     if Path(config.model).is_dir():
         model, manifest = load_model(config.model)
         if manifest.classes != train_set.classes:
@@ -196,8 +201,8 @@ def run_training(
     )
     history, digests = training.history, training.rank_digests
     final = history[-1]
-    if not manifest.training:
-        manifest.training = config.to_dict()
+    if not manifest.training or config.start_from:  # a transfer: its recipe and its source
+        manifest.training = {**config.to_dict(), **manifest.training}
     manifest.metrics = {
         "top1": final["test_top1"],
         "top5": final["test_top5"],
