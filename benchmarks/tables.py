@@ -1,0 +1,105 @@
+"""The results tables of docs/results, generated from the runs' report.json files, so a table
+cannot drift from the runs it stands for.
+
+Runs that share a method, its settings (selection, strategy, rounding, granularity) and a target
+are one row: with several seeds the row gives mean +- standard deviation (sample, n - 1) and the
+seed count, so a difference between rows is read against the spread within them. Every figure
+comes from the reports; nothing is re-measured.
+
+    .venv/bin/python benchmarks/tables.py runs/bench-0.5/*/ > table.md
+    .venv/bin/python benchmarks/tables.py --latency eager:64 runs/bench-0.5/*/
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from secateurs.report import Report, read_report
+
+
+def label(report: Report) -> str:
+    """What distinguishes a method's rows besides the seed: method, selection and settings."""
+    pruning = report.pruning
+    parts = [pruning.method]
+    if pruning.strategy:
+        parts.append(pruning.strategy)
+    if pruning.selection not in ("deterministic", ""):
+        parts.append(pruning.selection)
+    if str(pruning.round_to) != "1":
+        parts.append(f"round to {pruning.round_to}")
+    if pruning.granularity:
+        parts.append(pruning.granularity)
+    if pruning.steps > 1:
+        parts.append(f"{pruning.steps} steps")
+    return ", ".join(parts)
+
+
+def spread(values: Sequence[float | None], digits: int = 2) -> str:
+    """``mean +- sd`` of the values given (one value: itself; none: "-")."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "-"
+    if len(present) == 1:
+        return f"{present[0]:.{digits}f}"
+    mean, sd = statistics.fmean(present), statistics.stdev(present)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def latency_speedup(report: Report, key: str | None) -> float | None:
+    """The speed-up at ``backend:batch`` (e.g. ``eager:64``), or None when not timed."""
+    if key is None:
+        return None
+    backend, _, batch = key.partition(":")
+    figures = report.latency.get(backend, {}).get(batch)
+    return None if figures is None else figures.speedup
+
+
+def rows(reports: Iterable[Report], latency: str | None = None) -> list[str]:
+    """The markdown table of ``reports``, one row per (label, target), best mean first."""
+    groups: dict[tuple[str, float | None], list[Report]] = {}
+    for report in reports:
+        groups.setdefault((label(report), report.pruning.target_ratio), []).append(report)
+
+    def after(item: tuple[tuple[str, float | None], list[Report]]) -> float:
+        values = [r.top1("after") for r in item[1] if r.top1("after") is not None]
+        return -statistics.fmean(values) if values else 0.0
+
+    header = "| method | target | seeds | params kept | top-1 one-shot | top-1 after FT |"
+    line = "|---|---:|---|---:|---:|---:|"
+    if latency:
+        header += f" speed-up {latency} |"
+        line += "---:|"
+    table = [header, line]
+    for (name, target), runs in sorted(groups.items(), key=after):
+        seeds = ", ".join(str(r.settings.seed) for r in runs)
+        kept = [r.cost_after.params / r.cost_before.params for r in runs]
+        cells = [
+            name,
+            "-" if target is None else f"{target:g}",
+            seeds,
+            spread(kept, 3),
+            spread([r.top1("oneshot") for r in runs]),
+            spread([r.top1("after") for r in runs]),
+        ]
+        if latency:
+            cells.append(spread([latency_speedup(r, latency) for r in runs]))
+        table.append("| " + " | ".join(cells) + " |")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories or report.json files")
+    parser.add_argument("--latency", metavar="BACKEND:BATCH", help="add a speed-up column")
+    args = parser.parse_args(argv)
+    reports = [read_report(path) for path in args.runs]
+    print("\n".join(rows(reports, args.latency)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
