@@ -7,6 +7,7 @@ import json
 
 from secateurs.cli.parser import add_command, positive_int
 from secateurs.data import BatchLoader, load_split
+from secateurs.device import resolve_device
 from secateurs.errors import SecateursError
 from secateurs.measure import evaluate
 from secateurs.store import load_model
@@ -34,12 +35,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="evaluate on a fixed draw of this many images (the draw `train --test-subset` makes)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the --subset draw")
+    parser.add_argument("--device", default="cpu", help="evaluate on cpu, cuda, cuda:N or mps")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model, manifest = load_model(args.model)
+    model, manifest = load_model(args.model, device=resolve_device(args.device))
     # read the images as training did (resized only if it was given --image-size)
     image_set = load_split(args.data, args.split, manifest.image_size)
     if list(image_set.input_size) != manifest.input_size:
@@ -51,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         raise SecateursError(f"{args.data} does not have the classes {args.model} was trained on")
     if args.subset:
         image_set = image_set.subset(args.subset, seed=args.seed)
-    result = evaluate(model, BatchLoader(image_set, args.batch_size, manifest.mean, manifest.std))
+    loader = BatchLoader(
+        image_set, args.batch_size, manifest.mean, manifest.std, device=resolve_device(args.device)
+    )
+    result = evaluate(model, loader)
     if args.json:
         print(json.dumps(result))
     else:
