@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from interrupt import cut_after_first_epoch
 from secateurs.cli.main import main
 from secateurs.report import read_report
 from secateurs.store import load_model
@@ -81,24 +82,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(trained: Path, tmp_path: Path
 
 def stop_after_one_epoch(trained: Path, out: Path, settings: tuple[str, ...]) -> None:
     """Run the first epoch of a 3-epoch run and stop as a crash would, after its checkpoint."""
-    from secateurs.train import trainer as trainer_module
-
-    original = trainer_module.Trainer.fit
-
-    def one_epoch(self):  # the run's own loop, cut after epoch 1
-        epochs = self.config.epochs
-        self.config.epochs = 1
-        try:
-            original(self)
-        finally:
-            self.config.epochs = epochs
-        raise KeyboardInterrupt
-
-    trainer_module.Trainer.fit = one_epoch
-    try:
+    with cut_after_first_epoch():
         assert _sgcnn(trained, out, "--epochs", "3", *settings) == 130
-    finally:
-        trainer_module.Trainer.fit = original
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,11 @@ import json
 
 from secateurs.cli.parser import add_command, positive_int
 from secateurs.data import BatchLoader, load_split
+from secateurs.data.dataset import ImageSet
 from secateurs.device import resolve_device
 from secateurs.errors import SecateursError
 from secateurs.measure import evaluate
-from secateurs.store import load_model
+from secateurs.store import Manifest, load_model
 
 DESCRIPTION = """Evaluate a saved model on the test (or val) split of a data set.
 
@@ -40,19 +41,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    model, manifest = load_model(args.model, device=resolve_device(args.device))
-    # read the images as training did (resized only if it was given --image-size)
-    image_set = load_split(args.data, args.split, manifest.image_size)
+def checked_split(
+    model_dir: str, manifest: Manifest, data: str, split: str, subset: int | None, seed: int
+) -> ImageSet:
+    """``data``'s ``split`` read as the model was trained on it (resized only if training was
+    given --image-size), checked against the model's input and classes, optionally a fixed
+    draw of ``subset`` images."""
+    image_set = load_split(data, split, manifest.image_size)
     if list(image_set.input_size) != manifest.input_size:
         raise SecateursError(
-            f"{args.model} takes {tuple(manifest.input_size)} inputs but {args.data} holds "
+            f"{model_dir} takes {tuple(manifest.input_size)} inputs but {data} holds "
             f"{image_set.input_size}"
         )
     if image_set.classes != manifest.classes:
-        raise SecateursError(f"{args.data} does not have the classes {args.model} was trained on")
-    if args.subset:
-        image_set = image_set.subset(args.subset, seed=args.seed)
+        raise SecateursError(f"{data} does not have the classes {model_dir} was trained on")
+    return image_set.subset(subset, seed=seed) if subset else image_set
+
+
+def run(args: argparse.Namespace) -> int:
+    model, manifest = load_model(args.model, device=resolve_device(args.device))
+    image_set = checked_split(args.model, manifest, args.data, args.split, args.subset, args.seed)
     loader = BatchLoader(
         image_set, args.batch_size, manifest.mean, manifest.std, device=resolve_device(args.device)
     )
