@@ -9,6 +9,7 @@ from pathlib import Path
 
 from secateurs.cli.eval_command import checked_split
 from secateurs.cli.parser import add_command, positive_int
+from secateurs.device import resolve_device
 from secateurs.errors import SecateursError
 from secateurs.measure.robustness import AttackSettings, robust_accuracy
 from secateurs.store import load_model
@@ -44,6 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=positive_int, default=250, help="images per batch")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw and PGD's start")
+    parser.add_argument("--device", default="cpu", help="attack on cpu, cuda, cuda:N or mps")
     parser.add_argument("-o", "--out", type=Path, help="also write the result to this JSON file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
@@ -52,7 +54,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.is_dir():
         raise SecateursError(f"{args.out} is a directory: name a JSON file")
-    model, manifest = load_model(args.model)
+    model, manifest = load_model(args.model, device=resolve_device(args.device))
     image_set = checked_split(args.model, manifest, args.data, "test", args.subset, args.seed)
     settings = AttackSettings(args.eps, args.pgd_steps, batch_size=args.batch_size, seed=args.seed)
     result = robust_accuracy(model, image_set, manifest.mean, manifest.std, settings)
