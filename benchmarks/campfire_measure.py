@@ -1,0 +1,76 @@
+"""Benchmark step 2 for docs/results/campfire.md: every finished run of benchmarks/campfire.py
+(and the unpruned model, as ``dense``) timed against the unpruned model, interleaved, in eager
+and onnxruntime at batch 1 and 64, and attacked with FGSM and PGD (2/255 and 8/255) on a seeded
+draw of test images. Writes OUT/<run>/measured.json; run it alone on the machine.
+
+    python benchmarks/campfire_measure.py --out runs/bench-campfire
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from secateurs.data import load_split
+from secateurs.data.sources import default_cifar10_root
+from secateurs.measure.latency import LatencySettings
+from secateurs.measure.robustness import AttackSettings, robust_accuracy
+from secateurs.report import read_report
+from secateurs.runs.measuring import latency
+from secateurs.store import load_model
+
+log = logging.getLogger("benchmark")
+
+
+def measure(run: Path, base: Path, args: argparse.Namespace, images) -> dict:
+    before, manifest = load_model(base)
+    after, _ = load_model(run)
+    reduction = 1.0
+    if (run / "report.json").exists():
+        report = read_report(run)
+        reduction = report.cost_before.macs / report.cost_after.macs
+    settings = LatencySettings((1, 64), args.threads, repeats=args.repeats)
+    timed = latency(
+        (before, after), manifest.input_size, settings, ("eager", "onnxruntime"), reduction
+    )
+    attack = AttackSettings((2, 8), seed=0)
+    robust = robust_accuracy(after, images, manifest.mean, manifest.std, attack)
+    return {
+        "latency": {b: {k: asdict(v) for k, v in rows.items()} for b, rows in timed.items()},
+        "robustness": robust,
+        "settings": {"threads": args.threads, "repeats": args.repeats, "attacked": len(images)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/bench-campfire")
+    parser.add_argument("--model", default="benchmarks/baselines/resnet20-cifar10")
+    parser.add_argument("--data", default=str(default_cifar10_root()))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--attack-images", type=int, default=1000)
+    parser.add_argument("--again", action="store_true", help="re-measure measured runs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    out, base = Path(args.out), Path(args.model)
+    images = load_split(args.data, "test").subset(args.attack_images, 0)
+    runs = [base, *sorted(p for p in out.iterdir() if (p / "report.json").exists())]
+    for run in runs:
+        target = out / "dense" if run == base else run
+        path = target / "measured.json"
+        if path.exists() and not args.again:
+            continue
+        log.info("=== %s", target.name)
+        target.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(measure(run, base, args, images), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
