@@ -46,3 +46,35 @@ def test_a_device_that_is_not_there_is_one_line() -> None:
         resolve_device("gpu")
     assert resolve_device(None) == torch.device("cpu") == resolve_device("cpu")
     assert model_device(torch.nn.Linear(2, 2).to("meta")) == torch.device("meta")
+
+
+def test_batches_and_timing_inputs_go_to_the_models_device() -> None:
+    from secateurs.data import BatchLoader, load_split
+    from secateurs.measure.latency import _prepare, synchronised
+
+    digits = load_split("digits", "test").subset(10)
+    images, labels = next(iter(BatchLoader(digits, 4, [0.5], [0.25], device="meta")))
+    assert (images.device.type, labels.device.type, images.shape) == ("meta", "meta", (4, 1, 8, 8))
+    model = torch.nn.Conv2d(1, 2, 3).to("meta")
+    assert _prepare(model, (1, 8, 8), 2, False)[1].device.type == "meta"
+    assert not synchronised(torch.nn.Conv2d(1, 2, 3))  # a CPU needs no synchronisation
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "model", "--data", "digits"],
+        ["measure", "model"],
+        ["prune", "model", "--method", "l1", "-o", "out"],
+        ["train", "--data", "digits", "--out", "out"],
+    ],
+)
+def test_every_computing_command_refuses_a_missing_device(argv, tmp_path, monkeypatch, capsys):
+    from secateurs.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    missing = "cuda:7" if torch.cuda.device_count() < 8 else "mps"
+    assert main([*argv, "--device", missing]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not available" in err[0], err
+    assert not (tmp_path / "out").exists()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from secateurs.data import LabelledData, load_split
-from secateurs.device import resolve_device
+from secateurs.device import model_device, resolve_device
 from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings
 from secateurs.models.registry import FACTORY_PREFIX
@@ -165,7 +165,7 @@ def prune(
         raise SecateursError(f"bad option for prune or method {method!r}: {error}") from None
     pruned = copy.deepcopy(model).eval()
     input_size = tuple(example_input.shape[1:])
-    scoring = ScoringData(data.sample(8 * 128, 128, seed) if data else [])
+    scoring = ScoringData(data.sample(8 * 128, 128, seed, model_device(pruned)) if data else [])
     outcome = prune_model(pruned, input_size, method_, settings, scoring)
     return Pruned(pruned, outcome.achieved, outcome.record(method_, target), input_size)
 

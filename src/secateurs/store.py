@@ -169,9 +169,12 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise SecateursError(f"{path} is not a safetensors file ({error}); refusing it") from None
 
 
-def load_model(directory: str | Path, base: nn.Module | None = None) -> tuple[nn.Module, Manifest]:
-    """Rebuild and load the model saved in ``directory``; it is returned in eval mode.
-    ``base``: the un-pruned model (of any class) that the recorded pruning is replayed on."""
+def load_model(
+    directory: str | Path, base: nn.Module | None = None, device: torch.device | None = None
+) -> tuple[nn.Module, Manifest]:
+    """Rebuild and load the model saved in ``directory``; it is returned in eval mode, on
+    ``device`` (default: the CPU). ``base``: the un-pruned model (of any class) that the
+    recorded pruning is replayed on."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     model = build_model(manifest, base)
@@ -188,4 +191,4 @@ def load_model(directory: str | Path, base: nn.Module | None = None) -> tuple[nn
         raise SecateursError(
             f"the weights in {directory} do not fit {manifest.architecture}: {' '.join(first)}"
         ) from None
-    return model.eval(), manifest
+    return (model.to(device) if device is not None else model).eval(), manifest

@@ -49,6 +49,7 @@ FLAGS: list[tuple[str, Callable[[str], Any], str]] = [
     ("train-subset", positive_int, "train on this many images (a fixed draw)"),
     ("test-subset", positive_int, "evaluate on this many images"),
     ("threads", positive_int, "torch threads"),
+    ("device", str, "cpu, cuda, cuda:N or mps (under torchrun, cuda: each process's own GPU)"),
     ("seed", int, "random seed"),
 ]
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from secateurs.data.dataset import ImageSet
 from secateurs.data.loader import BatchLoader
 
 EVAL_BATCH_SIZE = 256
+Device = torch.device | str
 
 
 @dataclass
@@ -21,12 +24,14 @@ class LabelledData:
     mean: Sequence[float]
     std: Sequence[float]
 
-    def batches(self, image_set: ImageSet, batch_size: int = EVAL_BATCH_SIZE) -> BatchLoader:
-        """Un-augmented, normalised batches of ``image_set``, in order."""
-        return BatchLoader(image_set, batch_size, self.mean, self.std)
+    def batches(
+        self, image_set: ImageSet, batch_size: int = EVAL_BATCH_SIZE, device: Device = "cpu"
+    ) -> BatchLoader:
+        """Un-augmented, normalised batches of ``image_set``, in order, on ``device``."""
+        return BatchLoader(image_set, batch_size, self.mean, self.std, device=device)
 
-    def sample(self, images: int, batch_size: int, seed: int) -> list:
-        """A fixed draw of ``images`` training images as un-augmented batches (scoring, BatchNorm
-        recalibration, bias folding)."""
+    def sample(self, images: int, batch_size: int, seed: int, device: Device = "cpu") -> list:
+        """A fixed draw of ``images`` training images as un-augmented batches on ``device`` (the
+        model's: scoring, BatchNorm recalibration, bias folding)."""
         drawn = self.train.subset(min(images, len(self.train)), seed)
-        return list(self.batches(drawn, batch_size))
+        return list(self.batches(drawn, batch_size, device))

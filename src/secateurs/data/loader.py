@@ -42,7 +42,8 @@ class BatchLoader:
     with ``augment.alternate_flip``, each image in every other epoch; and, when
     ``augment.cutout`` > 0, a square of that side zeroed after normalisation. Without one
     (evaluation) it reads every image once, in order. ``shard = (rank, world_size)``: under DDP
-    each rank reads its own ``1/world_size`` share.
+    each rank reads its own ``1/world_size`` share. Batches are prepared on the CPU (the images
+    live there) and moved to ``device``, the model's.
     """
 
     def __init__(
@@ -56,11 +57,13 @@ class BatchLoader:
         seed: int = 0,
         shard: tuple[int, int] = (0, 1),
         channels_last: bool = False,
+        device: torch.device | str = "cpu",
     ) -> None:
         if batch_size < 1:
             raise SecateursError(f"batch size must be at least 1, not {batch_size}")
         self.image_set = image_set
         self.batch_size = batch_size
+        self.device = torch.device(device)
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std).view(1, -1, 1, 1) * 255
         self.augment = augment
@@ -119,4 +122,8 @@ class BatchLoader:
             # Always the layout asked for: the batched crop leaves NHWC strides, which would
             # silently switch convolutions to channels-last kernels (see decisions.md).
             images = images.contiguous(memory_format=self.memory_format)
-            yield index, images, self.image_set.labels[index]
+            labels = self.image_set.labels[index]
+            if self.device.type != "cpu":
+                images = images.to(self.device, non_blocking=True)
+                labels = labels.to(self.device, non_blocking=True)
+            yield index, images, labels

@@ -11,6 +11,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from secateurs.device import model_device
+
 
 def example_input(input_size: Sequence[int], batch: int = 1) -> torch.Tensor:
     return torch.randn(batch, *input_size)
@@ -49,7 +51,8 @@ def count_cost(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]:
     handles = [m.register_forward_hook(count_functional) for m in functional]
     try:
         with torch.no_grad():
-            macs, params = tp.utils.count_ops_and_params(model, example_input(input_size))
+            images = example_input(input_size).to(model_device(model))
+            macs, params = tp.utils.count_ops_and_params(model, images)
     finally:
         for handle in handles:
             handle.remove()

@@ -1,4 +1,7 @@
-"""CPU latency: warm-up, many repeats, median and spread, a fixed thread count.
+"""Latency: warm-up, many repeats, median and spread, a fixed thread count.
+
+On a GPU (the model's device) every timed run ends with a synchronisation, so a time covers the
+work queued, not only its launch; :func:`synchronised` says whether a model's timings did.
 
 On a shared, noisy machine only ratios measured side by side mean anything, so :func:`compare`
 interleaves the models (A B A B ...) and reports the ratio of their medians.
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from secateurs.device import model_device, synchronize
 
 
 @dataclass
@@ -38,7 +43,7 @@ def _threads(count: int):
 
 def _prepare(model: nn.Module, input_size: Sequence[int], batch: int, channels_last: bool):
     model = model.eval()
-    images = torch.randn(batch, *input_size)
+    images = torch.randn(batch, *input_size, device=model_device(model))
     if channels_last:  # a copy: converting in place (under inference mode) would spoil the model
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -46,9 +51,16 @@ def _prepare(model: nn.Module, input_size: Sequence[int], batch: int, channels_l
 
 
 def _time_once(model: nn.Module, images: torch.Tensor) -> float:
+    synchronize(images.device)  # nothing queued before the clock starts
     started = time.perf_counter()
     model(images)
+    synchronize(images.device)  # a GPU returns before it has computed
     return (time.perf_counter() - started) * 1000
+
+
+def synchronised(model: nn.Module) -> bool:
+    """Whether timing ``model`` waits for its device (a GPU) at the end of every run."""
+    return model_device(model).type in ("cuda", "mps")
 
 
 def summarise(times_ms: list[float]) -> dict[str, float]:

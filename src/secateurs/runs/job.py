@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secateurs.cli.parser import positive_int
+from secateurs.device import device_check
 from secateurs.errors import SecateursError
 from secateurs.runs.options import check_fields, count, option
 
@@ -55,6 +56,12 @@ class RunJob:
         0, help="seed of every random choice (data draws, methods, training)", parse=int
     )
     resume: bool = option(False, help="continue an interrupted run in OUT")
+    device: str = option(
+        "cpu",
+        help="where to compute: cpu, cuda, cuda:N or mps (under torchrun, cuda: each process's "
+        "own GPU, with NCCL)",
+        check=device_check,
+    )
 
     def __post_init__(self) -> None:
         self.model, self.out = Path(self.model), Path(self.out)

@@ -3,12 +3,14 @@ the two models timed interleaved (before, after, before, ...) in each backend.""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 
 from torch import nn
 
 from secateurs.data import LabelledData
+from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings, compare, count_cost, evaluate
 from secateurs.measure.cost import params_by_layer_type
@@ -22,7 +24,7 @@ def accuracy(model: nn.Module, data: LabelledData | None) -> Accuracy | None:
     """Top-1/top-5 of ``model`` (put in eval mode) on the test split; None without data."""
     if data is None:
         return None
-    found = evaluate(model.eval(), data.batches(data.test))
+    found = evaluate(model.eval(), data.batches(data.test, device=model_device(model)))
     return Accuracy(found.get("top1"), found.get("top5"), found.get("n"))
 
 
@@ -36,7 +38,8 @@ def _timings(backend: str, models: list[nn.Module], input_size, settings: Latenc
         return compare(models, input_size, settings)
     from secateurs.measure.onnx_runtime import compare_onnx
 
-    return compare_onnx(models, input_size, settings)
+    on_cpu = [m if model_device(m).type == "cpu" else copy.deepcopy(m).cpu() for m in models]
+    return compare_onnx(on_cpu, input_size, settings)  # onnxruntime runs a CPU export
 
 
 def medians(

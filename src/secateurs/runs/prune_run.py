@@ -51,7 +51,7 @@ def run_prune(job: PruneJob) -> Report | None:
     every rank prunes and fine-tunes; rank 0 measures and writes, the others return None."""
     with open_run("prune", job) as run:
         torch.manual_seed(job.seed)
-        original, manifest = load_model(job.model)
+        original, manifest = load_model(job.model, device=run.device)
         data = load_run_data(job, manifest)
         before = accuracy(original, data)
         pruned = _prune_or_resume(run, original, manifest, data)
@@ -85,7 +85,7 @@ def _prune_or_resume(
     job: PruneJob = run.job
     oneshot_dir = job.out / "oneshot"
     if job.resume and (oneshot_dir / "manifest.json").exists():
-        model, saved = load_model(oneshot_dir)
+        model, saved = load_model(oneshot_dir, device=run.device)
         log.info("resuming from the pruned model in %s", oneshot_dir)
         uncalibrated = saved.metrics.get("top1_oneshot_uncalibrated")
         return Pruned(
@@ -112,7 +112,9 @@ def _prune(run: Run, original: nn.Module, manifest: Manifest, data: LabelledData
         _fine_tune(run, pruned, original, manifest, data, step_epochs, f"step{step + 1}")
 
     scoring = ScoringData(
-        data.sample(job.scoring_batches * job.batch_size, job.batch_size, job.seed) if data else []
+        data.sample(job.scoring_batches * job.batch_size, job.batch_size, job.seed, run.device)
+        if data
+        else []
     )
     outcome = prune_model(model, manifest.input_size, method, job.settings(), scoring, between)
     record = outcome.record(method, job.target)
@@ -128,7 +130,9 @@ def _prune(run: Run, original: nn.Module, manifest: Manifest, data: LabelledData
         metrics["top1_oneshot_uncalibrated"] = (
             pruned.uncalibrated.top1 if pruned.uncalibrated else None
         )
-        batches = data.sample(job.recalibrate_bn * job.batch_size, job.batch_size, job.seed)
+        batches = data.sample(
+            job.recalibrate_bn * job.batch_size, job.batch_size, job.seed, run.device
+        )
         used = recalibrate_batchnorm(model, (images for images, _ in batches))
         log.info("BatchNorm statistics re-estimated on %d batches", used)
     pruned.manifest = replace(manifest, pruning=record, metrics=metrics)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from secateurs.device import resolve_device
 from secateurs.errors import SecateursError
 from secateurs.runs.job import RunJob
 from secateurs.runs.options import job_settings
@@ -30,6 +33,11 @@ class Run:
     job: Any
     directory: Path
     context: DistributedContext
+
+    @property
+    def device(self) -> torch.device:
+        """Where this process computes: the job's ``--device``, its own GPU under torchrun."""
+        return self.context.device
 
     @property
     def is_main(self) -> bool:
@@ -76,7 +84,7 @@ def open_run(kind: str, job: RunJob) -> Iterator[Run]:
     :class:`SecateursError` before it saved a checkpoint or a model leaves no directory behind,
     so the corrected command can use the same ``-o``."""
     job.check()
-    context = init_distributed()
+    context = init_distributed(resolve_device(job.device))
     created = not job.out.exists()
     if context.is_main:  # the other ranks would find the directory rank 0 just made
         _check_directory(job)

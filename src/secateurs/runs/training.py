@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from secateurs.data import LabelledData
+from secateurs.device import model_device
 from secateurs.store import Manifest
 from secateurs.train.callback import Callback
 from secateurs.train.config import TrainConfig
@@ -79,7 +80,7 @@ def train_model(
     """Train ``model`` in place as ``config`` says, checkpointing into ``run_dir`` (its
     config.json written by rank 0); a checkpoint already there is resumed. Under ``torchrun``
     each rank trains its share of every batch (DDP) and all end with the same weights."""
-    context = context or init_distributed()
+    context = context or init_distributed(model_device(model))
     run_dir = Path(run_dir)
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def run_training_time(kind: str, job: TrainingJob) -> Report | None:
     every rank trains; rank 0 compacts, measures and writes, the others return None."""
     with open_run(kind, job) as run:
         torch.manual_seed(job.seed)
-        original, manifest = load_model(job.model)
+        original, manifest = load_model(job.model, device=run.device)
         data = load_run_data(job, manifest)
         assert data is not None  # TrainingJob: data is required
         before = accuracy(original, data)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from secateurs.errors import SecateursError, first_line
@@ -32,3 +34,26 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise SecateursError(
             f"{path} is not a secateurs checkpoint (refused to unpickle it: {reason})"
         ) from None
+
+
+# the random states of numpy and Python as JSON-able lists (a checkpoint holds plain values)
+
+
+def numpy_state() -> list:
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), position, has_gauss, cached]
+
+
+def set_numpy_state(state: list) -> None:
+    name, keys, position, has_gauss, cached = state
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+
+
+def python_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_python_state(state: list) -> None:
+    version, internal, gauss = state
+    random.setstate((version, tuple(internal), gauss))

@@ -52,6 +52,7 @@ class TrainConfig:
     cutout: int = 0  # > 0: zero one square of this side per image (after normalisation)
     # execution
     channels_last: bool = False
+    device: str = "cpu"  # cpu, cuda, cuda:N or mps (under torchrun, cuda is each process's GPU)
     threads: int | None = None  # torch.set_num_threads; None leaves torch's default
     deterministic: bool = False  # torch.use_deterministic_algorithms
     seed: int = 0
@@ -70,6 +71,10 @@ class TrainConfig:
             raise SecateursError(f"teacher must be model directories, not {self.teacher!r}")
         if self.teacher_offline and not self.teacher:
             raise SecateursError("an offline teacher needs a teacher (--teacher DIR)")
+        from secateurs.device import device_check
+
+        if device_check(self.device):
+            raise SecateursError(f"--device {self.device}: {device_check(self.device)}")
         if self.epochs < 1:
             raise SecateursError(f"epochs must be at least 1, not {self.epochs}")
         if self.batch_size < 1:

@@ -94,7 +94,7 @@ class Teacher:
             for index, images, _ in batches:
                 logits = self.logits(images)
                 if table is None:
-                    table = torch.full((count, logits.shape[1]), float("nan"))
+                    table = torch.full((count, logits.shape[1]), float("nan"), device=logits.device)
                 table[index] = logits.float()
                 bar.update(task, advance=len(index))
         if table is None or table.isnan().any():

@@ -1,9 +1,11 @@
-"""torch.distributed set-up for runs started by ``torchrun``: gloo on CPU, nccl on GPU."""
+"""torch.distributed set-up for runs started by ``torchrun``: gloo on CPU; on CUDA, NCCL with one
+process per GPU (the process's ``LOCAL_RANK``, which :func:`secateurs.device.resolve_device` maps
+a bare ``cuda`` to)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -14,6 +16,7 @@ from torch import nn
 class DistributedContext:
     rank: int = 0
     world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def enabled(self) -> bool:
@@ -24,22 +27,25 @@ class DistributedContext:
         return self.rank == 0
 
 
-def init_distributed() -> DistributedContext:
-    """Join the process group that ``torchrun`` describes in the environment, if there is one."""
+def init_distributed(device: torch.device | None = None) -> DistributedContext:
+    """Join the process group that ``torchrun`` describes in the environment, if there is one:
+    NCCL when this process computes on a CUDA ``device`` (made current), gloo otherwise."""
+    device = device or torch.device("cpu")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return DistributedContext()
+        return DistributedContext(device=device)
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return DistributedContext(dist.get_rank(), dist.get_world_size())
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(dist.get_rank(), dist.get_world_size(), device)
 
 
 def all_sum(values: list[float], context: DistributedContext) -> list[float]:
     """Element-wise sum of ``values`` over all ranks."""
     if not context.enabled:
         return values
-    tensor = torch.tensor(values, dtype=torch.float64)
+    tensor = torch.tensor(values, dtype=torch.float64, device=context.device)
     dist.all_reduce(tensor)
     return tensor.tolist()
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from secateurs import __version__
 from secateurs.data import ImageSet, LabelledData, load_split
+from secateurs.device import resolve_device
 from secateurs.errors import SecateursError, first_line
 from secateurs.models import create_model
 from secateurs.runs.training import apply_runtime_settings, train_model
@@ -186,7 +187,8 @@ def run_training(
 ) -> dict[str, Any]:
     """Train as ``config`` says into ``run_dir``; returns the summary written to summary.json."""
     run_dir = Path(run_dir)
-    context = init_distributed()
+    device = resolve_device(config.device)
+    context = init_distributed(device)
     config = prepare_run_dir(run_dir, config, resume) if context.is_main else config
     if context.enabled:
         _wait_for_main(context)
@@ -194,6 +196,7 @@ def run_training(
     apply_runtime_settings(config)
     train_set, test_set = load_data(config)
     model, manifest = build_start_model(config, train_set)
+    model = model.to(device)
     teacher = load_teacher(config, manifest)
     data = LabelledData(train_set, test_set, manifest.mean, manifest.std)
     training = train_model(

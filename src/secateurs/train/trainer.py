@@ -13,13 +13,11 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,11 +25,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from secateurs.data import Augmentation, BatchLoader, LabelledData
+from secateurs.device import model_device
 from secateurs.errors import SecateursError, first_line
 from secateurs.measure.accuracy import evaluate
 from secateurs.progress import format_duration, progress_bar
 from secateurs.train.callback import Callback
-from secateurs.train.checkpoint import load_checkpoint, save_checkpoint
+from secateurs.train.checkpoint import (
+    load_checkpoint,
+    numpy_state,
+    python_state,
+    save_checkpoint,
+    set_numpy_state,
+    set_python_state,
+)
 from secateurs.train.config import TrainConfig
 from secateurs.train.curves import CURVES_FILE, plot_training
 from secateurs.train.distill import PrecomputedTeacher, Teacher, distillation_loss
@@ -92,12 +98,16 @@ class Trainer:
         self.context = context or DistributedContext()
         self.callbacks = list(callbacks)
         self.model = model
+        self.device = model_device(model)  # where the loaders put every batch
         self.channels_last = config.channels_last and not self._channels_last_crashes(model)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.teacher = self._build_teacher(teacher, data)
+        cuda = [self.device.index] if self.device.type == "cuda" else None  # one GPU a process
         self.train_model: nn.Module = (
-            DistributedDataParallel(self.model) if self.context.enabled else self.model
+            DistributedDataParallel(self.model, device_ids=cuda)
+            if self.context.enabled
+            else self.model
         )
         self.train_loader, self.test_loader = self._build_loaders(data)
         self.optimizer = torch.optim.SGD(
@@ -137,13 +147,19 @@ class Trainer:
             seed=config.seed,
             shard=(self.context.rank, self.context.world_size),
             channels_last=self.channels_last,
+            device=self.device,
         )
         if len(train_loader) == 0:
             raise SecateursError(
                 f"{len(data.train)} training images make no full batch of {config.batch_size}"
             )
         test_loader = BatchLoader(
-            data.test, config.eval_batch_size, data.mean, data.std, channels_last=self.channels_last
+            data.test,
+            config.eval_batch_size,
+            data.mean,
+            data.std,
+            channels_last=self.channels_last,
+            device=self.device,
         )
         return train_loader, test_loader
 
@@ -179,7 +195,7 @@ class Trainer:
         once now on every training image as stored (no crop; mirrored too with teacher_flip)."""
         if model is None:
             return None
-        teacher = Teacher(model, self.config.teacher_flip)
+        teacher = Teacher(model.to(self.device), self.config.teacher_flip)
         if self.channels_last:
             teacher.to(torch.channels_last)
         if not self.config.teacher_offline:
@@ -190,6 +206,7 @@ class Trainer:
             data.mean,
             data.std,
             channels_last=self.channels_last,
+            device=self.device,
         )
         log.info("computing the teacher's logits for %d training images", len(data.train))
         return PrecomputedTeacher(teacher.precompute(stored.indexed(), len(data.train)))
@@ -214,8 +231,8 @@ class Trainer:
             "history": json.dumps(self.history),
             "rng": {
                 "torch": torch.get_rng_state(),
-                "numpy": json.dumps(_numpy_state()),
-                "python": json.dumps(_python_state()),
+                "numpy": json.dumps(numpy_state()),
+                "python": json.dumps(python_state()),
             },
             "callbacks": [callback.state_dict() for callback in self.callbacks],
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
@@ -249,8 +266,8 @@ class Trainer:
         self.step = int(state["step"])
         self.history = json.loads(state["history"])
         torch.set_rng_state(state["rng"]["torch"])
-        _set_numpy_state(json.loads(state["rng"]["numpy"]))
-        _set_python_state(json.loads(state["rng"]["python"]))
+        set_numpy_state(json.loads(state["rng"]["numpy"]))
+        set_python_state(json.loads(state["rng"]["python"]))
         for callback, callback_state in zip(self.callbacks, state["callbacks"], strict=True):
             callback.load_state_dict(callback_state)
         if (self.ema is None) != ("ema" not in state):
@@ -375,23 +392,3 @@ class Trainer:
     def rank_digests(self) -> list[str]:
         """Each rank's :func:`weights_digest` (one entry when not distributed)."""
         return [str(d) for d in all_gather(weights_digest(self.final_model), self.context)]
-
-
-def _numpy_state() -> list:
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), position, has_gauss, cached]
-
-
-def _set_numpy_state(state: list) -> None:
-    name, keys, position, has_gauss, cached = state
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
-
-
-def _python_state() -> list:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _set_python_state(state: list) -> None:
-    version, internal, gauss = state
-    random.setstate((version, tuple(internal), gauss))
