@@ -134,3 +134,15 @@ def test_fgsm_lowers_accuracy_and_pgd_lowers_it_further(trained, tmp_path, capsy
     assert result["pgd@16"] < result["fgsm@16"] - 5
     assert _run(*argv, "-o", str(tmp_path / "b.json")) == 0  # seeded: the same again
     assert json.loads((tmp_path / "b.json").read_text()) == result
+
+
+def test_taylor_gradual_runs_from_the_command_line(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "taylor-gradual"
+    argv = ["taylor-gradual", str(trained), "--data", "digits", "-o", str(out), "--threads", "1"]
+    argv += ["--batch-size", "64", "--latency-repeats", "0", "--epochs", "2", "--interval", "2"]
+    assert _run(*argv, "--per-step", "16", "--target-macs", "0.7") == 0
+    report = read_report(out)
+    assert report.pruning.method == "taylor-gradual"
+    # 16 channels a step stop at the first plan under 0.7 of the MACs
+    assert 0.6 <= report.macs_kept <= 0.7
+    assert _same_outputs(out) <= 1e-4

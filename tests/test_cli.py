@@ -290,6 +290,21 @@ def test_every_flag_of_every_command_says_what_it_does() -> None:
     ]
     assert silent == []
     assert sorted(commands.choices) == sorted(
-        "import train eval measure export prune spp sgcnn campfire robustness compare models "
-        "methods demo".split()
+        [
+            "import",
+            "train",
+            "eval",
+            "measure",
+            "export",
+            "prune",
+            "spp",
+            "sgcnn",
+            "taylor-gradual",
+            "campfire",
+            "robustness",
+            "compare",
+            "models",
+            "methods",
+            "demo",
+        ]
     )

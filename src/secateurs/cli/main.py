@@ -20,6 +20,7 @@ from secateurs.cli import (
     robustness_command,
     sgcnn_command,
     spp_command,
+    taylor_gradual_command,
     train_command,
 )
 from secateurs.cli.parser import HelpFormatter, Parser
@@ -36,6 +37,7 @@ COMMANDS = [
     prune_command,
     spp_command,
     sgcnn_command,
+    taylor_gradual_command,
     campfire_command,
     robustness_command,
     compare_command,

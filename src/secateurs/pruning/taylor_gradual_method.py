@@ -13,7 +13,7 @@ from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.taylor_gradual import GradualSchedule, GradualTaylor
-from secateurs.pruning.training_time import Compaction, TrainingTimeMethod
+from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
 from secateurs.report import PruningRecord
 
 log = logging.getLogger(__name__)
@@ -23,8 +23,7 @@ class GradualTaylorMethod(TrainingTimeMethod):
     """Taylor pruning on the paper's gradual schedule (Molchanov et al., CVPR 2019)."""
 
     name = "taylor-gradual"
-    summary = "Taylor scores averaged and smoothed while training, a few channels at a time"
-    command = "secateurs taylor-gradual MODEL --data PATH --target-macs R"
+    summary, command = TRAINING_TIME_METHODS["taylor-gradual"]
 
     def __init__(self, schedule: GradualSchedule, input_size: Sequence[int], epochs: int) -> None:
         self.schedule = schedule

@@ -83,6 +83,11 @@ TRAINING_TIME_METHODS: dict[str, tuple[str, str]] = {
         "own inputs; the layer becomes a diverse group convolution (Guo et al. 2020)",
         "secateurs sgcnn MODEL --data PATH --target-macs R --groups G --scheme L|LG|G",
     ),
+    "taylor-gradual": (
+        "Taylor scores (BN gates) averaged over batches and smoothed with momentum while "
+        "training, the lowest few channels removed every M iterations (Molchanov et al. 2019)",
+        "secateurs taylor-gradual MODEL --data PATH --target-macs R",
+    ),
     "campfire": (
         "gradual magnitude sparsity inside kernels (window), per filter (kernel) or of whole "
         "filters on the AGP ramp, masks frozen after a set epoch (Gamboa et al. 2020)",
