@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	@$(PIP) install --upgrade pip
 	@echo "  pip: $(TORCH_PINS) (pinned: a bare 'torch' would download gigabytes)"
 	@$(PIP) install $(TORCH_PINS)
-	@echo "  pip: secateurs in editable mode, with its vision, ONNX and test extras"
-	@$(PIP) install -e '.[dev,vision]' $(TORCH_PINS)
-	@$(BIN)/python -c "import secateurs, torch, torchvision, onnxruntime" \
+	@echo "  pip: secateurs in editable mode, with its vision, timm, ONNX and test extras"
+	@$(PIP) install -e '.[dev,vision,timm]' $(TORCH_PINS)
+	@$(BIN)/python -c "import secateurs, torch, torchvision, timm, onnxruntime" \
 		|| { echo "set-up failed: secateurs does not import"; exit 1; }
 	@touch $(STAMP)
 	@echo "set-up done"

@@ -15,6 +15,7 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.pruning.graph import IN, OUT, ChannelGraph
 
 
@@ -40,7 +41,9 @@ class CostModel:
         was_training = model.training
         with torch.no_grad():
             macs, params, layer_macs, layer_params = tp.utils.count_ops_and_params(
-                model.eval(), torch.randn(1, *graph.input_size), layer_wise=True
+                model.eval(),
+                torch.randn(1, *graph.input_size, device=model_device(model)),
+                layer_wise=True,
             )
         model.train(was_training)
         self.macs, self.params = int(macs), int(params)

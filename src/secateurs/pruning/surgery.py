@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from secateurs.device import model_device
 from secateurs.errors import SecateursError, first_line
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.plan import PruningPlan, input_scale_vector
@@ -36,7 +37,7 @@ def remove_channels(graph: ChannelGraph, plan: PruningPlan) -> list[list[Any]]:
 
 def _remove(graph: ChannelGraph, plan: PruningPlan, model: torch.nn.Module) -> list[list[Any]]:
     with torch.no_grad():
-        before = model.eval()(torch.zeros(1, *graph.input_size)).shape
+        before = model.eval()(torch.zeros(1, *graph.input_size, device=model_device(model))).shape
     history_start = len(graph.dependency_graph.pruning_history())
     with torch.no_grad():  # rescaling first: the factors are indexed before any removal
         for layer, factors in plan.input_scales.items():
@@ -53,7 +54,7 @@ def _remove(graph: ChannelGraph, plan: PruningPlan, model: torch.nn.Module) -> l
             raise SecateursError(f"surgery failed on group {group.root}: {error}") from None
     try:
         with torch.no_grad():
-            after = model(torch.zeros(1, *graph.input_size)).shape
+            after = model(torch.zeros(1, *graph.input_size, device=model_device(model))).shape
     except RuntimeError as error:  # a structure the guards missed: say so in one line
         first = first_line(error)
         raise SecateursError(f"the pruned model no longer runs: {first}") from None
