@@ -274,7 +274,7 @@ def _custom_manifest(
         raise SecateursError("save needs example_input (or a manifest) to record the input size")
     size = list(pruned.input_size if pruned else example_input.shape[1:])  # type: ignore[union-attr]
     with torch.no_grad():
-        classes = module.eval()(torch.zeros(1, *size)).shape[-1]
+        classes = module.eval()(torch.zeros(1, *size, device=model_device(module))).shape[-1]
     kind = type(module)
     return Manifest(
         f"{CUSTOM_PREFIX}{kind.__module__}.{kind.__qualname__}",

@@ -125,7 +125,7 @@ def save_model(model: nn.Module, directory: str | Path, manifest: Manifest) -> P
     """Write ``model`` and ``manifest`` to ``directory`` (created; files replaced atomically)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     weights_tmp = directory / (WEIGHTS_FILE + ".tmp")
     save_file(state, weights_tmp)
     record = replace(manifest, weights_sha256=_sha256(weights_tmp))
