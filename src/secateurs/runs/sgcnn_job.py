@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from secateurs.pruning.sgcnn.callback import SGCNNSettings
+from secateurs.pruning.sgcnn.callback import IMPORTANCES, SGCNNSettings
 from secateurs.pruning.sgcnn.method import SGCNNMethod
 from secateurs.pruning.sgcnn.schedule import SCHEMES
 from secateurs.runs.options import count, option
@@ -36,6 +36,13 @@ class SGCNNJob(TrainingJob):
         "padding (measured faster on this CPU; docs/results/sgcnn.md)",
     )
 
+    importance: str = option(
+        "weight",
+        help="what groups the filters: weight (sum of |W| over each kernel, the paper's) or "
+        "taylor (|W dL/dW| over 8 training batches at each stage: first-order Taylor)",
+        choices=IMPORTANCES,
+    )
+
     def make_method(self, input_size: Sequence[int]) -> SGCNNMethod:
         schedule = {"scheme": self.scheme, "step": self.step, "stage_epochs": self.stage_epochs}
         settings = SGCNNSettings(
@@ -44,6 +51,7 @@ class SGCNNJob(TrainingJob):
             epochs=self.epochs,
             seed=self.seed,
             balanced=self.balance,
+            importance=self.importance,
             **schedule,
         )
         return SGCNNMethod(settings, input_size)

@@ -20,6 +20,7 @@ from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.sgcnn.grouping import LayerGroups, regroup
 from secateurs.pruning.sgcnn.schedule import MAX_SPARSITY, stage_epochs, stage_sparsities
+from secateurs.pruning.sgcnn.taylor import taylor_vectors
 from secateurs.pruning.spp.cost import conv_output_sizes, dense_conv_macs
 from secateurs.pruning.spp.groups import input_layers, is_depthwise
 from secateurs.train.callback import Callback
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from secateurs.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
+IMPORTANCES = ("weight", "taylor")
 
 
 @dataclass
@@ -43,6 +45,7 @@ class SGCNNSettings:
     epochs: int = 10  # the run's total, which the schedule spreads the stages over
     seed: int = 0
     balanced: bool = False  # equal groups reading equally many channels (no padding)
+    importance: str = "weight"  # "weight" (sum of |W| over the kernel) or "taylor" (|W dL/dW|)
 
 
 def groupable_layers(model: nn.Module, input_size: Sequence[int]) -> dict[str, nn.Conv2d]:
@@ -84,6 +87,10 @@ class SGCNNCallback(Callback):
     """Self-grouping convolution (Guo et al., Neural Networks 2020) as a trainer callback."""
 
     def __init__(self, settings: SGCNNSettings, input_size: Sequence[int]) -> None:
+        if settings.importance not in IMPORTANCES:
+            raise SecateursError(
+                f"importance is one of {', '.join(IMPORTANCES)}, not {settings.importance!r}"
+            )
         if settings.groups < 1:
             raise SecateursError(f"groups must be at least 1, not {settings.groups}")
         self.settings = settings
@@ -129,11 +136,18 @@ class SGCNNCallback(Callback):
         """Apply every stage scheduled at or before ``epoch`` not applied yet."""
         while self.applied < len(self.sparsities) and self.starts[self.applied] <= epoch:
             sparsity = self.sparsities[self.applied]
+            vectors = self.importance(trainer)
             for name, conv in self.layers.items():
                 kept = self.groups[name].keep if name in self.groups else None
                 settings = self.settings
                 self.groups[name] = regroup(
-                    conv.weight, settings.groups, sparsity, settings.seed, kept, settings.balanced
+                    conv.weight,
+                    settings.groups,
+                    sparsity,
+                    settings.seed,
+                    kept,
+                    settings.balanced,
+                    vectors.get(name),
                 )
             self.applied += 1
             self._masks = None
@@ -147,6 +161,17 @@ class SGCNNCallback(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         self.apply_due(epoch, trainer)
+
+    def importance(self, trainer: Trainer | None) -> dict[str, Tensor]:
+        """The stage's importance vectors by layer: empty for ``"weight"`` (regroup takes the
+        weights' magnitude), Taylor importance over the trainer's next batches for ``"taylor"``."""
+        if self.settings.importance != "taylor":
+            return {}
+        if trainer is None:
+            raise SecateursError("Taylor importance needs the trainer's batches")
+        return taylor_vectors(
+            trainer.model, self.layers, trainer.train_loader, context=trainer.context
+        )
 
     @property
     def over(self) -> bool:

@@ -112,10 +112,12 @@ def regroup(
     seed: int,
     kept: Tensor | None,
     balanced: bool = False,
+    vectors: Tensor | None = None,
 ) -> LayerGroups:
     """One SG-CNN stage on one layer: cluster its filters, then choose each group's inputs;
-    ``balanced``: equal groups reading equally many channels (no padding in the grouped form)."""
-    vectors = importance_vectors(weight)
+    ``balanced``: equal groups reading equally many channels (no padding in the grouped form);
+    ``vectors``: importance vectors (C_out, C_in) to use instead of the weights' magnitude."""
+    vectors = importance_vectors(weight) if vectors is None else vectors.double()
     if kept is not None:
         vectors = vectors * kept  # pruned connections read nothing
     groups = min(groups, vectors.shape[0])
