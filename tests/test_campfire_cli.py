@@ -146,3 +146,23 @@ def test_taylor_gradual_runs_from_the_command_line(trained: Path, tmp_path: Path
     # 16 channels a step stop at the first plan under 0.7 of the MACs
     assert 0.6 <= report.macs_kept <= 0.7
     assert _same_outputs(out) <= 1e-4
+
+
+def test_the_python_api_trains_sparse_saves_and_reloads(trained: Path, tmp_path: Path) -> None:
+    import secateurs
+
+    model, manifest = secateurs.load(trained)
+    data = secateurs.load_data("digits", manifest=manifest)
+    images = torch.randn(2, *manifest.input_size)
+    pruned = secateurs.prune_while_training(
+        model, data, method="campfire", example_input=images, epochs=1, granularity="kernel",
+        sparsity=0.5, interval=3, batch_size=64, threads=1,
+    )  # fmt: skip
+    # every prunable conv reads half its input channels per filter: MACs of the non-zeros
+    assert 0.5 < pruned.achieved < 0.6
+    secateurs.save(pruned, tmp_path / "saved", manifest=manifest)
+    back, _ = secateurs.load(tmp_path / "saved")
+    with torch.no_grad():
+        assert torch.allclose(back(images), pruned.model.eval()(images), atol=1e-5)
+    with pytest.raises(secateurs.SecateursError, match="training-time methods are"):
+        secateurs.prune_while_training(model, data, method="l1", example_input=images, epochs=1)

@@ -24,6 +24,7 @@ from secateurs.api import (
     prune,
     save,
 )
+from secateurs.api_training_time import prune_while_training
 from secateurs.errors import SecateursError
 
 __all__ = [
@@ -39,5 +40,6 @@ __all__ = [
     "load_data",
     "measure",
     "prune",
+    "prune_while_training",
     "save",
 ]
