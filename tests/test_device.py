@@ -53,7 +53,7 @@ def test_batches_and_timing_inputs_go_to_the_models_device() -> None:
     from secateurs.measure.latency import _prepare, synchronised
 
     digits = load_split("digits", "test").subset(10)
-    images, labels = next(iter(BatchLoader(digits, 4, [0.5], [0.25], device="meta")))
+    images, labels = next(iter(BatchLoader(digits, 4, [0.5], [0.25]).to("meta")))
     assert (images.device.type, labels.device.type, images.shape) == ("meta", "meta", (4, 1, 8, 8))
     model = torch.nn.Conv2d(1, 2, 3).to("meta")
     assert _prepare(model, (1, 8, 8), 2, False)[1].device.type == "meta"

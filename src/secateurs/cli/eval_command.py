@@ -61,9 +61,8 @@ def checked_split(
 def run(args: argparse.Namespace) -> int:
     model, manifest = load_model(args.model, device=resolve_device(args.device))
     image_set = checked_split(args.model, manifest, args.data, args.split, args.subset, args.seed)
-    loader = BatchLoader(
-        image_set, args.batch_size, manifest.mean, manifest.std, device=resolve_device(args.device)
-    )
+    loader = BatchLoader(image_set, args.batch_size, manifest.mean, manifest.std)
+    loader.to(resolve_device(args.device))
     result = evaluate(model, loader)
     if args.json:
         print(json.dumps(result))

@@ -28,7 +28,7 @@ class LabelledData:
         self, image_set: ImageSet, batch_size: int = EVAL_BATCH_SIZE, device: Device = "cpu"
     ) -> BatchLoader:
         """Un-augmented, normalised batches of ``image_set``, in order, on ``device``."""
-        return BatchLoader(image_set, batch_size, self.mean, self.std, device=device)
+        return BatchLoader(image_set, batch_size, self.mean, self.std).to(device)
 
     def sample(self, images: int, batch_size: int, seed: int, device: Device = "cpu") -> list:
         """A fixed draw of ``images`` training images as un-augmented batches on ``device`` (the

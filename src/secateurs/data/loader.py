@@ -43,7 +43,7 @@ class BatchLoader:
     ``augment.cutout`` > 0, a square of that side zeroed after normalisation. Without one
     (evaluation) it reads every image once, in order. ``shard = (rank, world_size)``: under DDP
     each rank reads its own ``1/world_size`` share. Batches are prepared on the CPU (the images
-    live there) and moved to ``device``, the model's.
+    live there) and moved to the device :meth:`to` names, the model's.
     """
 
     def __init__(
@@ -57,13 +57,12 @@ class BatchLoader:
         seed: int = 0,
         shard: tuple[int, int] = (0, 1),
         channels_last: bool = False,
-        device: torch.device | str = "cpu",
     ) -> None:
         if batch_size < 1:
             raise SecateursError(f"batch size must be at least 1, not {batch_size}")
         self.image_set = image_set
         self.batch_size = batch_size
-        self.device = torch.device(device)
+        self.device = torch.device("cpu")  # where batches go: :meth:`to`
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std).view(1, -1, 1, 1) * 255
         self.augment = augment
@@ -87,6 +86,11 @@ class BatchLoader:
             drop_last=self.train,
         )
         self.epoch = 0
+
+    def to(self, device: torch.device | str) -> BatchLoader:
+        """Yield batches on ``device`` (the model's) from now on; returns the loader."""
+        self.device = torch.device(device)
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -147,8 +147,7 @@ class Trainer:
             seed=config.seed,
             shard=(self.context.rank, self.context.world_size),
             channels_last=self.channels_last,
-            device=self.device,
-        )
+        ).to(self.device)
         if len(train_loader) == 0:
             raise SecateursError(
                 f"{len(data.train)} training images make no full batch of {config.batch_size}"
@@ -159,8 +158,7 @@ class Trainer:
             data.mean,
             data.std,
             channels_last=self.channels_last,
-            device=self.device,
-        )
+        ).to(self.device)
         return train_loader, test_loader
 
     def _build_scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
@@ -206,8 +204,7 @@ class Trainer:
             data.mean,
             data.std,
             channels_last=self.channels_last,
-            device=self.device,
-        )
+        ).to(self.device)
         log.info("computing the teacher's logits for %d training images", len(data.train))
         return PrecomputedTeacher(teacher.precompute(stored.indexed(), len(data.train)))
 
