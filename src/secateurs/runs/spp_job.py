@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
+from secateurs.data import LabelledData
+from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.pruning.spp.callback import DEFAULT_INTERVAL
-from secateurs.pruning.spp.groups import GRANULARITIES
+from secateurs.pruning.spp.groups import GRANULARITIES, find_layers
 from secateurs.pruning.spp.method import SPPMethod
 from secateurs.pruning.spp.schedule import DEFAULT_A, DEFAULT_U
+from secateurs.pruning.spp.sensitivity import ratios_from_scan, sensitivity_scan
 from secateurs.runs.options import count, fraction, option
 from secateurs.runs.training_time_run import TrainingJob
 
@@ -70,6 +76,29 @@ class SPPJob(TrainingJob):
         metavar="LAYER=RATIO|FILE.json",
         convert=parse_spp_ratios,
     )
+
+    sensitivity: float | None = option(
+        None,
+        help="per-layer ratios from a sensitivity scan instead of --target-macs: each layer "
+        "gets the largest of 0.1..0.9 whose one-shot L1 pruning alone costs at most this many "
+        "top-1 points on 512 training images (scan in OUT/sensitivity.json)",
+        parse=float,
+        check=lambda v: None if v is None or v >= 0 else f"must be at least 0, not {v}",
+    )
+
+    def prepare(self, model: nn.Module, data: LabelledData, input_size: Sequence[int]) -> None:
+        if self.sensitivity is None:
+            return
+        if self.layer_ratios is not None:
+            raise SecateursError("give --layer-ratios or --sensitivity, not both")
+        scanned = copy.deepcopy(model)
+        layers = find_layers(scanned, input_size, self.granularity)
+        batches = data.sample(512, 128, self.seed, model_device(scanned))
+        base, scan = sensitivity_scan(scanned, layers, batches)
+        self.layer_ratios = ratios_from_scan(base, scan, self.sensitivity)
+        record = {"top1": base, "max_drop": self.sensitivity, "scan": scan}
+        record["ratios"] = self.layer_ratios
+        (self.out / "sensitivity.json").write_text(json.dumps(record, indent=2) + "\n")
 
     def make_method(self, input_size: Sequence[int]) -> SPPMethod:
         return SPPMethod(

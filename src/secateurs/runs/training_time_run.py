@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from secateurs.data import LabelledData
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.spp.compact import max_relative_difference
 from secateurs.pruning.training_time import Compaction, TrainingTimeMethod
@@ -53,6 +54,9 @@ class TrainingJob(RunJob):
         """The method these options describe, for a model taking ``input_size`` inputs."""
         raise NotImplementedError
 
+    def prepare(self, model: nn.Module, data: LabelledData, input_size: Sequence[int]) -> None:
+        """Settle what needs the model and data before the method is made (e.g. a scan)."""
+
     def recipe_settings(self) -> dict[str, Any]:
         """Training settings of the method's own over the inherited recipe (e.g. schedule)."""
         return {}
@@ -67,6 +71,7 @@ def run_training_time(kind: str, job: TrainingJob) -> Report | None:
         data = load_run_data(job, manifest)
         assert data is not None  # TrainingJob: data is required
         before = accuracy(original, data)
+        job.prepare(original, data, manifest.input_size)
         method = job.make_method(manifest.input_size)
         # compaction traces the model after training: a model Torch-Pruning cannot trace fails now
         ChannelGraph(copy.deepcopy(original), manifest.input_size)
