@@ -8,27 +8,27 @@ the first layer whose output channels it holds; channel ``i`` of a group is chan
 root layer (Torch-Pruning's ``root_idxs``).
 
 Guards over plain Torch-Pruning: the graph is traced with autograd on even inside
-``torch.no_grad()``; the model's output layers are found and never pruned; structures whose
-removal is not exact or not supported (channel-mixing normalisation, grouped convolutions that are
-not depthwise) are marked unprunable with the layer named.
+``torch.no_grad()``, never raises from inside once the model has run, and never grows a group
+without bound (:mod:`.tracing`); the model's output layers are found and never pruned; groups
+whose removal is not exact or that the graph cannot follow are kept whole with the reason
+(:mod:`.structures`).
 """
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import torch
 import torch_pruning as tp
 from torch import nn
 
-from secateurs.errors import SecateursError
+from secateurs.errors import SecateursError, first_line
+from secateurs.pruning import tracing
+from secateurs.pruning.structures import protection
 
 OUT, IN = "out", "in"
-# normalisations whose output for one channel depends on the others: removing a channel that was
-# zeroed changes the rest, so masked and pruned models would differ
-CHANNEL_MIXING_NORMS = (nn.LayerNorm, nn.GroupNorm)
+ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 @dataclass
@@ -49,20 +49,11 @@ class ChannelGroup:
     members: list[Member]
     prunable: bool = True
     reason: str = ""  # why it is not prunable
+    structural: bool = False  # kept whole because the graph cannot follow its structure
     _root_module: nn.Module | None = field(default=None, repr=False)
 
     def layers(self, direction: str, types: tuple[type, ...] = (nn.Module,)) -> list[Member]:
         return [m for m in self.members if m.direction == direction and isinstance(m.module, types)]
-
-
-def _is_grouped_not_depthwise(module: nn.Module) -> bool:
-    """A grouped convolution other than a depthwise one (one input and one output channel per
-    group); 16 -> 8 channels in 8 groups is grouped, not depthwise."""
-    return (
-        isinstance(module, nn.modules.conv._ConvNd)
-        and module.groups > 1
-        and not module.groups == module.in_channels == module.out_channels
-    )
 
 
 # layers whose channels the engine cannot follow (they compute with functional calls, which
@@ -95,18 +86,17 @@ class ChannelGraph:
                 )
         was_training = model.training
         try:
-            with torch.enable_grad():  # tracing needs autograd, even inside no_grad()
-                self.dependency_graph = tp.DependencyGraph().build_dependency(
-                    model, torch.randn(1, *self.input_size), verbose=False
-                )
-        except Exception as error:  # Torch-Pruning raises bare assertions and runtime errors
+            traced = tracing.trace(model, self.input_size)
+        except Exception as error:  # the model did not run, or autograd could not follow it
             where = traceback.extract_tb(error.__traceback__)[-1].name
             raise SecateursError(
                 f"cannot trace {type(model).__name__} for pruning: Torch-Pruning's dependency "
-                f"graph failed in {where} ({type(error).__name__}: {error})"
+                f"graph failed in {where} ({type(error).__name__}: {first_line(error)})"
             ) from None
         finally:
             model.train(was_training)
+        self.dependency_graph = traced.dependency_graph
+        self.barriers = traced.barriers
         self.output_layers = self._find_output_layers()
         self.groups = self._collect_groups()
 
@@ -122,66 +112,79 @@ class ChannelGraph:
                 found.add(module)
         return found
 
-    def _collect_groups(self) -> list[ChannelGroup]:
+    def _roots(self) -> Iterator[nn.Module]:
+        """Layers that root a group, in the graph's order (as Torch-Pruning's get_all_groups)."""
         graph = self.dependency_graph
-        groups = []
-        for tp_group in graph.get_all_groups(
-            root_module_types=(nn.modules.conv._ConvNd, nn.Linear)
-        ):
-            root_module = tp_group[0].dep.target.module
-            members = []
-            for item in tp_group:
-                module = item.dep.target.module
-                if not isinstance(module, nn.Module) or module not in self.names:
-                    continue  # Torch-Pruning's own placeholder ops (add, concat, reshape)
-                direction = OUT if graph.is_out_channel_pruning_fn(item.dep.handler) else IN
-                members.append(
-                    Member(
-                        self.names[module],
-                        module,
-                        direction,
-                        list(item.idxs),
-                        list(item.root_idxs),
-                    )
+        for module in list(graph.module2node):
+            if isinstance(module, ROOT_TYPES) and module in self.names:
+                pruner = graph.get_pruner_of_module(module)
+                if pruner is not None and pruner.get_out_channels(module) is not None:
+                    yield module
+
+    def _collect_groups(self) -> list[ChannelGroup]:
+        """Every root's group, each built on its own: a group that cannot be built (an error
+        inside the graph, a runaway) is kept whole, the others are built as usual."""
+        graph, groups, visited, failed = self.dependency_graph, [], set(), {}
+        for root in self._roots():
+            if root in visited:
+                continue
+            width = graph.get_pruner_of_module(root).get_out_channels(root)
+            try:
+                with tracing.bounded_groups():
+                    tp_group = self.torch_pruning_group_of(root, range(width))
+            except Exception as error:  # Torch-Pruning's IndexError, or a runaway group
+                failed[root] = f"{type(error).__name__}: {first_line(error)}"
+                groups.append(self._unbuilt_group(root, width, failed[root]))
+                continue
+            group, reached = self._group_from(tp_group)
+            visited.update(m.module for m in group.members if m.direction == OUT)
+            found = protection(group, self.output_layers, reached, failed)
+            if found:
+                group.prunable, group.reason, group.structural = (
+                    False,
+                    found.reason,
+                    found.structural,
                 )
-            group = ChannelGroup(
-                self.names[root_module], len(tp_group[0].idxs), members, _root_module=root_module
-            )
-            self._check_prunable(group)
             groups.append(group)
         order = {name: position for position, name in enumerate(self.names.values())}
         return sorted(groups, key=lambda group: order[group.root])
 
-    def _check_prunable(self, group: ChannelGroup) -> None:
-        for member in group.members:
-            if member.direction == OUT and member.module in self.output_layers:
-                group.prunable, group.reason = False, f"{member.name} produces the model's output"
-                return
-            if isinstance(member.module, CHANNEL_MIXING_NORMS):
-                group.prunable = False
-                group.reason = (
-                    f"{member.name} ({type(member.module).__name__}) normalises across channels, "
-                    "so removing a channel changes the others"
-                )
-                return
-            if isinstance(member.module, nn.modules.batchnorm._BatchNorm) and not (
-                member.module.affine
-            ):
-                group.prunable = False
-                group.reason = (
-                    f"{member.name} is a BatchNorm without affine parameters: a masked channel "
-                    "would leave it -mean/std, not zero, so the masked and pruned models differ"
-                )
-                return
-            if _is_grouped_not_depthwise(member.module):
-                group.prunable = False
-                group.reason = (
-                    f"{member.name} is a grouped convolution (groups={member.module.groups}) "
-                    "that is not depthwise; pruning its channels is not supported"
-                )
-                return
-        if group.size <= 1:
-            group.prunable, group.reason = False, f"{group.root} has a single channel"
+    def _group_from(self, tp_group) -> tuple[ChannelGroup, dict[str, str]]:
+        """Our group of Torch-Pruning's, and the barriers its channels reach."""
+        graph, members, reached = self.dependency_graph, [], {}
+        for item in tp_group:
+            node = item.dep.target
+            if node in self.barriers:
+                reached[self._near(node)] = self.barriers[node]
+            module = node.module
+            if not isinstance(module, nn.Module) or module not in self.names:
+                continue  # Torch-Pruning's own placeholder ops (add, concat, reshape)
+            direction = OUT if graph.is_out_channel_pruning_fn(item.dep.handler) else IN
+            members.append(
+                Member(self.names[module], module, direction, list(item.idxs), list(item.root_idxs))
+            )
+        root = tp_group[0].dep.target.module
+        size = len(tp_group[0].idxs)
+        return ChannelGroup(self.names[root], size, members, _root_module=root), reached
+
+    def _unbuilt_group(self, root: nn.Module, width: int, error: str) -> ChannelGroup:
+        indices = list(range(width))
+        member = Member(self.names[root], root, OUT, indices, indices)
+        reason = f"the dependency graph could not follow its channels ({error})"
+        return ChannelGroup(self.names[root], width, [member], False, reason, True, root)
+
+    def _near(self, node) -> str:
+        """The named layer closest upstream of a graph node (a barrier has no name of its own)."""
+        frontier, seen = [node], set()
+        while frontier:
+            current = frontier.pop(0)
+            if current in seen:
+                continue
+            seen.add(current)
+            if current.module in self.names:
+                return f"after {self.names[current.module]}"
+            frontier += current.inputs
+        return "at the model's input"
 
     # -- queries --------------------------------------------------------------------------------
     @property
@@ -199,7 +202,9 @@ class ChannelGraph:
 
     def torch_pruning_group(self, group: ChannelGroup, indices: Sequence[int]):
         """Torch-Pruning's group removing ``indices`` (group numbering) of ``group``."""
-        root = self.model.get_submodule(group.root)
+        return self.torch_pruning_group_of(self.model.get_submodule(group.root), indices)
+
+    def torch_pruning_group_of(self, root: nn.Module, indices: Sequence[int]):
         pruner = self.dependency_graph.get_pruner_of_module(root)
         return self.dependency_graph.get_pruning_group(
             root, pruner.prune_out_channels, list(indices)

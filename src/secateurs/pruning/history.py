@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from secateurs.errors import SecateursError
 from secateurs.pruning.modules import recorded_conv, swap_module
+from secateurs.pruning.tracing import trace
 
 
 def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequence[int]) -> None:
@@ -24,10 +24,9 @@ def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequen
     for history in rounds:
         if not history:
             continue
-        with torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(
-                model, torch.randn(1, *input_size), verbose=False
-            )
+        # traced as the pruning was (recorded concatenation widths, barriers cut), so each
+        # recorded group is rebuilt with the same members
+        graph = trace(model, input_size).dependency_graph
         try:
             graph.load_pruning_history([[name, bool(out), list(idx)] for name, out, idx in history])
         except (AttributeError, ValueError, IndexError, RuntimeError) as error:

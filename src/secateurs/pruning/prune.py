@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from secateurs.errors import SecateursError
+from secateurs.errors import SecateursError, first_line
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.allocation import Allocation, Target
 from secateurs.pruning.bias_fold import fold_removed_channels
@@ -22,6 +22,7 @@ from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import PruningMethod, ScoringData
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.surgery import remove_channels
+from secateurs.pruning.trial import verify_groups
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class PruneOutcome:
     certificate: list[dict[str, Any]] = field(default_factory=list)  # methods that give one
     folds: list[dict[str, list[str]]] = field(default_factory=list)  # per step, when folding
     selection: str = "deterministic"  # how the method chose channels (MethodPlan.selection)
+    protected: list[dict[str, str]] = field(default_factory=list)  # {root, reason}: kept whole
 
     def record(self, method: PruningMethod, target: Target | None) -> dict[str, Any]:
         """The manifest's ``pruning`` entry."""
@@ -73,6 +75,7 @@ class PruneOutcome:
             "rounds": self.rounds,
             "plans": [plan.to_json() for plan in self.plans],
             "selection": self.selection,
+            "protected": self.protected,
         }
 
 
@@ -103,7 +106,7 @@ def prune_model(
     target = settings.target
     kind = target.kind if target else "macs"
     counted = "macs" if kind == "latency" else kind  # latency: measured by the allocation
-    base = count_cost(model, input_size)[counted]
+    base = _base_cost(model, input_size)[counted]
     goals = step_targets(target.ratio, settings.steps) if target else [None]
     for step, goal in enumerate(goals):
         started = time.perf_counter()
@@ -116,7 +119,7 @@ def prune_model(
                 continue
             asked = Target(kind, goal / current)
         assert asked is not None
-        graph = ChannelGraph(model, input_size)
+        graph = _checked_graph(model, input_size, outcome)
         achieved = _prune_step(graph, method, asked, settings, data, step, outcome)
         outcome.seconds += time.perf_counter() - started
         outcome.achieved = count_cost(model, input_size)[counted] / base
@@ -126,6 +129,38 @@ def prune_model(
         if between_steps is not None and step + 1 < len(goals):
             between_steps(model, step)
     return outcome
+
+
+def _base_cost(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]:
+    try:
+        return count_cost(model, input_size)
+    except RuntimeError as error:
+        raise SecateursError(
+            f"{type(model).__name__} does not run on an input of {tuple(input_size)}: "
+            f"{first_line(error)}"
+        ) from None
+
+
+def _checked_graph(
+    model: nn.Module, input_size: Sequence[int], outcome: PruneOutcome
+) -> ChannelGraph:
+    """The model's channel graph with every group the graph cannot follow kept whole (structure
+    checks, then a trial removal); those are added to ``outcome.protected``. Refuses the model
+    when nothing is left to prune."""
+    graph = ChannelGraph(model, input_size)
+    verify_groups(graph)
+    known = {row["root"] for row in outcome.protected}
+    for group in graph.groups:
+        if group.structural and group.root not in known:
+            outcome.protected.append({"root": group.root, "reason": group.reason})
+    if not graph.prunable_groups:
+        why = next((g.reason for g in graph.groups if g.structural), None)
+        why = why or next((g.reason for g in graph.groups if not g.prunable), "no channel groups")
+        raise SecateursError(f"nothing in {type(model).__name__} can be pruned safely: {why}")
+    if outcome.protected:
+        log.info("%d channel group(s) kept whole (see the record's 'protected')",
+                 len(outcome.protected))  # fmt: skip
+    return graph
 
 
 def _prune_step(
