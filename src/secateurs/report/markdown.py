@@ -71,7 +71,16 @@ def markdown(report: Report) -> str:
     lines.append(f"| MACs reduction | {report.macs_reduction:.2f}x |")
     lines += ["", *latency_table(report)]
     lines += certificate_table(report.pruning.certificate)
+    lines += protected_list(report.pruning.protected)
     return "\n".join(lines)
+
+
+def protected_list(rows: list[dict[str, str]]) -> list[str]:
+    """The channel groups kept whole because the dependency graph cannot follow them."""
+    if not rows:
+        return []
+    lines = ["", f"Kept whole ({len(rows)} channel groups the graph cannot follow):", ""]
+    return lines + [f"- `{row['root']}`: {row['reason']}" for row in rows]
 
 
 def timing_note(report: Report) -> str:

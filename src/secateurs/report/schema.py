@@ -75,6 +75,8 @@ class PruningRecord:
     granularity: str | None = None  # training-time methods (SPP)
     channels: dict[str, dict[str, int]] = field(default_factory=dict)  # root: before/after
     certificate: list[dict[str, Any]] = field(default_factory=list)  # PFP, per layer
+    # {root, reason}: channel groups kept whole because the dependency graph cannot follow them
+    protected: list[dict[str, str]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # method-specific (SPP's state, ...)
 
 

@@ -190,6 +190,7 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         bias_fold=job.fold_bias,
         channels=_channels(original, pruned),
         certificate=pruned.certificate,
+        protected=list(recorded.get("protected", [])),
         achieved_ratio=float(recorded.get("achieved", 1.0)),
         details=_latency_details(job),
     )
