@@ -153,9 +153,10 @@ def _update_index_mapping(traced: TracedGraph) -> None:
 
 
 @contextlib.contextmanager
-def bounded_groups(limit: int = MAX_GROUP_ITEMS) -> Iterator[None]:
-    """While active, a group growing past ``limit`` items raises :class:`RunawayGroup`."""
-    original = tp_group.Group.add_dep
+def bounded_groups(limit: int | None = None) -> Iterator[None]:
+    """While active, a group growing past ``limit`` (default :data:`MAX_GROUP_ITEMS`) items
+    raises :class:`RunawayGroup`."""
+    original, limit = tp_group.Group.add_dep, limit or MAX_GROUP_ITEMS
 
     def add_dep(self: Any, dep: Any, idxs: Any) -> None:
         if len(self._group) >= limit:
