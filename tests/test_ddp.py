@@ -68,6 +68,7 @@ RUN_KINDS = {
     "prune": (["--method", "l1", "--finetune-epochs", "2"], "finetune"),
     "spp": (["--epochs", "2", "--interval", "1", "--A", "0.25"], "train"),
     "sgcnn": (["--epochs", "2", "--groups", "4", "--scheme", "L", "--step", "0.3"], "train"),
+    "campfire": (["--epochs", "2", "--granularity", "kernel", "--interval", "1"], "train"),
 }
 
 
