@@ -120,7 +120,7 @@ def prune_model(
             asked = Target(kind, goal / current)
         assert asked is not None
         graph = _checked_graph(model, input_size, outcome)
-        achieved = _prune_step(graph, method, asked, settings, data, step, outcome)
+        achieved = _explained(outcome, _prune_step, graph, method, asked, settings, data, step)
         outcome.seconds += time.perf_counter() - started
         outcome.achieved = count_cost(model, input_size)[counted] / base
         if kind == "latency":
@@ -161,6 +161,21 @@ def _checked_graph(
         log.info("%d channel group(s) kept whole (see the record's 'protected')",
                  len(outcome.protected))  # fmt: skip
     return graph
+
+
+def _explained(outcome: PruneOutcome, step: Callable[..., float], *args: Any) -> float:
+    """``step(*args, outcome)``; a refusal (a target below what can be reached) names the
+    structures kept whole, which are often why."""
+    try:
+        return step(*args, outcome)
+    except SecateursError as error:
+        if not outcome.protected:
+            raise
+        raise SecateursError(
+            f"{error}; {len(outcome.protected)} channel group(s) are kept whole because the graph "
+            f"cannot follow them (first: {outcome.protected[0]['root']}: "
+            f"{outcome.protected[0]['reason']})"
+        ) from None
 
 
 def _prune_step(

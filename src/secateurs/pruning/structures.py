@@ -8,7 +8,8 @@ is wrong about it. Two kinds:
   BatchNorm without affine parameters);
 - by structure (``structural``): the graph cannot follow its channels: a channel split, a channel
   slice or an unmatched concatenation (a barrier, :mod:`.tracing`), a grouped convolution that is
-  not depthwise, an index beyond a layer's width, or a group that could not be built at all.
+  not depthwise, an index beyond a layer's width, a layer holding only part of the group (a
+  plan could empty it), or a group that could not be built at all.
   These are listed in the pruning record, so a user sees what was left whole and why.
 """
 
@@ -88,6 +89,21 @@ def _index_protection(member: Member, size: int) -> Protection | None:
     return None
 
 
+def _part_protection(member: Member, size: int) -> Protection | None:
+    """A layer whose every output channel is in the group but stands for only part of the group's
+    channels (a concatenation read by a depthwise layer): a plan keeping some of the group could
+    still empty it."""
+    width = channel_width(member.module, member.direction)
+    whole = width is not None and len(set(member.indices)) == width
+    if member.direction == "out" and whole and len(set(member.root_indices)) < size:
+        return Protection(
+            f"{member.name} holds {width} of the group's {size} channels (joined by a "
+            "concatenation): removing them all would empty it",
+            structural=True,
+        )
+    return None
+
+
 def protection(
     group: ChannelGroup,
     output_layers: Iterable[nn.Module],
@@ -112,7 +128,7 @@ def protection(
     for member in members:
         if member.direction == "out" and member.module in failed:
             return Protection(f"the group of {member.name} could not be built", structural=True)
-        found = _index_protection(member, group.size)
+        found = _index_protection(member, group.size) or _part_protection(member, group.size)
         if found:
             return found
     if group.size <= 1:
