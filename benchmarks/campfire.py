@@ -38,16 +38,16 @@ CONFIGS: dict[str, tuple[str, str, float]] = {
     "window-70": ("campfire", "window", 0.7),
     "kernel-70": ("campfire", "kernel", 0.7),
     "unstructured-70": ("campfire", "unstructured", 0.7),
-    "l1-macs0.31": ("prune", "l1", 0.31),
-    "random-macs0.31": ("prune", "random", 0.31),
+    "l1-macs0.32": ("prune", "l1", 0.32),
+    "random-macs0.32": ("prune", "random", 0.32),
     "window-50": ("campfire", "window", 0.5),
     "kernel-50": ("campfire", "kernel", 0.5),
     "unstructured-50": ("campfire", "unstructured", 0.5),
     "kernel+window-70": ("campfire", "kernel+window", 0.7),
-    "filter-macs0.31": ("campfire-macs", "filter", 0.31),
-    "spp-column-macs0.31": ("spp", "column", 0.31),
+    "filter-macs0.32": ("campfire-macs", "filter", 0.32),
+    "spp-column-macs0.32": ("spp", "column", 0.32),
 }
-HEADLINE = ["window-70", "kernel-70", "unstructured-70", "l1-macs0.31", "random-macs0.31"]
+HEADLINE = ["window-70", "kernel-70", "unstructured-70", "l1-macs0.32", "random-macs0.32"]
 # run name -> (configuration, seed): the headline rows at three seeds first, then the rest
 RUNS: dict[str, tuple[str, int]] = {
     **{name: (name, 0) for name in HEADLINE},
