@@ -147,11 +147,27 @@ def test_channel_slice_of_a_ghost_module_is_kept_whole() -> None:
     assert "channel slice" in _reasons(graph)["body.primary.0"]
 
 
-def test_ghost_module_without_a_slice_is_caught_by_the_trial_removal() -> None:
-    """No slice (all 16 channels kept): the graph numbers the depthwise copy's channels wrong;
-    only the trial removal sees it."""
+def test_ghost_copy_read_by_a_depthwise_layer_is_kept_whole() -> None:
+    """No slice (all 16 channels kept): the depthwise layer after the concatenation ties each
+    primary channel to its copy, and a plan keeping some of the group could empty one side."""
     graph, _ = _check_pruned_rest(_model(Ghost(out=16)), target=0.9)
-    assert "trial removal" in _reasons(graph)["body.primary.0"]
+    assert "of the group's 16 channels" in _reasons(graph)["body.primary.0"]
+
+
+class StandardisedConv(nn.Conv2d):
+    """Weight standardisation (NFNet's ScaledStdConv2d): each filter normalised over its inputs,
+    so removing an input channel changes the others' weights; no structure check knows it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self.weight.mean((1, 2, 3), keepdim=True)
+        std = self.weight.std((1, 2, 3), keepdim=True)
+        return self._conv_forward(x, (self.weight - mean) / (std + 1e-5), self.bias)
+
+
+def test_a_structure_no_check_knows_is_caught_by_the_trial_removal() -> None:
+    body = nn.Sequential(conv_bn(3, 8), conv_bn(8, 8), StandardisedConv(8, 8, 3, padding=1))
+    graph, _ = _check_pruned_rest(_model(body), target=0.9)
+    assert "trial removal" in _reasons(graph)["body.1.0"]
 
 
 def test_partial_residual_is_bounded_and_kept_whole() -> None:

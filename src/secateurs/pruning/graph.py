@@ -130,8 +130,7 @@ class ChannelGraph:
                 continue
             width = graph.get_pruner_of_module(root).get_out_channels(root)
             try:
-                with tracing.bounded_groups():
-                    tp_group = self.torch_pruning_group_of(root, range(width))
+                tp_group = self.torch_pruning_group_of(root, range(width))
             except Exception as error:  # Torch-Pruning's IndexError, or a runaway group
                 failed[root] = f"{type(error).__name__}: {first_line(error)}"
                 groups.append(self._unbuilt_group(root, width, failed[root]))
@@ -205,10 +204,10 @@ class ChannelGraph:
         return self.torch_pruning_group_of(self.model.get_submodule(group.root), indices)
 
     def torch_pruning_group_of(self, root: nn.Module, indices: Sequence[int]):
-        pruner = self.dependency_graph.get_pruner_of_module(root)
-        return self.dependency_graph.get_pruning_group(
-            root, pruner.prune_out_channels, list(indices)
-        )
+        graph = self.dependency_graph
+        pruner = graph.get_pruner_of_module(root)
+        with tracing.groups_of(graph):
+            return graph.get_pruning_group(root, pruner.prune_out_channels, list(indices))
 
 
 def _feeds_output_only_through_reshapes(node) -> bool:

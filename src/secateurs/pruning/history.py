@@ -10,7 +10,7 @@ from torch import nn
 
 from secateurs.errors import SecateursError
 from secateurs.pruning.modules import recorded_conv, swap_module
-from secateurs.pruning.tracing import trace
+from secateurs.pruning.tracing import groups_of, trace
 
 
 def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequence[int]) -> None:
@@ -28,7 +28,9 @@ def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequen
         # recorded group is rebuilt with the same members
         graph = trace(model, input_size).dependency_graph
         try:
-            graph.load_pruning_history([[name, bool(out), list(idx)] for name, out, idx in history])
+            recorded = [[name, bool(out), list(idx)] for name, out, idx in history]
+            with groups_of(graph):
+                graph.load_pruning_history(recorded)
         except (AttributeError, ValueError, IndexError, RuntimeError) as error:
             raise SecateursError(f"cannot replay the recorded pruning: {error}") from None
     replace_compact_convs(model, pruning.get("compact_columns") or {})
