@@ -24,7 +24,7 @@ from secateurs.measure.latency import LatencySettings, compare
 from secateurs.pruning.campfire.sparse_conv import CSRConv2d
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.plan import PruningPlan
-from secateurs.pruning.sgcnn.compaction import make_diverse, remove_unread_channels
+from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster, remove_unread_channels
 from secateurs.pruning.sgcnn.grouping import LayerGroups
 from secateurs.pruning.spp.compact import conv_input_sizes
 from secateurs.pruning.surgery import remove_channels
@@ -44,16 +44,17 @@ def compact_kernels(
     input_size: Sequence[int],
     keep: Mapping[str, Tensor],
     timing: LatencySettings,
-) -> tuple[list, list[dict]]:
-    """Kernel-level layers as diverse group convolutions of one filter per group (where faster);
-    returns the engine's history and each layer's form record."""
+) -> tuple[list, list[dict], dict]:
+    """Kernel-level layers as diverse group convolutions of one filter per group (where faster,
+    alone and in the whole model); returns the engine's history, each layer's form record and
+    the whole-model check."""
     groups = {
         name: LayerGroups(list(range(mask.shape[0])), mask.flatten(2).any(2))
         for name, mask in keep.items()
     }
     history, remaining = remove_unread_channels(model, input_size, groups)
-    forms = make_diverse(model, input_size, remaining, timing)
-    return history, [asdict(form) for form in forms]
+    forms, whole = make_diverse_if_faster(model, input_size, remaining, timing)
+    return history, [asdict(form) for form in forms], whole
 
 
 def time_sparse_path(

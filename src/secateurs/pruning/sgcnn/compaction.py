@@ -5,10 +5,12 @@ per group) or stays a dense convolution with zeros, whichever runs faster where 
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -73,6 +75,28 @@ def _speedups(timed: dict[int, list[dict[str, float]]]) -> dict[str, list[float]
     return {str(batch): [row["ratio"] for row in rows[1:]] for batch, rows in timed.items()}
 
 
+def timed_speedups(
+    models: Sequence[nn.Module], input_size: Sequence[int], timing: LatencySettings
+) -> tuple[dict[str, dict[str, list[float]]], list[float]]:
+    """Speed-ups of ``models[1:]`` over ``models[0]``, interleaved, by backend and batch size,
+    and each one's geometric mean over the batch sizes in the deciding backend: onnxruntime
+    (the deployment runtime) when it runs them, else eager."""
+    speedups = {"eager": _speedups(compare(models, input_size, timing))}
+    deciding = "eager"
+    try:
+        from secateurs.measure.onnx_runtime import compare_onnx
+
+        speedups["onnxruntime"] = _speedups(compare_onnx(models, input_size, timing))
+        deciding = "onnxruntime"
+    except Exception as error:  # onnxruntime missing, or the export refused: eager decides
+        log.warning("no onnxruntime timing (%s); deciding on eager", error)
+    rows = speedups[deciding].values()
+    means = [
+        math.exp(sum(math.log(row[k]) for row in rows) / len(rows)) for k in range(len(models) - 1)
+    ]
+    return speedups, means
+
+
 def choose_form(
     name: str,
     conv: nn.Conv2d,
@@ -93,28 +117,41 @@ def choose_form(
         record.choice = f"{chosen.form}-untimed"
         return chosen, record
     models = [conv.eval(), *(c.eval() for c in candidates)]
-    record.speedups["eager"] = _speedups(compare(models, input_size, timing))
-    deciding = "eager"
-    try:
-        from secateurs.measure.onnx_runtime import compare_onnx
-
-        record.speedups["onnxruntime"] = _speedups(compare_onnx(models, input_size, timing))
-        deciding = "onnxruntime"
-    except Exception as error:  # onnxruntime missing, or the export refused: eager decides
-        log.warning("%s: no onnxruntime timing (%s); choosing on eager", type(conv).__name__, error)
-    means = [
-        math.exp(
-            sum(math.log(row[k]) for row in record.speedups[deciding].values())
-            / len(record.speedups[deciding])
-        )
-        for k in range(2)
-    ]
+    record.speedups, means = timed_speedups(models, input_size, timing)
     best = max(range(2), key=lambda k: means[k])
     if means[best] <= 1.0:
         record.choice = "dense"
         return conv, record
     record.choice = candidates[best].form
     return candidates[best], record
+
+
+def make_diverse_if_faster(
+    model: nn.Module,
+    input_size: Sequence[int],
+    groups: Mapping[str, LayerGroups],
+    timing: LatencySettings,
+) -> tuple[list[LayerForm], dict[str, Any]]:
+    """:func:`make_diverse`, then the whole model timed against its dense form (the masked
+    convolutions): layers faster alone can be slower together (measured on ResNet-20, see
+    docs/results/sgcnn.md), so when the whole model is not faster every layer goes back to
+    dense. Returns the layer records and the whole-model check."""
+    dense = copy.deepcopy(model).eval()
+    forms = make_diverse(model, input_size, groups, timing)
+    for name, layer in groups.items():
+        with torch.no_grad():
+            conv = dense.get_submodule(name)
+            conv.weight.mul_(layer.keep[:, :, None, None].to(conv.weight.dtype))
+    if not timing.repeats or all(form.choice == "dense" for form in forms):
+        return forms, {}
+    speedups, (mean,) = timed_speedups([dense, model.eval()], input_size, timing)
+    check = {"speedups": speedups, "geometric_mean": round(mean, 4), "kept": mean > 1.0}
+    if mean <= 1.0:
+        log.info("the whole model with its grouped layers runs at %.2fx: all layers dense", mean)
+        for form in forms:
+            swap_module(model, form.name, dense.get_submodule(form.name))
+            form.choice = f"dense (whole model {mean:.2f}x as {form.choice})"
+    return forms, check
 
 
 def make_diverse(

@@ -13,7 +13,7 @@ from torch import nn
 from secateurs.measure import count_cost
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
-from secateurs.pruning.sgcnn.compaction import make_diverse, remove_unread_channels
+from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster, remove_unread_channels
 from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
 from secateurs.pruning.sgcnn.grouping import LayerGroups
 from secateurs.pruning.spp.cost import conv_output_sizes, dense_conv_macs
@@ -55,11 +55,11 @@ class SGCNNMethod(TrainingTimeMethod):
         counted on the result (a diverse layer: the connections it computes)."""
         history, groups = remove_unread_channels(model, input_size, self._callback.groups)
         self.connection_macs = connection_macs(model, input_size, groups)
-        forms = make_diverse(model, input_size, groups, timing)
+        forms, whole = make_diverse_if_faster(model, input_size, groups, timing)
         cost = count_cost(model, input_size)
         return Compaction(
             history,
-            {"diverse_groups": diverse_convs_record(model)},
+            {"diverse_groups": diverse_convs_record(model), "whole_model": whole},
             [asdict(form) for form in forms],
             cost["macs"],
             cost["params"],
@@ -70,6 +70,7 @@ class SGCNNMethod(TrainingTimeMethod):
         target = schedule.pop("target_macs")
         del schedule["epochs"]  # the run's, recorded with its settings
         details = {"sgcnn": self._callback.record(), "layers": compaction.layers}
+        details["whole_model_check"] = compaction.record.get("whole_model", {})
         # the paper's count (kept connections only), beside the computed cost_after
         details["connection_macs"] = self.connection_macs
         return PruningRecord(
