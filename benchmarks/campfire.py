@@ -72,7 +72,10 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
     }
     if kind.startswith("campfire"):
         sparsity = {"sparsity": budget} if kind == "campfire" else {"target_macs": budget}
-        job = CampfireJob(**shared, granularity=what, epochs=args.epochs, lr=args.lr, **sparsity)
+        job = CampfireJob(
+            **shared, granularity=what, epochs=args.epochs, lr=args.lr, interval=args.interval,
+            **sparsity,
+        )  # fmt: skip
         run_campfire(job)
     elif kind == "spp":
         job = SPPJob(**shared, granularity=what, target_macs=budget, epochs=args.epochs, lr=args.lr)
