@@ -45,7 +45,7 @@ def _summary(report: Report) -> str:
     else:
         training = (
             f"Trained with {settings.kind} for {settings.training_epochs} epochs "
-            f"({settings.training_seconds:.0f} s), then compacted."
+            f"({settings.training_seconds:.0f} s), then compacted.{_executed_note(report)}"
         )
     return (
         f"Target: {_target(report)}; achieved {pruning.target_kind} ratio "
@@ -129,6 +129,18 @@ def latency_table(report: Report) -> list[str]:
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _executed_note(report: Report) -> str:
+    """Where the cost counts only the non-zero weights (sparse layers kept dense to run), what
+    the saved model really executes."""
+    executed = report.pruning.details.get("executed_macs")
+    if not executed or executed == report.cost_after.macs:
+        return ""
+    return (
+        f" MACs after: of the non-zero weights (what a sparse kernel computes); the model as "
+        f"saved executes {_fmt(executed, 1e6)} M (its sparse layers run dense)."
+    )
 
 
 def _distill_note(report: Report) -> str:
