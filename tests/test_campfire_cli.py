@@ -69,7 +69,9 @@ def test_window_sparsity_trains_freezes_packs_and_reloads(trained: Path, tmp_pat
     assert report.cost_after.macs / report.cost_before.macs == pytest.approx(0.3, abs=0.03)
     executed = report.pruning.details["executed_macs"]
     assert executed == report.cost_before.macs  # dense layers with zeros
-    assert f"saved executes {executed / 1e6:.2f} M" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert f"saved executes {executed / 1e6:.2f} M" in text
+    assert "Target: weight sparsity 0.7 per layer;" in text
     assert _same_outputs(out) == 0.0
 
 

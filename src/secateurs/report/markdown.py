@@ -16,9 +16,12 @@ def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
 def _target(report: Report) -> str:
     pruning = report.pruning
     if pruning.target_ratio is None:
-        ratios = pruning.layer_ratios or {}
+        ratios = pruning.layer_ratios or pruning.method_params.get("layer_sparsity") or {}
         listed = ", ".join(f"{k}={v:g}" for k, v in ratios.items())
-        return f"per-layer ratios {listed}" if ratios else "none"
+        if ratios:
+            return f"per-layer ratios {listed}"
+        sparsity = pruning.method_params.get("sparsity")
+        return f"weight sparsity {sparsity:g} per layer" if sparsity is not None else "none"
     return f"{pruning.target_kind} ratio {pruning.target_ratio:g}"
 
 
