@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -66,6 +67,9 @@ FAMILIES = [
     "nf_resnet26",
     "mobilenetv4_conv_small",
 ]
+
+
+TP_STEPS = 100  # Torch-Pruning's iterative steps towards 90% of channels: ~0.9% a step
 
 
 def _relative(a: Any, b: Any) -> float:
@@ -143,7 +147,8 @@ def probe_with_floor(name: str, size: int, target: float) -> dict[str, Any]:
 
 
 def probe_torch_pruning(name: str, size: int, target: float) -> dict[str, Any]:
-    """Torch-Pruning's ``MagnitudePruner`` (L1) to the same MACs target: time and outcome."""
+    """Torch-Pruning's own ``BasePruner`` (``MagnitudePruner``, L1 magnitude, global ranking, the
+    classifier ignored), stepped until the MACs reach the target: its time and outcome."""
     import timm
     import torch
     import torch_pruning as tp
@@ -152,28 +157,30 @@ def probe_torch_pruning(name: str, size: int, target: float) -> dict[str, Any]:
     model = timm.create_model(name, pretrained=False, num_classes=10).eval()
     example = torch.zeros(1, 3, size, size)
     base, _ = tp.utils.count_ops_and_params(model, example)
-    started = time.perf_counter()
+    started, macs = time.perf_counter(), base
     try:
         pruner = tp.pruner.MagnitudePruner(
             model,
             example,
             importance=tp.importance.MagnitudeImportance(p=1),
-            pruning_ratio=0.9,
             global_pruning=True,
+            pruning_ratio=0.9,
+            iterative_steps=TP_STEPS,
             ignored_layers=[model.get_classifier()],
         )
-        macs = base
-        while macs / base > target:  # one channel step per call, until the target
+        for _ in range(TP_STEPS):  # small steps until the MACs reach the target
             pruner.step()
             macs, _ = tp.utils.count_ops_and_params(model, example)
-            if pruner.current_step >= pruner.iterative_steps:
+            if macs / base <= target:
                 break
         with torch.no_grad():
-            model(example)
+            shape = tuple(model(example).shape)
     except Exception as error:  # recorded, not raised: this is the baseline's behaviour
-        return {"model": name, "tp_outcome": "failed", "tp_error": f"{type(error).__name__}: "
-                f"{str(error)[:200]}", "tp_seconds": time.perf_counter() - started}  # fmt: skip
-    return {"model": name, "tp_outcome": "pruned", "tp_macs": macs / base,
+        failure = f"{type(error).__name__}: {str(error)[:200]}"
+        return {"tp_outcome": "failed", "tp_error": failure,
+                "tp_seconds": time.perf_counter() - started}  # fmt: skip
+    outcome = "pruned" if shape == (1, 10) else f"output shape {shape}"
+    return {"tp_outcome": outcome, "tp_macs": macs / base,
             "tp_seconds": time.perf_counter() - started}  # fmt: skip
 
 
@@ -184,29 +191,51 @@ def run_child(name: str, args: argparse.Namespace, which: str) -> dict[str, Any]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.limit)
     except subprocess.TimeoutExpired:
-        key = "outcome" if which == "secateurs" else "tp_outcome"
-        return {"model": name, key: "hang", "error": f"no answer in {args.limit:g} s"}
+        prefix = "" if which == "secateurs" else "tp_"
+        return {"model": name, f"{prefix}outcome": "hang",
+                f"{prefix}error": f"no answer in {args.limit:g} s"}  # fmt: skip
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
+        prefix = "" if which == "secateurs" else "tp_"
         error = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"model": name, "outcome": "crashed", "error": error}
+        return {"model": name, f"{prefix}outcome": "crashed", f"{prefix}error": error}
     return json.loads(lines[-1])
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    """The functional table as Markdown."""
-    lines = [
-        "| model | outcome | MACs kept | masked vs pruned | s | protected / reason |",
-        "|---|---|---|---|---|---|",
-    ]
+    """The functional table as Markdown (with Torch-Pruning's columns when it was run)."""
+    with_tp = any("tp_outcome" in row for row in rows)
+    head = "| model | outcome | target | MACs kept | masked vs pruned | s | MB |"
+    head += " TP | TP MACs | TP s | TP MB |" if with_tp else ""
+    lines = [head + " protected / refused: why |", "|" + "---|" * head.count("|")]
     for row in rows:
-        why = row.get("error") or "; ".join(p["reason"] for p in row.get("protected", []))
-        macs = f"{row['macs']:.3f}" if "macs" in row else ""
-        difference = f"{row['difference']:.1e}" if "difference" in row else ""
-        seconds = f"{row.get('seconds', 0):.1f}"
-        lines.append(f"| {row['model']} | {row.get('outcome')} | {macs} | {difference} | "
-                     f"{seconds} | {why[:160]} |")  # fmt: skip
+        why = row.get("error") or _kinds(row.get("protected", []))
+        cells = [row["model"], row.get("outcome", ""), row.get("target", ""), _number(row, "macs"),
+                 _number(row, "difference", ".1e"), _number(row, "seconds", ".1f"),
+                 _number(row, "peak_mb", ".0f")]  # fmt: skip
+        if with_tp:
+            cells += [row.get("tp_outcome", ""), _number(row, "tp_macs"),
+                      _number(row, "tp_seconds", ".1f"),
+                      _number(row, "tp_peak_mb", ".0f")]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + f" | {why[:300]} |")
     return "\n".join(lines)
+
+
+KINDS = ("grouped convolution", "channel split", "channel slice", "of the group's", "concatenation",
+         "maps channel", "trial removal", "could not follow")  # fmt: skip
+
+
+def _kinds(protected: list[dict[str, str]]) -> str:
+    """The protected groups counted by kind of structure ("channel split x4")."""
+    counts: dict[str, int] = {}
+    for row in protected:
+        kind = next((k for k in KINDS if k in row["reason"]), row["reason"][:60])
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(f"{kind} x{count}" for kind, count in counts.items())
+
+
+def _number(row: dict[str, Any], key: str, spec: str = ".3f") -> str:
+    return format(row[key], spec) if isinstance(row.get(key), (int, float)) else ""
 
 
 def main() -> None:
@@ -217,12 +246,20 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per model")
     parser.add_argument("--torch-pruning", action="store_true")
     parser.add_argument("--summary", action="store_true", help="print a Markdown table at the end")
+    parser.add_argument("--table", help="only print the Markdown table of this JSON-lines file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--which", default="secateurs", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        with open(args.table) as lines:
+            print(summary([json.loads(line) for line in lines if line.startswith("{")]))
+        return
     if args.one:
         probe = probe_with_floor if args.which == "secateurs" else probe_torch_pruning
-        print(json.dumps(probe(args.one, args.size, args.target)))
+        row = probe(args.one, args.size, args.target)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+        row["peak_mb" if args.which == "secateurs" else "tp_peak_mb"] = round(peak, 1)
+        print(json.dumps(row))
         return
     rows = []
     for name in args.models:

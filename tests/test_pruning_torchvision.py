@@ -3,6 +3,8 @@ are 64x64 to keep the suite fast; channel structure does not depend on resolutio
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -11,8 +13,9 @@ from pruning_helpers import masked_and_pruned_outputs, randomise_batchnorm, rela
 from secateurs.errors import SecateursError
 from secateurs.measure import count_cost
 from secateurs.models import create_model
-from secateurs.pruning import Allocation, ChannelGraph, Target
+from secateurs.pruning import Allocation, ChannelGraph, Target, apply_masks
 from secateurs.pruning.methods import create_method
+from secateurs.pruning.prune import PruneSettings, prune_model
 
 require("torchvision")
 INPUT = (3, 64, 64)
@@ -61,9 +64,19 @@ def test_convnext_only_prunes_mlp_channels_and_says_why() -> None:
         PruningPlan({refused[0].root: [0]}).validate(graph)
 
 
-def test_shufflenet_is_refused_with_a_clear_error() -> None:
-    """ShuffleNetV2's channel shuffle (view, transpose, view) breaks Torch-Pruning 1.6.1's reshape
-    index mapping (a division by zero) at any input size; the user gets one line naming it."""
-    model = create_model("torchvision:shufflenet_v2_x1_0", num_classes=10)
-    with pytest.raises(SecateursError, match=r"cannot trace ShuffleNetV2.*update_reshape_index"):
-        ChannelGraph(model, INPUT)
+def test_shufflenet_keeps_its_channel_shuffle_whole_and_prunes_the_rest() -> None:
+    """ShuffleNetV2's channel shuffle (view, transpose, view) breaks Torch-Pruning 1.6's reshape
+    index mapping (a division by zero) and its blocks split channels in two: those groups are
+    kept whole with the reason (issue 29), the rest is pruned exactly to half the MACs."""
+    torch.manual_seed(0)
+    model = randomise_batchnorm(create_model("torchvision:shufflenet_v2_x1_0", num_classes=10))
+    pruned = copy.deepcopy(model)
+    outcome = prune_model(pruned, INPUT, create_method("l1"), PruneSettings(Target("macs", 0.5)))
+    reasons = " ".join(row["reason"] for row in outcome.protected)
+    assert "through a reshape" in reasons and "channel split" in reasons
+    masked = copy.deepcopy(model)
+    apply_masks(ChannelGraph(masked, INPUT), outcome.plans[0])
+    images = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert relative_difference(masked(images), pruned(images)) <= 1e-4
+    assert abs(outcome.achieved / 0.5 - 1) <= 0.02
