@@ -38,7 +38,8 @@ def _run(*argv: str) -> int:
 def _campfire(trained: Path, out: Path, *extra: str) -> int:
     return _run(
         "campfire", str(trained), "--data", "digits", "-o", str(out), "--batch-size", "64",
-        "--threads", "1", "--latency-repeats", "0", "--interval", "3", *extra,
+        "--threads", "1", "--latency-repeats", "0", "--interval", "2", "--train-subset", "640",
+        *extra,
     )  # fmt: skip
 
 
@@ -144,7 +145,8 @@ def test_fgsm_lowers_accuracy_and_pgd_lowers_it_further(trained, tmp_path, capsy
 def test_taylor_gradual_runs_from_the_command_line(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "taylor-gradual"
     argv = ["taylor-gradual", str(trained), "--data", "digits", "-o", str(out), "--threads", "1"]
-    argv += ["--batch-size", "64", "--latency-repeats", "0", "--epochs", "2", "--interval", "2"]
+    argv += ["--batch-size", "64", "--latency-repeats", "0", "--epochs", "2", "--interval", "1"]
+    argv += ["--train-subset", "640"]
     assert _run(*argv, "--per-step", "16", "--target-macs", "0.7") == 0
     report = read_report(out)
     assert report.pruning.method == "taylor-gradual"
@@ -157,7 +159,7 @@ def test_the_python_api_trains_sparse_saves_and_reloads(trained: Path, tmp_path:
     import secateurs
 
     model, manifest = secateurs.load(trained)
-    data = secateurs.load_data("digits", manifest=manifest)
+    data = secateurs.load_data("digits", manifest=manifest, train_subset=640)
     images = torch.randn(2, *manifest.input_size)
     pruned = secateurs.prune_while_training(
         model, data, method="campfire", example_input=images, epochs=1, granularity="kernel",
