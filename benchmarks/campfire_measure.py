@@ -20,6 +20,7 @@ from secateurs.data import load_split
 from secateurs.data.sources import default_cifar10_root
 from secateurs.measure.latency import LatencySettings
 from secateurs.measure.robustness import AttackSettings, robust_accuracy
+from secateurs.pruning.campfire.compaction import time_sparse_path
 from secateurs.report import read_report
 from secateurs.runs.measuring import latency
 from secateurs.store import load_model
@@ -43,6 +44,10 @@ def measure(run: Path, base: Path, args: argparse.Namespace, images) -> dict:
         found["latency_dense_form"] = {
             b: {k: asdict(v) for k, v in rows.items()} for b, rows in timed_dense.items()
         }
+    if report is not None and report.pruning.granularity in ("window", "unstructured"):
+        # the only sparse path this CPU has, per layer, against the dense layer (eager)
+        layers = list(report.pruning.details["campfire"]["layer_sparsity"])
+        found["csr_path"] = time_sparse_path(after, manifest.input_size, layers, settings)
     attack = AttackSettings((2, 8), seed=0)
     robust = robust_accuracy(after, images, manifest.mean, manifest.std, attack)
     found["latency"] = {b: {k: asdict(v) for k, v in rows.items()} for b, rows in timed.items()}
