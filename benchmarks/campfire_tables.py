@@ -70,4 +70,24 @@ def summary(out: Path, names: list[str]) -> str:
             f"| {_robust(measured, 'pgd@2')} | {_robust(measured, 'pgd@8')} "
             f"| {_speed(measured, 'eager')} | {_speed(measured, 'onnxruntime')} |"
         )
-    return "\n".join(lines)
+    csr = csr_summary(out, names)
+    return "\n".join(lines) + (f"\n\n{csr}" if csr else "")
+
+
+def csr_summary(out: Path, names: list[str]) -> str:
+    """Per run with a timed CSR path: the layers' eager speed-ups over dense, by batch size."""
+    lines = [
+        "| run | layers | CSR / dense, batch 1: min / median / max "
+        "| batch 64: min / median / max |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in names:
+        layers = _measured(out / name).get("csr_path")
+        if not layers:
+            continue
+        cells = []
+        for batch in ("1", "64"):
+            ratios = sorted(layer["csr_speedup_eager"][batch] for layer in layers)
+            cells.append(f"{ratios[0]:.2f} / {statistics.median(ratios):.2f} / {ratios[-1]:.2f}")
+        lines.append(f"| {name} | {len(layers)} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
