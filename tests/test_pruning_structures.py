@@ -5,6 +5,8 @@ convolutions, runaway groups)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -92,6 +94,18 @@ class ImageConcat(nn.Module):
         return self.tail(torch.cat([x, self.middle(self.stem(x))], 1))
 
 
+class SplitAttention(nn.Module):
+    """ResNeSt's split attention: channels viewed as (radix, C / radix), summed over radix."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.wide, self.tail = conv_bn(3, 8), conv_bn(8, 16), conv_bn(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        wide = self.wide(self.stem(x))
+        return self.tail(wide.view(wide.shape[0], 2, 8, *wide.shape[2:]).sum(1))
+
+
 class GroupedBottleneck(nn.Module):
     """A grouped (not depthwise) convolution between two dense ones (ResNeXt, RegNet)."""
 
@@ -103,9 +117,10 @@ class GroupedBottleneck(nn.Module):
         return self.tail(self.grouped(self.stem(x)))
 
 
-def _model(body: nn.Module, width: int = 8) -> nn.Module:
+def _model(body: Callable[[], nn.Module], width: int = 8) -> nn.Module:
+    """``body()`` under a fixed seed, with a linear head."""
     torch.manual_seed(0)
-    return randomise_batchnorm(Head(body, width))
+    return randomise_batchnorm(Head(body(), width))
 
 
 def _check_pruned_rest(model: nn.Module, target: float = 0.8) -> tuple[ChannelGraph, float]:
@@ -134,7 +149,7 @@ def _reasons(graph: ChannelGraph) -> dict[str, str]:
 
 
 def test_channel_split_into_a_concatenation_is_kept_whole() -> None:
-    model = _model(CrossStage(), 16)
+    model = _model(CrossStage, 16)
     graph, ratio = _check_pruned_rest(model)
     reasons = _reasons(graph)
     assert "body.expand.0" in reasons and "channel split" in reasons["body.expand.0"]
@@ -143,14 +158,14 @@ def test_channel_split_into_a_concatenation_is_kept_whole() -> None:
 
 
 def test_channel_slice_of_a_ghost_module_is_kept_whole() -> None:
-    graph, _ = _check_pruned_rest(_model(Ghost(out=12)))
+    graph, _ = _check_pruned_rest(_model(lambda: Ghost(out=12)))
     assert "channel slice" in _reasons(graph)["body.primary.0"]
 
 
 def test_ghost_copy_read_by_a_depthwise_layer_is_kept_whole() -> None:
     """No slice (all 16 channels kept): the depthwise layer after the concatenation ties each
     primary channel to its copy, and a plan keeping some of the group could empty one side."""
-    graph, _ = _check_pruned_rest(_model(Ghost(out=16)), target=0.9)
+    graph, _ = _check_pruned_rest(_model(lambda: Ghost(out=16)), target=0.9)
     assert "of the group's 16 channels" in _reasons(graph)["body.primary.0"]
 
 
@@ -165,35 +180,42 @@ class StandardisedConv(nn.Conv2d):
 
 
 def test_a_structure_no_check_knows_is_caught_by_the_trial_removal() -> None:
-    body = nn.Sequential(conv_bn(3, 8), conv_bn(8, 8), StandardisedConv(8, 8, 3, padding=1))
+    def body() -> nn.Module:
+        return nn.Sequential(conv_bn(3, 8), conv_bn(8, 8), StandardisedConv(8, 8, 3, padding=1))
+
     graph, _ = _check_pruned_rest(_model(body), target=0.9)
     assert "trial removal" in _reasons(graph)["body.1.0"]
 
 
 def test_partial_residual_is_bounded_and_kept_whole() -> None:
-    graph, _ = _check_pruned_rest(_model(PartialResidual()), target=0.9)
+    graph, _ = _check_pruned_rest(_model(PartialResidual), target=0.9)
     assert "channel slice" in _reasons(graph)["body.body.0"]
 
 
 def test_concatenation_with_the_image_is_kept_whole() -> None:
-    graph, _ = _check_pruned_rest(_model(ImageConcat()))
+    graph, _ = _check_pruned_rest(_model(ImageConcat))
     assert "concatenation" in _reasons(graph)["body.middle.0"]
 
 
+def test_reshape_regrouping_channels_is_kept_whole() -> None:
+    graph, _ = _check_pruned_rest(_model(SplitAttention))
+    assert "reshape regroups the channels" in _reasons(graph)["body.wide.0"]
+
+
 def test_grouped_convolution_that_is_not_depthwise_is_kept_whole() -> None:
-    graph, _ = _check_pruned_rest(_model(GroupedBottleneck()))
+    graph, _ = _check_pruned_rest(_model(GroupedBottleneck))
     assert "grouped convolution (groups=4)" in _reasons(graph)["body.stem.0"]
 
 
 def test_a_runaway_group_is_kept_whole_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracing, "MAX_GROUP_ITEMS", 3)
-    graph = ChannelGraph(_model(CrossStage(), 16), INPUT)
+    graph = ChannelGraph(_model(CrossStage, 16), INPUT)
     unbuilt = [g for g in graph.groups if "could not follow" in g.reason]
     assert unbuilt and all(g.structural and not g.prunable for g in unbuilt)
     assert all("RunawayGroup" in g.reason for g in unbuilt)
 
 
 def test_a_model_with_nothing_safe_to_prune_is_refused_in_one_line() -> None:
-    model = _model(nn.Sequential(conv_bn(3, 8), conv_bn(8, 8, groups=2)))
+    model = _model(lambda: nn.Sequential(conv_bn(3, 8), conv_bn(8, 8, groups=2)))
     with pytest.raises(SecateursError, match="nothing in Head can be pruned safely"):
         prune_model(model, INPUT, create_method("l1"), PruneSettings(Target("macs", 0.8)))

@@ -73,7 +73,7 @@ def test_shufflenet_keeps_its_channel_shuffle_whole_and_prunes_the_rest() -> Non
     pruned = copy.deepcopy(model)
     outcome = prune_model(pruned, INPUT, create_method("l1"), PruneSettings(Target("macs", 0.5)))
     reasons = " ".join(row["reason"] for row in outcome.protected)
-    assert "through a reshape" in reasons and "channel split" in reasons
+    assert "reshape" in reasons and "channel split" in reasons
     masked = copy.deepcopy(model)
     apply_masks(ChannelGraph(masked, INPUT), outcome.plans[0])
     images = torch.randn(2, *INPUT)

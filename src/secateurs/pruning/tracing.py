@@ -9,7 +9,8 @@ an index beyond a layer's width, a layer emptied, or a forward pass that no long
 
 - the widths each ``torch.cat`` joins are *recorded* during the trace (a torch function mode), not
   inferred, so concatenations map exactly;
-- a channel split, a channel slice, a concatenation whose inputs cannot be matched and any node
+- a channel split, a channel slice, a reshape that regroups channels (split attention, channel
+  shuffle), a concatenation whose inputs cannot be matched and any node
   whose index mapping fails are barriers: their dependencies are cut (propagation stops there)
   and every group that reaches one is kept whole (see :mod:`.structures`);
 - growing a group is bounded (:data:`MAX_GROUP_ITEMS`): a cycle of slices and concatenations that
@@ -56,21 +57,27 @@ class RunawayGroup(Exception):
     """A group kept growing past :data:`MAX_GROUP_ITEMS` items."""
 
 
-class _RecordConcatenations(TorchFunctionMode):
-    """Remembers, for each concatenation's autograd node, the dimension and the input widths."""
+class _RecordShapes(TorchFunctionMode):
+    """Remembers, for each concatenation's autograd node, the dimension and the input widths, and
+    for every other op's, its first input's shape and its output's."""
 
     def __init__(self) -> None:
         super().__init__()
         self.widths: Widths = {}
+        self.shapes: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func in CAT_FUNCTIONS and isinstance(out, torch.Tensor) and out.grad_fn is not None:
+        if not isinstance(out, torch.Tensor) or out.grad_fn is None:
+            return out
+        if func in CAT_FUNCTIONS:
             tensors = args[0] if args else kwargs.get("tensors", ())
             dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
             dim = dim % out.ndim if out.ndim else 0
             self.widths[out.grad_fn] = (dim, [int(t.shape[dim]) for t in tensors])
+        elif args and isinstance(args[0], torch.Tensor):
+            self.shapes[out.grad_fn] = (tuple(args[0].shape), tuple(out.shape))
         return out
 
 
@@ -89,7 +96,7 @@ def trace(model: nn.Module, input_size: Sequence[int]) -> TracedGraph:
     """Build the graph of ``model`` on one random input; raises only if tracing itself fails
     (the model does not run, or autograd cannot follow it)."""
     graph = tp.DependencyGraph()
-    recorder = _RecordConcatenations()
+    recorder = _RecordShapes()
     try:
         with torch.enable_grad(), recorder:  # tracing needs autograd, even inside no_grad()
             graph.build_dependency(model, torch.randn(1, *input_size), verbose=False)
@@ -98,7 +105,7 @@ def trace(model: nn.Module, input_size: Sequence[int]) -> TracedGraph:
             raise  # the trace itself failed, not the index mapping after it
     traced = TracedGraph(graph)
     _set_concatenation_widths(traced, recorder.widths)
-    _mark_channel_cuts(traced)
+    _mark_channel_cuts(traced, recorder.shapes)
     _update_index_mapping(traced)
     for node in traced.barriers:
         node.dependencies = []  # channels are not followed through a barrier
@@ -129,12 +136,24 @@ def _channel_dim(node: Any) -> bool:
     return dim == channel
 
 
-def _mark_channel_cuts(traced: TracedGraph) -> None:
+def _regroups_channels(shapes: tuple[tuple[int, ...], tuple[int, ...]] | None) -> bool:
+    """A reshape that keeps feature maps but changes the channel dimension ((N, C, H, W) to
+    (N, groups, C / groups, H, W): split attention, channel shuffle). Flattening to (N, features)
+    is followed by the graph."""
+    if shapes is None:
+        return False
+    before, after = shapes
+    return len(before) >= 3 and len(after) >= 3 and before[1] != after[1]
+
+
+def _mark_channel_cuts(traced: TracedGraph, shapes: dict[Any, Any]) -> None:
     for node in traced.dependency_graph.module2node.values():
         if node.type == OPTYPE.SPLIT and _channel_dim(node):
             traced.barriers[node] = "a channel split (torch.split/chunk) cuts at fixed widths"
         elif node.type == OPTYPE.SLICE and _channel_dim(node):
             traced.barriers[node] = "a channel slice (x[:, a:b]) cuts at fixed positions"
+        elif node.type == OPTYPE.RESHAPE and _regroups_channels(shapes.get(node.grad_fn)):
+            traced.barriers[node] = "a reshape regroups the channels (x.view(N, G, C / G, ...))"
 
 
 def _update_index_mapping(traced: TracedGraph) -> None:
