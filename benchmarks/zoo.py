@@ -220,8 +220,9 @@ def summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-KINDS = ("grouped convolution", "channel split", "channel slice", "of the group's", "concatenation",
-         "maps channel", "trial removal", "could not follow")  # fmt: skip
+KINDS = ("grouped convolution", "channel split", "channel slice", "reshape regroups",
+         "of the group's", "concatenation", "maps channel", "trial removal",
+         "could not follow")  # fmt: skip
 
 
 def _kinds(protected: list[dict[str, str]]) -> str:
