@@ -118,8 +118,9 @@ def test_bad_targets_are_refused() -> None:
     for ratio in (0.0, 1.0, 1.5, -0.2):
         with pytest.raises(SecateursError, match="between 0 and 1"):
             Target("macs", ratio)
-    with pytest.raises(SecateursError, match="'macs' or 'params'"):
-        Target("latency", 0.5)
+    with pytest.raises(SecateursError, match="'macs', 'params' or 'latency', not 'flops'"):
+        Target("flops", 0.5)
+    assert Target("latency", 0.5).kind == "latency"  # a measured latency target (issue 26)
 
 
 def test_untraceable_model_gives_one_line_error() -> None:
