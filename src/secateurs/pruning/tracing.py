@@ -35,6 +35,8 @@ from torch_pruning.dependency import graph as tp_graph
 from torch_pruning.dependency import group as tp_group
 from torch_pruning.dependency import index_mapping
 
+from secateurs.device import model_device
+
 OPTYPE = tp.ops.OPTYPE
 CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
 # items one group may collect before it is called a runaway; the largest group of the timm zoo
@@ -99,7 +101,8 @@ def trace(model: nn.Module, input_size: Sequence[int]) -> TracedGraph:
     recorder = _RecordShapes()
     try:
         with torch.enable_grad(), recorder:  # tracing needs autograd, even inside no_grad()
-            graph.build_dependency(model, torch.randn(1, *input_size), verbose=False)
+            example = torch.randn(1, *input_size, device=model_device(model))
+            graph.build_dependency(model, example, verbose=False)
     except Exception:
         if not hasattr(graph, "module2node"):
             raise  # the trace itself failed, not the index mapping after it

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.errors import SecateursError, first_line
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup
 from secateurs.pruning.masks import apply_masks
@@ -41,7 +42,8 @@ class _Trials:
     def __init__(self, graph: ChannelGraph) -> None:
         self.graph = graph
         generator = torch.Generator().manual_seed(0)
-        self.images = torch.randn(2, *graph.input_size, generator=generator)
+        images = torch.randn(2, *graph.input_size, generator=generator)
+        self.images = images.to(model_device(graph.model))
         self.count = 0
 
     def error(self, groups: list[ChannelGroup]) -> str | None:
