@@ -43,6 +43,12 @@ class SGCNNJob(TrainingJob):
         choices=IMPORTANCES,
     )
 
+    fc: bool = option(
+        False,
+        help="group the fully connected layers too (all but the last; at most 60%% of their "
+        "connections pruned; they stay dense layers with zeros)",
+    )
+
     def make_method(self, input_size: Sequence[int]) -> SGCNNMethod:
         schedule = {"scheme": self.scheme, "step": self.step, "stage_epochs": self.stage_epochs}
         settings = SGCNNSettings(
@@ -52,6 +58,7 @@ class SGCNNJob(TrainingJob):
             seed=self.seed,
             balanced=self.balance,
             importance=self.importance,
+            linear=self.fc,
             **schedule,
         )
         return SGCNNMethod(settings, input_size)

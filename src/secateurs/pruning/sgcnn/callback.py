@@ -17,12 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
-from secateurs.measure.cost import count_cost
-from secateurs.pruning.sgcnn.grouping import LayerGroups, regroup
-from secateurs.pruning.sgcnn.schedule import MAX_SPARSITY, stage_epochs, stage_sparsities
+from secateurs.pruning.sgcnn.grouping import LayerGroups, expand_keep, regroup
+from secateurs.pruning.sgcnn.layers import final_sparsity, groupable_layers, layer_sparsity
+from secateurs.pruning.sgcnn.schedule import stage_epochs, stage_sparsities
 from secateurs.pruning.sgcnn.taylor import taylor_vectors
-from secateurs.pruning.spp.cost import conv_output_sizes, dense_conv_macs
-from secateurs.pruning.spp.groups import input_layers, is_depthwise
 from secateurs.train.callback import Callback
 
 if TYPE_CHECKING:
@@ -45,42 +43,8 @@ class SGCNNSettings:
     epochs: int = 10  # the run's total, which the schedule spreads the stages over
     seed: int = 0
     balanced: bool = False  # equal groups reading equally many channels (no padding)
+    linear: bool = False  # group the fully connected layers too (but the last), capped
     importance: str = "weight"  # "weight" (sum of |W| over the kernel) or "taylor" (|W dL/dW|)
-
-
-def groupable_layers(model: nn.Module, input_size: Sequence[int]) -> dict[str, nn.Conv2d]:
-    """The convolutions SG-CNN groups: ungrouped, not depthwise, not reading the image, and of
-    a padding the diverse group convolution can compute (zeros, given as numbers); a layer left
-    out for its padding is named in the log."""
-    skipped = input_layers(model, input_size)
-    found = {}
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Conv2d) or module in skipped or module.in_channels < 2:
-            continue
-        if module.groups != 1 or is_depthwise(module):
-            continue
-        if isinstance(module.padding, str) or module.padding_mode != "zeros":
-            log.info("%s: padding %r cannot be grouped; left dense", name, module.padding)
-            continue
-        found[name] = module
-    return found
-
-
-def final_sparsity(
-    model: nn.Module, input_size: Sequence[int], names: Sequence[str], target: float
-) -> float:
-    """The connection sparsity of every grouped layer that leaves ``target`` of the MACs."""
-    total = count_cost(model, input_size)["macs"]
-    sizes = conv_output_sizes(model, input_size)
-    grouped = sum(dense_conv_macs(model.get_submodule(n).weight.shape, sizes[n]) for n in names)
-    sparsity = (1 - target) * total / grouped
-    if sparsity > MAX_SPARSITY:
-        reachable = 1 - MAX_SPARSITY * grouped / total
-        raise SecateursError(
-            f"a MACs target of {target:g} needs {sparsity:.0%} of the grouped convolutions' "
-            f"connections pruned; SG-CNN reaches {reachable:.3f} at most on this model"
-        )
-    return sparsity
 
 
 class SGCNNCallback(Callback):
@@ -106,16 +70,16 @@ class SGCNNCallback(Callback):
     # -- set-up ----------------------------------------------------------------------------------
     def prepare(self, model: nn.Module) -> None:
         """Find the layers, turn the MACs target into stages (done by ``on_train_start``)."""
-        self.layers = groupable_layers(model, self.input_size)
+        self.layers = groupable_layers(model, self.input_size, self.settings.linear)
         if not self.layers:
             raise SecateursError("no convolution of the model can be grouped by SG-CNN")
-        largest = max(conv.out_channels for conv in self.layers.values())
+        largest = max(layer.weight.shape[0] for layer in self.layers.values())
         if self.settings.groups > largest:
             raise SecateursError(
                 f"{self.settings.groups} groups exceed every layer's filter count (at most "
                 f"{largest}): choose --groups {largest} or fewer"
             )
-        final = final_sparsity(model, self.input_size, list(self.layers), self.settings.target_macs)
+        final = final_sparsity(model, self.input_size, self.layers, self.settings.target_macs)
         self.sparsities = stage_sparsities(final, self.settings.step)
         self.starts = stage_epochs(
             self.settings.scheme,
@@ -143,7 +107,7 @@ class SGCNNCallback(Callback):
                 self.groups[name] = regroup(
                     conv.weight,
                     settings.groups,
-                    sparsity,
+                    layer_sparsity(conv, sparsity),
                     settings.seed,
                     kept,
                     settings.balanced,
@@ -183,7 +147,7 @@ class SGCNNCallback(Callback):
         when the groups change, not on every training step."""
         if self._masks is None:
             self._masks = [
-                (weight := self.layers[name].weight, groups.keep[:, :, None, None].to(weight.dtype))
+                (weight := self.layers[name].weight, expand_keep(groups.keep, weight))
                 for name, groups in self.groups.items()
             ]
         return self._masks

@@ -19,7 +19,7 @@ from secateurs.measure.latency import LatencySettings, compare
 from secateurs.pruning.graph import IN, OUT, ChannelGraph
 from secateurs.pruning.modules import swap_module
 from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
-from secateurs.pruning.sgcnn.grouping import LayerGroups
+from secateurs.pruning.sgcnn.grouping import LayerGroups, expand_keep
 from secateurs.pruning.spp.compact import conv_input_sizes, dead_channels
 from secateurs.pruning.surgery import remove_channels
 
@@ -47,8 +47,9 @@ def remove_unread_channels(
     graph = ChannelGraph(model, input_size)
     columns = {}
     for name, layer in groups.items():
-        kernel = model.get_submodule(name).kernel_size
-        columns[name] = layer.keep.any(0)[:, None, None].expand(-1, *kernel)
+        module = model.get_submodule(name)
+        if isinstance(module, CONVS):  # a fully connected layer's inputs stay (masked dense)
+            columns[name] = layer.keep.any(0)[:, None, None].expand(-1, *module.kernel_size)
     plan = dead_channels(graph, columns)
     rows = {name: torch.ones(len(g.labels), dtype=torch.bool) for name, g in groups.items()}
     cols = {name: torch.ones(g.keep.shape[1], dtype=torch.bool) for name, g in groups.items()}
@@ -141,16 +142,17 @@ def make_diverse_if_faster(
     for name, layer in groups.items():
         with torch.no_grad():
             conv = dense.get_submodule(name)
-            conv.weight.mul_(layer.keep[:, :, None, None].to(conv.weight.dtype))
-    if not timing.repeats or all(form.choice == "dense" for form in forms):
+            conv.weight.mul_(expand_keep(layer.keep, conv.weight))
+    if not timing.repeats or all(form.choice.startswith("dense") for form in forms):
         return forms, {}
     speedups, (mean,) = timed_speedups([dense, model.eval()], input_size, timing)
     check = {"speedups": speedups, "geometric_mean": round(mean, 4), "kept": mean > 1.0}
     if mean <= 1.0:
         log.info("the whole model with its grouped layers runs at %.2fx: all layers dense", mean)
         for form in forms:
-            swap_module(model, form.name, dense.get_submodule(form.name))
-            form.choice = f"dense (whole model {mean:.2f}x as {form.choice})"
+            if not form.choice.startswith("dense"):
+                swap_module(model, form.name, dense.get_submodule(form.name))
+                form.choice = f"dense (whole model {mean:.2f}x as {form.choice})"
     return forms, check
 
 
@@ -167,7 +169,10 @@ def make_diverse(
     for name, layer in groups.items():
         conv = model.get_submodule(name)
         with torch.no_grad():
-            conv.weight.mul_(layer.keep[:, :, None, None].to(conv.weight.dtype))
+            conv.weight.mul_(expand_keep(layer.keep, conv.weight))
+        if not isinstance(conv, CONVS):  # fully connected: dense with its zeros
+            forms.append(LayerForm(name, len(set(layer.labels)), layer.sparsity, "dense (linear)"))
+            continue
         module, record = choose_form(name, conv, layer, sizes[name], timing)
         forms.append(record)
         swap_module(model, name, module)

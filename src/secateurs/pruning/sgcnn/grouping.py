@@ -51,8 +51,14 @@ class LayerGroups:
 
 
 def importance_vectors(weight: Tensor) -> Tensor:
-    """V[i, c] = sum over the kernel of |W[i, c]| (float64)."""
-    return weight.detach().abs().double().flatten(2).sum(2)
+    """V[i, c] = sum over the kernel of |W[i, c]| (float64); |W[i, c]| for a linear layer."""
+    magnitude = weight.detach().abs().double()
+    return magnitude if magnitude.ndim == 2 else magnitude.flatten(2).sum(2)
+
+
+def expand_keep(keep: Tensor, weight: Tensor) -> Tensor:
+    """A (C_out, C_in) keep as a 0/1 mask of ``weight``'s dtype broadcasting over it."""
+    return keep.reshape(*keep.shape, *([1] * (weight.ndim - 2))).to(weight.dtype)
 
 
 def cluster_filters(vectors: Tensor, groups: int, seed: int, inits: int = 10) -> list[int]:

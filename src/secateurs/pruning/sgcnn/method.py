@@ -12,11 +12,11 @@ from torch import nn
 
 from secateurs.measure import count_cost
 from secateurs.measure.latency import LatencySettings
+from secateurs.pruning.campfire.budget import macs_per_weight
 from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
 from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster, remove_unread_channels
 from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
 from secateurs.pruning.sgcnn.grouping import LayerGroups
-from secateurs.pruning.spp.cost import conv_output_sizes, dense_conv_macs
 from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
 from secateurs.report import PruningRecord
 
@@ -27,9 +27,9 @@ def connection_macs(
     """MACs with every grouped layer counted by its kept connections only (the paper's count;
     what a perfect kernel would compute), the rest of the model as it is."""
     total = count_cost(model, input_size)["macs"]
-    sizes = conv_output_sizes(model, input_size)
+    uses = macs_per_weight(model, input_size)
     for name, layer in groups.items():
-        dense = dense_conv_macs(model.get_submodule(name).weight.shape, sizes[name])
+        dense = model.get_submodule(name).weight.numel() * uses[name]
         total -= round(dense * layer.sparsity)
     return int(total)
 
