@@ -65,12 +65,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--attack-images", type=int, default=1000)
     parser.add_argument("--again", action="store_true", help="re-measure measured runs")
+    parser.add_argument("--all-seeds", action="store_true", help="not only each first seed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     out, base = Path(args.out), Path(args.model)
     images = load_split(args.data, "test").subset(args.attack_images, 0)
     runs = [base, *sorted(p for p in out.iterdir() if (p / "report.json").exists())]
+    if not args.all_seeds:  # the first seed of each configuration: seeds differ in accuracy
+        runs = [run for run in runs if "-seed" not in run.name]
     for run in runs:
         target = out / "dense" if run == base else run
         path = target / "measured.json"
