@@ -47,15 +47,17 @@ def summary(out: Path, names: list[str]) -> str:
             by_label.setdefault(_label(name), []).append((name, read_report(path)))
     lines = [
         "| run | seeds | top-1 after (mean ± std) | before | mean layer sparsity "
-        "| MACs kept (non-zeros) | params kept | FGSM 2/255 | PGD 2/255 | PGD 8/255 "
+        "| MACs kept (non-zeros) | params kept | clean (attacked draw) | FGSM 2/255 | PGD 2/255 "
+        "| PGD 8/255 "
         "| speed-up eager b1 / b64 | speed-up onnxruntime b1 / b64 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     dense = _measured(out / "dense")
     if dense:
         lines.append(
             f"| dense (the unpruned model) | - | - | - | 0 | 1.000 | 1.000 "
-            f"| {_robust(dense, 'fgsm@2')} | {_robust(dense, 'pgd@2')} | {_robust(dense, 'pgd@8')} "
+            f"| {_robust(dense, 'clean')} | {_robust(dense, 'fgsm@2')} "
+            f"| {_robust(dense, 'pgd@2')} | {_robust(dense, 'pgd@8')} "
             "| 1 | 1 |"
         )
     for label, runs in by_label.items():
@@ -66,7 +68,8 @@ def summary(out: Path, names: list[str]) -> str:
         lines.append(
             f"| {label} | {len(runs)} | {statistics.mean(tops):.2f}{spread} "
             f"| {first.top1('before'):.2f} | {_weight_sparsity(first)} | {first.macs_kept:.3f} "
-            f"| {first.params_kept:.3f} | {_robust(measured, 'fgsm@2')} "
+            f"| {first.params_kept:.3f} | {_robust(measured, 'clean')} "
+            f"| {_robust(measured, 'fgsm@2')} "
             f"| {_robust(measured, 'pgd@2')} | {_robust(measured, 'pgd@8')} "
             f"| {_speed(measured, 'eager')} | {_speed(measured, 'onnxruntime')} |"
         )
