@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from digits_model import train_digits
 from secateurs.pruning.sgcnn.grouping import regroup
 from secateurs.pruning.sgcnn.taylor import taylor_vectors
 
@@ -68,14 +69,10 @@ def test_groups_built_on_taylor_drop_the_silent_channel_first() -> None:
 def test_sgcnn_runs_with_taylor_importance(tmp_path: Path) -> None:
     from secateurs.cli.main import main
     from secateurs.report import read_report
-    from secateurs.train.config import TrainConfig
-    from secateurs.train.run import run_training
 
-    config = TrainConfig(data="digits", epochs=1, batch_size=64, lr=0.05, padding=1, flip=False)
-    config.threads = 1
-    run_training(config, tmp_path / "base")
+    base = train_digits(tmp_path / "base")
     out = tmp_path / "run"
-    argv = ["sgcnn", str(tmp_path / "base" / "model"), "--data", "digits", "-o", str(out)]
+    argv = ["sgcnn", str(base), "--data", "digits", "-o", str(out)]
     argv += ["--threads", "1", "--batch-size", "64", "--latency-repeats", "0", "--groups", "4"]
     assert main([*argv, "--epochs", "2", "--scheme", "G", "--importance", "taylor"]) == 0
     report = read_report(out)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from digits_model import train_digits
 from secateurs.models import create_model
 from secateurs.pruning.spp.groups import find_layers
 from secateurs.pruning.spp.sensitivity import ratios_from_scan, sensitivity_scan
@@ -43,14 +44,10 @@ def test_the_scan_prunes_one_layer_at_a_time_and_restores_it() -> None:
 def test_spp_trains_with_the_scanned_ratios(tmp_path: Path) -> None:
     from secateurs.cli.main import main
     from secateurs.report import read_report
-    from secateurs.train.config import TrainConfig
-    from secateurs.train.run import run_training
 
-    config = TrainConfig(data="digits", epochs=1, batch_size=64, lr=0.05, padding=1, flip=False)
-    config.threads = 1
-    run_training(config, tmp_path / "base")
+    base = train_digits(tmp_path / "base")
     out = tmp_path / "run"
-    argv = ["spp", str(tmp_path / "base" / "model"), "--data", "digits", "-o", str(out)]
+    argv = ["spp", str(base), "--data", "digits", "-o", str(out)]
     argv += ["--threads", "1", "--batch-size", "64", "--latency-repeats", "0", "--epochs", "1"]
     assert main([*argv, "--sensitivity", "3"]) == 0
     scanned = json.loads((out / "sensitivity.json").read_text())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -32,7 +32,8 @@ class LatencySettings:
 
 
 @contextmanager
-def _threads(count: int):
+def torch_threads(count: int) -> Iterator[None]:
+    """PyTorch's CPU thread count set to ``count`` inside, put back after."""
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -88,7 +89,7 @@ def compare(
     """
     settings = settings or LatencySettings()
     results: dict[int, list[dict[str, float]]] = {}
-    with _threads(settings.threads):
+    with torch_threads(settings.threads):
         for batch in settings.batch_sizes:
             prepared = [_prepare(m, input_size, batch, settings.channels_last) for m in models]
             for _ in range(settings.warmup):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
 
 from secateurs.latency.backends.base import Backend, Runner, register_backend
+from secateurs.measure.latency import torch_threads
 
 
 @register_backend
@@ -27,11 +28,5 @@ class EagerBackend(Backend):
 
         return run
 
-    @contextmanager
-    def threads(self, count: int) -> Iterator[None]:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(count)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
+    def threads(self, count: int) -> AbstractContextManager[None]:
+        return torch_threads(count)

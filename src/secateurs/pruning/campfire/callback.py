@@ -25,6 +25,7 @@ from secateurs.pruning.campfire.budget import LayerBudget, plan_budgets
 from secateurs.pruning.campfire.filters import FilterLevel
 from secateurs.pruning.campfire.schedule import AGPSchedule
 from secateurs.pruning.campfire.structures import CONV_LOCAL, layer_keep
+from secateurs.pruning.fixed_masks import mask_gradients, zero_masked
 from secateurs.train.callback import Callback
 
 if TYPE_CHECKING:
@@ -158,18 +159,10 @@ class CampfireCallback(Callback):
 
     def enforce(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Masked entries to zero: weights and the optimizer's momentum."""
-        with torch.no_grad():
-            for parameter, mask in self.masks():
-                parameter.mul_(mask)
-                state = optimizer.state.get(parameter, {}) if optimizer is not None else {}
-                for value in state.values():
-                    if isinstance(value, Tensor) and value.shape == parameter.shape:
-                        value.mul_(mask)
+        zero_masked(self.masks(), optimizer)
 
     def after_backward(self, trainer: Trainer | None = None) -> None:
-        for parameter, mask in self.masks():
-            if parameter.grad is not None:
-                parameter.grad.mul_(mask)
+        mask_gradients(self.masks())
 
     def after_step(self, trainer: Trainer | None = None) -> None:
         optimizer = trainer.optimizer if trainer is not None else None

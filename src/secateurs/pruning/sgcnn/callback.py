@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
+from secateurs.pruning.fixed_masks import mask_gradients, zero_masked
 from secateurs.pruning.sgcnn.grouping import LayerGroups, expand_keep, regroup
 from secateurs.pruning.sgcnn.layers import final_sparsity, groupable_layers, layer_sparsity
 from secateurs.pruning.sgcnn.schedule import stage_epochs, stage_sparsities
@@ -154,18 +155,10 @@ class SGCNNCallback(Callback):
 
     def enforce(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Pruned connections to zero: weights and their momentum."""
-        with torch.no_grad():
-            for weight, mask in self.masks():
-                weight.mul_(mask)
-                state = optimizer.state.get(weight, {}) if optimizer is not None else {}
-                for value in state.values():
-                    if isinstance(value, Tensor) and value.shape == weight.shape:
-                        value.mul_(mask)
+        zero_masked(self.masks(), optimizer)
 
-    def after_backward(self, trainer: Trainer) -> None:
-        for weight, mask in self.masks():
-            if weight.grad is not None:
-                weight.grad.mul_(mask)
+    def after_backward(self, trainer: Trainer | None = None) -> None:
+        mask_gradients(self.masks())
 
     def after_step(self, trainer: Trainer) -> None:
         self.enforce(trainer.optimizer)  # weight decay and momentum must not revive them
