@@ -8,22 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from digits_model import train_digits
 from interrupt import cut_after_first_epoch
 from secateurs.cli.main import main
 from secateurs.report import read_report
 from secateurs.store import load_model
-from secateurs.train.config import TrainConfig
-from secateurs.train.run import run_training
 from secateurs.train.trainer import weights_digest
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("digits-sgcnn")
-    config = TrainConfig(data="digits", epochs=2, batch_size=64, lr=0.05, padding=1, flip=False)
-    config.threads, config.label_smoothing = 1, 0.0
-    run_training(config, out)
-    return out / "model"
+    return train_digits(tmp_path_factory.mktemp("digits-sgcnn"), epochs=2, label_smoothing=0.0)
 
 
 def _sgcnn(trained: Path, out: Path, *extra: str) -> int:
