@@ -14,7 +14,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
@@ -32,14 +31,6 @@ class LayerBudget:
 
     name: str
     pruned: dict[str, int]
-    uses: int  # MACs per weight per image (H_out x W_out for a convolution, 1 for a linear)
-    weights: int
-
-    def sparsity(self, weight_shape: Sequence[int]) -> float:
-        kept = 1.0
-        for granularity, count in self.pruned.items():
-            kept *= 1 - count / structure_size(tuple(weight_shape), granularity)
-        return 1 - kept
 
 
 def eligible_layers(
@@ -161,9 +152,7 @@ def plan_budgets(
         if len(granularities) == 1
         else {n: {g: round(c) for g, c in by.items()} for n, by in continuous.items()}
     )
-    return [
-        LayerBudget(name, counts[name], uses[name], layers[name].weight.numel()) for name in layers
-    ]
+    return [LayerBudget(name, counts[name]) for name in layers]
 
 
 def nonzero_macs(model: nn.Module, input_size: Sequence[int], keep: Mapping[str, Tensor]) -> int:
@@ -173,8 +162,3 @@ def nonzero_macs(model: nn.Module, input_size: Sequence[int], keep: Mapping[str,
     for name, mask in keep.items():
         total -= int((~mask.bool()).sum()) * uses[name]
     return int(total)
-
-
-def as_dense_keep(model: nn.Module, names: Sequence[str]) -> dict[str, Tensor]:
-    """All-True masks for ``names`` (before the first update)."""
-    return {n: torch.ones_like(model.get_submodule(n).weight, dtype=torch.bool) for n in names}
