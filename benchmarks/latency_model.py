@@ -8,7 +8,10 @@ time the dense model and every pruned copy in ONE interleaved loop (dense, p1, p
 milliseconds, and the median absolute relative error of the predicted ratio (pruned / dense)
 against the measured one. The issue's goal: Spearman >= 0.9, median error <= 10%.
 
-Timing needs an idle machine; ``--prunes 2 --repeats 2 --grid 4`` is a smoke test only.
+Each (model, backend, batch) row is written to ``--out`` as soon as it is measured, and a
+second invocation with the same ``--out`` skips the rows already there, so an interrupted
+validation resumes. Timing needs an idle machine; ``--prunes 2 --repeats 2 --grid 4`` is a
+smoke test only.
 """
 
 from __future__ import annotations
@@ -97,19 +100,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/latency-model/validation.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    rows = []
+    rows = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
+    done = {(row["model_dir"], row["backend"], row["batch"]) for row in rows}
     for model_dir in args.models:
         for backend in args.backends:
             for batch in args.batches:
+                if (model_dir, backend, batch) in done:
+                    continue  # measured by an earlier, interrupted invocation
                 spec = LatencySpec(backend, batch, args.threads, args.repeats, args.repeats,
                                    args.grid, args.cache)  # fmt: skip
                 row = validate(model_dir, spec, args.prunes, args.seed)
                 log.info("%s %s b%d: Spearman %s, median |error| %.1f%%", row["model"], backend,
                          batch, row["spearman"], 100 * row["median_abs_error"])  # fmt: skip
-                rows.append(row)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                    "rows": rows}, indent=1) + "\n")  # fmt: skip
+                rows.append({"model_dir": model_dir, **row})
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                "rows": rows}, indent=1) + "\n")  # fmt: skip
     print("| model | backend | batch | prunes | Spearman | median abs. error |")
     print("|---|---|---:|---:|---:|---:|")
     for row in rows:

@@ -7,12 +7,15 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from latency_helpers import CALL_MS, ScriptedBackend, scripted_ms
 from pruning_helpers import two_convs
 from secateurs.errors import SecateursError
 from secateurs.latency import LatencySource, LatencySpec, create_backend
 from secateurs.latency import cache as latency_cache
+from secateurs.latency.calibration import fit
+from secateurs.latency.predict import removal_masks
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
 from secateurs.pruning.methods import create_method
@@ -36,10 +39,10 @@ def test_a_cache_is_reused_and_rebuilt_for_another_cpu_version_or_thread_count(
     monkeypatch.setattr(latency_cache, "cpu_model", lambda: "CPU A")
     model = two_convs(8)
     # two_convs: conv 3->8 (in fixed: 4 widths), conv 8->8 (4 x 4), linear 8->10 (4): 24 entries,
-    # plus the dense model once
+    # plus the dense model and 12 calibration plans timed whole
     first = ScriptedBackend()
     _source(tmp_path, first).model_for(ChannelGraph(model, INPUT))
-    assert first.timed == 4 + 16 + 4 + 1
+    assert first.timed == 4 + 16 + 4 + 13
     again = ScriptedBackend()
     _source(tmp_path, again).model_for(ChannelGraph(model, INPUT))
     assert again.timed == 0
@@ -50,7 +53,7 @@ def test_a_cache_is_reused_and_rebuilt_for_another_cpu_version_or_thread_count(
         )
         threads = 1 if change == "threads" else 2
         _source(tmp_path, backend, threads).model_for(ChannelGraph(model, INPUT))
-        assert backend.timed == 25, change
+        assert backend.timed == 37, change
 
 
 def test_a_cache_file_whose_key_differs_is_not_trusted(tmp_path, monkeypatch) -> None:
@@ -61,7 +64,7 @@ def test_a_cache_file_whose_key_differs_is_not_trusted(tmp_path, monkeypatch) ->
     path.write_text(path.read_text().replace("CPU A", "CPU Z"))  # same name, another machine's
     backend = ScriptedBackend()
     _source(tmp_path, backend).model_for(ChannelGraph(model, INPUT))
-    assert backend.timed == 25
+    assert backend.timed == 37
 
 
 def test_prediction_of_a_plan_equals_the_scripted_latency_of_the_pruned_model(tmp_path) -> None:
@@ -159,3 +162,55 @@ def test_the_python_api_prunes_to_a_latency_target(tmp_path) -> None:
     assert measured == pytest.approx(pruned.achieved, rel=1e-9)
     assert abs(measured / 0.5 - 1) <= 0.03
     assert pruned.record["target"] == {"kind": "latency", "ratio": 0.5}
+
+
+class InGraphBackend(ScriptedBackend):
+    """Whole models (more than one layer) run their layers twice as fast as the layers timed
+    alone, plus 0.2 ms the table never sees: what onnxruntime does to a layer inside its graph,
+    in its simplest (affine) form."""
+
+    name = "scripted-in-graph"
+
+    def time(self, items, timing):
+        found = super().time(items, timing)
+        layers = [sum(isinstance(m, nn.Conv2d | nn.Linear) for m in module.modules())
+                  for module, _ in items]  # fmt: skip
+        return [
+            0.5 * ms + 0.2 if count > 1 else ms for ms, count in zip(found, layers, strict=True)
+        ]
+
+
+def test_the_calibration_corrects_a_table_that_misjudges_layers_inside_the_model(tmp_path) -> None:
+    model = create_model("resnet20").eval()
+    graph = ChannelGraph(model, INPUT)
+    backend = InGraphBackend()
+    latency = _source(tmp_path, backend, grid=16).model_for(graph)
+    # plans the calibration was not fitted on: random fractions drawn with another seed
+    generator = torch.Generator().manual_seed(7)
+    for _ in range(5):
+        removals = {}
+        for group in graph.prunable_groups:
+            keep = max(
+                1, round(group.size * (0.3 + 0.7 * float(torch.rand(1, generator=generator))))
+            )
+            removals[group.root] = list(range(group.size - keep))
+        plan = PruningPlan(removals)
+        pruned = copy.deepcopy(model)
+        remove_channels(ChannelGraph(pruned, INPUT), plan)
+        dense_ms, pruned_ms = backend.time([(model, (1, *INPUT)), (pruned, (1, *INPUT))], None)
+        measured = pruned_ms / dense_ms
+        removed = removal_masks(graph, plan)
+        table_only = latency.table_ms(removed) / latency.dense_ms
+        assert abs(table_only / measured - 1) > 0.1  # the table alone is far off
+        assert latency.ratio(graph, plan) == pytest.approx(measured, rel=1e-6)
+
+
+def test_the_calibration_fit_recovers_an_affine_law() -> None:
+    points = [
+        (t, s, 0.3 + 0.9 * t + 0.2 * s) for t, s in [(1, 0), (0.5, 1), (0.4, 0.2), (0.7, 0.6)]
+    ]
+    found = fit(points)
+    assert (found.a, found.b, found.c) == pytest.approx((0.3, 0.9, 0.2), abs=1e-9)
+    # a share that never varies gets no weight
+    flat = fit([(t, 0.0, 0.1 + 0.8 * t) for t in (1.0, 0.6, 0.3)])
+    assert (flat.a, flat.b, flat.c) == pytest.approx((0.1, 0.8, 0.0), abs=1e-9)

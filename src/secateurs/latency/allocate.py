@@ -3,8 +3,9 @@
 A greedy knapsack (after HALP, Shen et al., NeurIPS 2022): each group shrinks in steps from one
 *efficient* width to the next narrower one (:meth:`LatencyModel.efficient_widths`: widths the
 backend's kernels run faster than any wider one); a step costs the summed (normalised) scores of
-the channels it removes and saves the predicted latency of the layers it narrows, their other
-widths as they are at that point, so a group's saving sees its neighbours' pruning. The step with
+the channels it removes and saves the table's latency of the layers it narrows, their other
+widths as they are at that point, so a group's saving sees its neighbours' pruning; each state's
+predicted latency is the calibrated one (:mod:`secateurs.latency.calibration`). The step with
 the least importance per millisecond saved goes first, until nothing is left to remove. Every
 prefix of that path is a plan; the one meeting the budget is taken, checked by timing real
 surgery on a copy against the dense model (interleaved), and the budget corrected until the
@@ -66,7 +67,7 @@ def greedy_path(allocator: Allocator, model: LatencyModel) -> list[PathPoint]:
         for g in groups
     ]
     layer_ms = [model.layer_ms(layer, masks) for layer in model.layers]
-    total = model.fixed_ms + sum(layer_ms)
+    total = model.calibrated_ms(model.fixed_ms + sum(layer_ms), masks)
     path = [PathPoint([g.size for g in groups], total)]
     while True:
         best: tuple[float, int, list[float]] | None = None
@@ -90,7 +91,7 @@ def greedy_path(allocator: Allocator, model: LatencyModel) -> list[PathPoint]:
         for i, ms in zip(touching[g], new_ms, strict=True):
             layer_ms[i] = ms
         kept = [widths[i][position[i]] for i in range(len(groups))]
-        path.append(PathPoint(kept, model.fixed_ms + sum(layer_ms)))
+        path.append(PathPoint(kept, model.calibrated_ms(model.fixed_ms + sum(layer_ms), masks)))
 
 
 def within_budget(path: list[PathPoint], budget_ms: float) -> PathPoint:

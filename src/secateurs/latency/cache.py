@@ -19,7 +19,7 @@ from typing import Any
 from secateurs.latency.table import LatencyTable
 
 log = logging.getLogger(__name__)
-FORMAT = 1  # of the file; part of the key
+FORMAT = 2  # of the file; part of the key (2: calibrations added)
 
 
 def cpu_model() -> str:
@@ -57,10 +57,13 @@ class CacheKey:
 
 @dataclass
 class CachedTimings:
-    """A table and the dense models' whole latencies (``models[signature]`` in ms)."""
+    """A table, the dense models' whole latencies (``models[signature]`` in ms) and each model's
+    calibration (``calibrations[signature]``: a, b, c of
+    :class:`~secateurs.latency.calibration.Calibration`)."""
 
     table: LatencyTable = field(default_factory=LatencyTable)
     models: dict[str, float] = field(default_factory=dict)
+    calibrations: dict[str, list[float]] = field(default_factory=dict)
 
 
 def load(directory: Path, key: CacheKey) -> CachedTimings:
@@ -75,7 +78,9 @@ def load(directory: Path, key: CacheKey) -> CachedTimings:
             log.warning("latency cache %s was written for %s, not %s: measuring again",
                         path, stored, key)  # fmt: skip
             return CachedTimings()
-        return CachedTimings(LatencyTable(data["layers"]), dict(data["models"]))
+        return CachedTimings(
+            LatencyTable(data["layers"]), dict(data["models"]), dict(data["calibrations"])
+        )
     except (OSError, ValueError, KeyError, TypeError) as error:
         log.warning("latency cache %s is unreadable (%r): measuring again", path, error)
         return CachedTimings()
@@ -85,7 +90,12 @@ def save(directory: Path, key: CacheKey, timings: CachedTimings) -> Path:
     """Write atomically (a temporary file renamed), so a reader never sees half a file."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / key.file_name()
-    data = {"key": asdict(key), "layers": timings.table.entries, "models": timings.models}
+    data = {
+        "key": asdict(key),
+        "layers": timings.table.entries,
+        "models": timings.models,
+        "calibrations": timings.calibrations,
+    }
     temporary = path.with_suffix(f".tmp{os.getpid()}")
     temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     os.replace(temporary, path)

@@ -1,27 +1,30 @@
 """A whole model's latency predicted from a plan: the measured latency of the dense model, less
-what each tabled layer saves at its pruned widths.
+what each tabled layer saves at its pruned widths, corrected by a calibration fitted on pruned
+models measured whole (:mod:`secateurs.latency.calibration`).
 
-``predicted(plan) = fixed + sum over tabled layers of table(layer at its kept widths)``, where
+``table(plan) = fixed + sum over tabled layers of table(layer at its kept widths)``, where
 ``fixed = measured(dense) - sum of table(layer at full widths)``: the operators no table covers
 (additions, pooling, the runtime's per-call overhead) are taken as not shrinking, and the per-layer
-timings' own overhead cancels in the differences. The dense model is predicted exactly by
-construction; a pruned one is validated against measurement in ``benchmarks/latency_model.py``.
-As :mod:`secateurs.pruning.cost_model` does for MACs, a layer's widths come from the groups
-linked to it, so a plan is predicted without doing the surgery.
+timings' own overhead cancels in the differences. The prediction is
+``dense x calibration(table(plan) / dense, misaligned share)``; the dense model is predicted
+exactly by construction, a pruned one is validated against measurement in
+``benchmarks/latency_model.py``. As :mod:`secateurs.pruning.cost_model` does for MACs, a layer's
+widths come from the groups linked to it, so a plan is predicted without doing the surgery.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from secateurs.latency.calibration import Calibration
 from secateurs.latency.layers import GRID, TabledLayer, candidate_widths
 from secateurs.latency.table import LatencyTable, efficient_widths
-from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.graph import IN, OUT, ChannelGraph
 from secateurs.pruning.plan import PruningPlan
 
 
@@ -53,17 +56,40 @@ class LatencyModel:
     table: LatencyTable
     dense_ms: float  # measured
     grid: int = GRID
+    calibration: Calibration = field(default_factory=Calibration)
 
     def __post_init__(self) -> None:
-        full = {}
-        self.fixed_ms = self.dense_ms - sum(self.layer_ms(layer, full) for layer in self.layers)
+        full: dict[str, Tensor] = {}
+        self.full_ms = [self.layer_ms(layer, full) for layer in self.layers]
+        self.fixed_ms = self.dense_ms - sum(self.full_ms)
+        self._efficient = [self._layer_efficient(layer) for layer in self.layers]
 
     def layer_ms(self, layer: TabledLayer, removed: Mapping[str, Tensor]) -> float:
         return self.table.lookup(layer, *layer.widths(removed), self.grid)
 
+    def table_ms(self, removed: Mapping[str, Tensor]) -> float:
+        """The table's own prediction (milliseconds), before the calibration."""
+        return self.fixed_ms + sum(self.layer_ms(layer, removed) for layer in self.layers)
+
+    def misaligned_share(self, removed: Mapping[str, Tensor]) -> float:
+        """The share of the dense tabled time in layers whose kept width (in or out, where a
+        group changes it) is not one the table calls efficient for that layer."""
+        total = sum(self.full_ms) or 1.0
+        share = 0.0
+        for layer, ms, efficient in zip(self.layers, self.full_ms, self._efficient, strict=True):
+            kept_in, kept_out = layer.widths(removed)
+            if kept_in not in efficient[IN] or kept_out not in efficient[OUT]:
+                share += ms
+        return share / total
+
     def predict(self, removed: Mapping[str, Tensor]) -> float:
         """Milliseconds with ``removed[root]`` (a bool mask per group) gone."""
-        return self.fixed_ms + sum(self.layer_ms(layer, removed) for layer in self.layers)
+        return self.calibrated_ms(self.table_ms(removed), removed)
+
+    def calibrated_ms(self, table_ms: float, removed: Mapping[str, Tensor]) -> float:
+        """The calibrated prediction from the table's (``table_ms``, for these masks)."""
+        ratio = self.calibration.ratio(table_ms / self.dense_ms, self.misaligned_share(removed))
+        return self.dense_ms * max(ratio, 1e-3)
 
     def predict_plan(self, graph: ChannelGraph, plan: PruningPlan) -> float:
         return self.predict(removal_masks(graph, plan))
@@ -71,6 +97,23 @@ class LatencyModel:
     def ratio(self, graph: ChannelGraph, plan: PruningPlan) -> float:
         """Predicted latency after / before."""
         return self.predict_plan(graph, plan) / self.dense_ms
+
+    def _layer_efficient(self, layer: TabledLayer) -> dict[str, set[int]]:
+        """Per direction, the measured widths at which this layer alone (the other width full)
+        is faster than at every wider one; a fixed direction keeps its full width only."""
+        found = {}
+        for direction in (IN, OUT):
+            widths = layer.grid(direction, self.grid)
+            if len(widths) == 1:
+                found[direction] = set(widths)
+                continue
+            full_in, full_out = layer.shape.in_channels, layer.shape.out_channels
+            pairs = {w: (w, full_out) if direction == IN else (full_in, w) for w in widths}
+            costs = {w: self.table.lookup(layer, *pair, self.grid) for w, pair in pairs.items()}
+            found[direction] = set(efficient_widths(costs))
+        if layer.shape.depthwise:  # one set of channels, listed as input and output
+            found[IN] = found[OUT]
+        return found
 
     def efficient_widths(self, graph: ChannelGraph) -> dict[str, list[int]]:
         """Per prunable group with a tabled layer, the candidate widths at which that group's

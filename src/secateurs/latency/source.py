@@ -11,8 +11,15 @@ from pathlib import Path
 
 from secateurs.latency import cache
 from secateurs.latency.backends import Backend, Timing, create_backend
+from secateurs.latency.calibration import (
+    FRACTIONS,
+    RANDOM_PLANS,
+    Calibration,
+    calibration_plans,
+    fit,
+)
 from secateurs.latency.layers import GRID, TabledLayer, tabled_layers
-from secateurs.latency.predict import LatencyModel, model_signature
+from secateurs.latency.predict import LatencyModel, model_signature, removal_masks
 from secateurs.progress import progress_bar
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.plan import PruningPlan
@@ -64,17 +71,41 @@ class LatencySource:
         timings = cache.load(self.directory, self.key)
         layers = tabled_layers(graph)
         measured = self._fill(timings, layers)
-        if signature not in timings.models:
-            shape = (self.spec.batch, *graph.input_size)
-            model = copy.deepcopy(graph.model).eval()
-            (timings.models[signature],) = self.backend.time(
-                [(model, shape)], self.timing(self.spec.model_repeats)
-            )
-            measured += 1
+        if signature not in timings.calibrations:
+            uncalibrated = LatencyModel(layers, timings.table, 1.0, self.spec.grid)
+            dense_ms, found = self._calibrate(graph, uncalibrated)
+            timings.models[signature], timings.calibrations[signature] = dense_ms, found.as_list()
+            measured += 1 + len(FRACTIONS) * 2 + RANDOM_PLANS
         if measured:
             path = cache.save(self.directory, self.key, timings)
             log.info("latency table: %d timings measured, cached in %s", measured, path)
-        return LatencyModel(layers, timings.table, timings.models[signature], self.spec.grid)
+        return LatencyModel(
+            layers, timings.table, timings.models[signature], self.spec.grid,
+            Calibration(*timings.calibrations[signature]),
+        )  # fmt: skip
+
+    def _calibrate(self, graph: ChannelGraph, table: LatencyModel) -> tuple[float, Calibration]:
+        """Time the dense model and the calibration plans' pruned copies whole (interleaved) and
+        fit the correction from the table's prediction to what was measured."""
+        plans = calibration_plans(graph, table.efficient_widths(graph))
+        shape = (self.spec.batch, *graph.input_size)
+        models = [copy.deepcopy(graph.model).eval()]
+        for plan in plans:
+            pruned = copy.deepcopy(graph.model)
+            remove_channels(ChannelGraph(pruned, graph.input_size), plan)
+            models.append(pruned.eval())
+        log.info("latency calibration: timing the dense model and %d pruned copies", len(plans))
+        dense_ms, *pruned_ms = self.backend.time(
+            [(m, shape) for m in models], self.timing(self.spec.model_repeats)
+        )
+        table = LatencyModel(table.layers, table.table, dense_ms, self.spec.grid)
+        points = [(1.0, 0.0, 1.0)]  # the dense model: ratio 1, every width efficient
+        for plan, ms in zip(plans, pruned_ms, strict=True):
+            removed = removal_masks(graph, plan)
+            points.append(
+                (table.table_ms(removed) / dense_ms, table.misaligned_share(removed), ms / dense_ms)
+            )
+        return dense_ms, fit(points)
 
     def _fill(self, timings: cache.CachedTimings, layers: list[TabledLayer]) -> int:
         """Measure every missing table entry (one shape's entries interleaved); returns how many."""
