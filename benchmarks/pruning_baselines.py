@@ -58,6 +58,7 @@ def ours(name: str, args: argparse.Namespace, out: Path) -> None:
         data=args.data,
         finetune_epochs=args.epochs,
         finetune_lr=args.lr,
+        train_subset=args.train_subset,
         seed=int(seed or 0),
         threads=args.threads,
         resume=out.is_dir() and any(out.iterdir()),
@@ -113,9 +114,10 @@ def tp_prune(model, importance, target: float, input_size, batches):
 
 def torch_pruning(name: str, args: argparse.Namespace, out: Path) -> None:
     original, manifest = load_model(args.model)
-    data = LabelledData(
-        load_split(args.data, "train"), load_split(args.data, "test"), manifest.mean, manifest.std
-    )
+    train = load_split(args.data, "train")
+    if args.train_subset:  # the draw PruneJob makes for seed 0
+        train = train.subset(args.train_subset, 0)
+    data = LabelledData(train, load_split(args.data, "test"), manifest.mean, manifest.std)
     batches = data.sample(8 * 128, 128, 0)
     importance = (
         tp.importance.TaylorImportance()
@@ -270,6 +272,9 @@ def main() -> None:
     parser.add_argument("--strategy", default="global")
     parser.add_argument("--round-to", type=int, default=1, help="channel multiple (exact: 1)")
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS)
+    parser.add_argument(
+        "--train-subset", type=int, help="fine-tune on a fixed draw of this many (per seed)"
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--out", default="runs/bench-baselines")

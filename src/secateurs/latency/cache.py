@@ -19,7 +19,7 @@ from typing import Any
 from secateurs.latency.table import LatencyTable
 
 log = logging.getLogger(__name__)
-FORMAT = 2  # of the file; part of the key (2: calibrations added)
+FORMAT = 3  # of the file; part of the key (2: calibrations added; 3: with their points)
 
 
 def cpu_model() -> str:
@@ -58,12 +58,13 @@ class CacheKey:
 @dataclass
 class CachedTimings:
     """A table, the dense models' whole latencies (``models[signature]`` in ms) and each model's
-    calibration (``calibrations[signature]``: a, b, c of
-    :class:`~secateurs.latency.calibration.Calibration`)."""
+    calibration (``calibrations[signature]``: ``coefficients`` a, b, c of
+    :class:`~secateurs.latency.calibration.Calibration` and the measured ``points`` they were
+    fitted on)."""
 
     table: LatencyTable = field(default_factory=LatencyTable)
     models: dict[str, float] = field(default_factory=dict)
-    calibrations: dict[str, list[float]] = field(default_factory=dict)
+    calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def load(directory: Path, key: CacheKey) -> CachedTimings:

@@ -33,7 +33,7 @@ from secateurs.pruning.plan import PruningPlan
 
 CALIBRATION_SEED = 20261201  # not the seed a validation draws its plans with
 FRACTIONS = (0.3, 0.5, 0.7, 0.85)  # uniform keep fractions measured, exact and efficient
-RANDOM_PLANS = 4  # and plans keeping a random fraction in [0.25, 1] of each group
+RANDOM_PLANS = 8  # and plans keeping a random fraction in [0.25, 1] of each group
 
 
 @dataclass(frozen=True)

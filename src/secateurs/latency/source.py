@@ -73,20 +73,25 @@ class LatencySource:
         measured = self._fill(timings, layers)
         if signature not in timings.calibrations:
             uncalibrated = LatencyModel(layers, timings.table, 1.0, self.spec.grid)
-            dense_ms, found = self._calibrate(graph, uncalibrated)
-            timings.models[signature], timings.calibrations[signature] = dense_ms, found.as_list()
+            dense_ms, points = self._calibrate(graph, uncalibrated)
+            timings.models[signature] = dense_ms
+            timings.calibrations[signature] = {"coefficients": fit(points).as_list(),
+                                               "points": points}  # fmt: skip
             measured += 1 + len(FRACTIONS) * 2 + RANDOM_PLANS
         if measured:
             path = cache.save(self.directory, self.key, timings)
             log.info("latency table: %d timings measured, cached in %s", measured, path)
         return LatencyModel(
             layers, timings.table, timings.models[signature], self.spec.grid,
-            Calibration(*timings.calibrations[signature]),
+            Calibration(*timings.calibrations[signature]["coefficients"]),
         )  # fmt: skip
 
-    def _calibrate(self, graph: ChannelGraph, table: LatencyModel) -> tuple[float, Calibration]:
-        """Time the dense model and the calibration plans' pruned copies whole (interleaved) and
-        fit the correction from the table's prediction to what was measured."""
+    def _calibrate(
+        self, graph: ChannelGraph, table: LatencyModel
+    ) -> tuple[float, list[tuple[float, float, float]]]:
+        """Time the dense model and the calibration plans' pruned copies whole (interleaved);
+        returns the dense milliseconds and a (table ratio, misaligned share, measured ratio)
+        point per plan, the dense model's first, to fit the correction on."""
         plans = calibration_plans(graph, table.efficient_widths(graph))
         shape = (self.spec.batch, *graph.input_size)
         models = [copy.deepcopy(graph.model).eval()]
@@ -105,7 +110,7 @@ class LatencySource:
             points.append(
                 (table.table_ms(removed) / dense_ms, table.misaligned_share(removed), ms / dense_ms)
             )
-        return dense_ms, fit(points)
+        return dense_ms, points
 
     def _fill(self, timings: cache.CachedTimings, layers: list[TabledLayer]) -> int:
         """Measure every missing table entry (one shape's entries interleaved); returns how many."""
