@@ -98,7 +98,11 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="latency table directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/latency-model/validation.json"))
+    parser.add_argument("--summary", action="store_true", help="only print --out's table")
     args = parser.parse_args()
+    if args.summary:
+        print(table(json.loads(args.out.read_text())["rows"]))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     rows = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     done = {(row["model_dir"], row["backend"], row["batch"]) for row in rows}
@@ -116,12 +120,18 @@ def main() -> None:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                 "rows": rows}, indent=1) + "\n")  # fmt: skip
-    print("| model | backend | batch | prunes | Spearman | median abs. error |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(table(rows))
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | backend | batch | prunes | dense ms (this run) | Spearman | "
+             "median abs. error |", "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for row in rows:
         spearman = "-" if row["spearman"] is None else f"{row['spearman']:.3f}"
-        print(f"| {row['model']} | {row['backend']} | {row['batch']} | {row['prunes']} | "
-              f"{spearman} | {100 * row['median_abs_error']:.1f}% |")  # fmt: skip
+        lines.append(f"| {row['model']} | {row['backend']} | {row['batch']} | {row['prunes']} | "
+                     f"{row['dense_ms_measured']:.2f} | {spearman} | "
+                     f"{100 * row['median_abs_error']:.1f}% |")  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

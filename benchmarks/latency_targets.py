@@ -10,7 +10,10 @@ Per model and latency target R (a fraction of the dense model's latency in onnxr
   ratio (interleaved with the dense model, same backend and batch) is within 3% of R. A
   comparator that cannot get that fast at any MACs target is recorded as such and not trained.
 
-Every run fine-tunes the same epochs on the same images (a PruneJob: report.json and model in
+Every run keeps at least ``--min-channels`` (default 4) per group: without a floor the latency
+allocation cut ResNet-20's first residual stream to 1 of 16 channels at R = 0.5, batch 64 (its
+channels save the most milliseconds at the largest maps). Every run fine-tunes the same epochs on
+the same images (a PruneJob: report.json and model in
 OUT/<model>-R<R>-<run>-s<seed>/; a run with a report.json is skipped, so the benchmark resumes).
 ``--time`` times the dense model and every pruned one in ONE interleaved loop (onnxruntime and
 eager, batch 1 and 64) into OUT/timing.json; ``--int8`` exports the dense and latency-targeted
@@ -64,7 +67,8 @@ def bisect_macs(args, model_dir: str, method: str, round_to: int, ratio: float) 
         macs = (low + high) / 2
         try:
             pruned = api.prune(dense, method=method, example_input=example, target_macs=macs,
-                               data=data, round_to=round_to).model  # fmt: skip
+                               data=data, round_to=round_to,
+                               min_channels=args.min_channels).model  # fmt: skip
         except SecateursError:
             low = macs  # the allocator cannot go this low
             continue
@@ -119,6 +123,7 @@ def job(args, model_dir: str, run: str, ratio: float, macs, seed: int, out: Path
         target_latency=ratio if latency else None,
         target_macs=None if latency else macs,
         round_to=int(multiple or 1),
+        min_channels=args.min_channels,
         backend=args.backend,
         latency_batch=args.batch,
         data=args.data,
@@ -142,6 +147,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument(
+        "--min-channels", type=int, default=4, help="every run's floor per group (equal terms)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds in --time/--int8")
     parser.add_argument("--out", default="runs/latency-targets")

@@ -220,6 +220,25 @@ def test_resumed_run_is_bitwise_identical(
     assert [m["epoch"] for m in metrics(run_a)] == [1, 2, 3]
 
 
+def test_the_gpus_generators_are_checkpointed_and_restored(tmp_path: Path, monkeypatch) -> None:
+    # no GPU here: a stand-in for torch.cuda's generator functions, with one state per "GPU"
+    states = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5], dtype=torch.uint8)]
+    restored: list = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [t.clone() for t in states])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    run_dir = tmp_path / "run"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_training(small_config(), run_dir, callbacks=[Interrupt(1)])
+        saved = load_checkpoint(run_dir / CHECKPOINT_FILE)["rng"]["cuda"]
+        assert [t.tolist() for t in saved] == [[1, 2, 3], [4, 5]]
+        run_training(small_config(), run_dir, resume=True, callbacks=[Interrupt(None)])
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert [t.tolist() for t in restored] == [[1, 2, 3], [4, 5]]
+
+
 def test_existing_run_needs_resume(finished_run) -> None:
     run_dir, _ = finished_run
     checkpoint = run_dir / CHECKPOINT_FILE

@@ -230,6 +230,8 @@ class Trainer:
                 "torch": torch.get_rng_state(),
                 "numpy": json.dumps(numpy_state()),
                 "python": json.dumps(python_state()),
+                # every GPU's generator (dropout, random augmentation on the device); none on a CPU
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
             "callbacks": [callback.state_dict() for callback in self.callbacks],
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
@@ -265,6 +267,8 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         set_numpy_state(json.loads(state["rng"]["numpy"]))
         set_python_state(json.loads(state["rng"]["python"]))
+        if state["rng"].get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         for callback, callback_state in zip(self.callbacks, state["callbacks"], strict=True):
             callback.load_state_dict(callback_state)
         if (self.ema is None) != ("ema" not in state):
