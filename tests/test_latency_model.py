@@ -211,6 +211,9 @@ def test_the_calibration_fit_recovers_an_affine_law() -> None:
     ]
     found = fit(points)
     assert (found.a, found.b, found.c) == pytest.approx((0.3, 0.9, 0.2), abs=1e-9)
+    # a slope that noise made flat keeps the table's (1) and fits the offset only
+    noisy = fit([(1.0, 0.0, 1.0), (0.5, 0.0, 1.1), (0.3, 0.0, 0.9)])
+    assert (noisy.a, noisy.b, noisy.c) == pytest.approx((0.4, 1.0, 0.0), abs=1e-9)
     # a share that never varies gets no weight
     flat = fit([(t, 0.0, 0.1 + 0.8 * t) for t in (1.0, 0.6, 0.3)])
     assert (flat.a, flat.b, flat.c) == pytest.approx((0.1, 0.8, 0.0), abs=1e-9)
