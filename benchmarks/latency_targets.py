@@ -4,7 +4,7 @@ Per model and latency target R (a fraction of the dense model's latency in onnxr
 ``--batch``), with ``--seeds`` seeds each:
 
 - ``latency``: l1 scores, ``--target-latency R`` (the latency table's efficient widths, then
-  measured and corrected);
+  measured and corrected); ``latency@16``: the same at efficient widths that are multiples of 16;
 - ``l1``, ``taylor`` (exact widths) and ``l1@16``, ``taylor@16`` (widths in multiples of 16),
   each MACs-targeted: its MACs target is bisected until the pruned model's measured latency
   ratio (interleaved with the dense model, same backend and batch) is within 3% of R. A
@@ -94,15 +94,16 @@ def prune_all(args) -> None:
     found = json.loads(targets_path.read_text()) if targets_path.exists() else {}
     for model_dir in args.models:
         for ratio in args.targets:
-            for run in ["latency", *args.comparators]:
+            for run in [*args.latency_runs, *args.comparators]:
                 key = f"{Path(model_dir).name}-R{ratio:g}-{run}"
                 method, _, multiple = run.partition("@")
-                if run != "latency" and key not in found:
+                latency = method == "latency"
+                if not latency and key not in found:
                     log.info("=== bisecting %s", key)
                     found[key] = bisect_macs(args, model_dir, method, int(multiple or 1), ratio)
                     out.mkdir(parents=True, exist_ok=True)
                     targets_path.write_text(json.dumps(found, indent=1) + "\n")
-                if run != "latency" and found[key] is None:
+                if not latency and found[key] is None:
                     log.info("%s cannot reach a latency ratio of %g: not trained", key, ratio)
                     continue
                 for seed in range(args.seeds):
@@ -115,7 +116,7 @@ def prune_all(args) -> None:
 
 def job(args, model_dir: str, run: str, ratio: float, macs, seed: int, out: Path) -> PruneJob:
     method, _, multiple = run.partition("@")
-    latency = run == "latency"
+    latency = method == "latency"
     return PruneJob(
         model=Path(model_dir),
         method="l1" if latency else method,
@@ -142,6 +143,9 @@ def main() -> None:
     parser.add_argument("--data", default=str(default_cifar10_root()))
     parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.33])
     parser.add_argument("--comparators", nargs="*", default=COMPARATORS)
+    parser.add_argument(
+        "--latency-runs", nargs="*", default=["latency"], help="latency or latency@16 (multiples)"
+    )
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=10)

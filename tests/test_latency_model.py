@@ -217,3 +217,18 @@ def test_the_calibration_fit_recovers_an_affine_law() -> None:
     # a share that never varies gets no weight
     flat = fit([(t, 0.0, 0.1 + 0.8 * t) for t in (1.0, 0.6, 0.3)])
     assert (flat.a, flat.b, flat.c) == pytest.approx((0.1, 0.8, 0.0), abs=1e-9)
+
+
+def test_a_latency_target_with_round_to_keeps_multiples_only(tmp_path) -> None:
+    # every width is efficient on this backend (no padding): round_to alone makes them multiples
+    model = create_model("resnet20").eval()
+    source = _source(tmp_path, ScriptedBackend(quantum=1), grid=16)
+    graph = ChannelGraph(model, INPUT)
+    roots = [group.root for group in graph.prunable_groups]
+    free = create_method("l1").plan(graph, None, Target("latency", 0.5), Allocation(latency=source))
+    assert any(free.plan.kept(graph)[root] % 8 for root in roots)
+    rounded = create_method("l1").plan(
+        graph, None, Target("latency", 0.5), Allocation(latency=source, round_to=8)
+    )
+    assert {rounded.plan.kept(graph)[root] % 8 for root in roots} == {0}
+    assert abs(rounded.achieved / 0.5 - 1) <= 0.03

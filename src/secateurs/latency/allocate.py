@@ -40,12 +40,18 @@ class PathPoint:
 
 
 def _steps_of(allocator: Allocator, model: LatencyModel) -> list[list[int]]:
-    """Per group, the widths it may keep, widest first (never below ``min_channels``)."""
+    """Per group, the widths it may keep, widest first (never below ``min_channels``): the
+    table's efficient widths, and of those only multiples of ``round_to`` when it is above 1
+    (the multiples themselves when the table finds none efficient)."""
     allowed = model.efficient_widths(allocator.graph)
+    multiple = allocator.settings.round_to
     steps = []
     for group in allocator.groups:
         floor = min(group.size, max(allocator.settings.min_channels, 1))
-        widths = allowed.get(group.root, [group.size])
+        widths = set(allowed.get(group.root, [group.size]))
+        if multiple > 1:
+            multiples = set(range(multiple, group.size, multiple))
+            widths = (widths & multiples) or multiples
         steps.append(sorted({w for w in widths if w >= floor} | {group.size}, reverse=True))
     return steps
 
@@ -111,11 +117,15 @@ def meet_latency(allocator: Allocator, target: Target) -> tuple[PruningPlan, flo
     model = source.model_for(allocator.graph)
     path = greedy_path(allocator, model)
     asked, lowest = target.ratio, path[-1].predicted_ms / model.dense_ms
-    if lowest > asked * (1 + LATENCY_TOLERANCE):
-        raise SecateursError(
-            f"a latency ratio of {asked:g} cannot be met without emptying a layer: the most "
-            f"this method can prune is predicted to keep {lowest:.3f} in {source.spec.backend}"
+    if lowest > asked * (1 + LATENCY_TOLERANCE):  # predicted out of reach: measure before refusing
+        measured = source.measured_ratio(
+            allocator.graph, allocator._plan_from_counts(path[-1].kept)
         )
+        if measured > asked * (1 + LATENCY_TOLERANCE):
+            raise SecateursError(
+                f"a latency ratio of {asked:g} cannot be met without emptying a layer: the most "
+                f"this method can prune measures {measured:.3f} in {source.spec.backend}"
+            )
     internal, best = asked, None
     for correction in range(allocator.settings.max_corrections):
         point = within_budget(path, internal * model.dense_ms)
