@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.pruning.graph import IN, OUT, ChannelGraph
 
 GRID = 16  # candidate widths per dimension of a table: every ceil(C / GRID)-th width, and C
@@ -136,7 +137,7 @@ def _input_spatial(model: nn.Module, input_size: tuple[int, ...]) -> dict[nn.Mod
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(torch.randn(1, *input_size))
+            model.eval()(torch.randn(1, *input_size, device=model_device(model)))
     finally:
         model.train(was_training)
         for hook in hooks:

@@ -14,8 +14,10 @@ from torch import nn
 from secateurs.device import model_device
 
 
-def example_input(input_size: Sequence[int], batch: int = 1) -> torch.Tensor:
-    return torch.randn(batch, *input_size)
+def example_input(
+    input_size: Sequence[int], batch: int = 1, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    return torch.randn(batch, *input_size, device=device)
 
 
 def _functional_macs(module: nn.Module, output: torch.Tensor) -> int:
@@ -51,7 +53,7 @@ def count_cost(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]:
     handles = [m.register_forward_hook(count_functional) for m in functional]
     try:
         with torch.no_grad():
-            images = example_input(input_size).to(model_device(model))
+            images = example_input(input_size, device=model_device(model))
             macs, params = tp.utils.count_ops_and_params(model, images)
     finally:
         for handle in handles:

@@ -59,7 +59,7 @@ class CostModel:
             for member in group.members:
                 channels = _channels(member.module, member.direction)
                 if member.module in self.layer_cost and channels:
-                    root_index = torch.tensor(member.root_indices, dtype=torch.long)
+                    root_index = torch.tensor(member.root_indices, dtype=torch.long, device="cpu")
                     self.links.append(
                         (group.root, member.module, member.direction, channels, root_index)
                     )

@@ -42,6 +42,8 @@ from secateurs.pruning.methods.taylor import _gate_gradient
 from secateurs.pruning.plan import PruningPlan
 from secateurs.train.callback import Callback
 
+CPU = torch.device("cpu")  # per-channel sums and removals: bookkeeping, checkpointed as is
+
 if TYPE_CHECKING:
     from secateurs.train.trainer import Trainer
 
@@ -101,8 +103,8 @@ class GradualTaylor(Callback):
         if not groups:
             raise SecateursError(f"{type(model).__name__} has no prunable channel groups")
         self.cost_model_ = CostModel(self.graph_)
-        self.removed_ = {g.root: torch.zeros(g.size, dtype=torch.bool) for g in groups}
-        self.sums_ = {g.root: torch.zeros(g.size, dtype=torch.float64) for g in groups}
+        self.removed_ = {g.root: torch.zeros(g.size, dtype=torch.bool, device=CPU) for g in groups}
+        self.sums_ = {g.root: torch.zeros(g.size, dtype=torch.float64, device=CPU) for g in groups}
         total = sum(g.size for g in groups)
         self.per_step_ = self.schedule.per_step or max(1, math.ceil(DEFAULT_STEP_SHARE * total))
         if self._pending is not None:
@@ -130,10 +132,10 @@ class GradualTaylor(Callback):
         if self.over:
             return
         for group in self.graph.prunable_groups:
-            gate = torch.zeros(group.size, dtype=torch.float64)
+            gate = torch.zeros(group.size, dtype=torch.float64, device=CPU)
             for member in _gates(group):
                 if member.module.weight.grad is not None:
-                    gate += scatter(group, member, _gate_gradient(member.module))
+                    gate += scatter(group, member, _gate_gradient(member.module)).cpu()
             self.sums_[group.root] += gate.pow(2)
 
     def after_step(self, trainer: Trainer | None = None) -> None:
@@ -252,8 +254,8 @@ def _zero_outputs(module: nn.Module, indices: list[int]) -> None:
     if not indices:
         return
     dim = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) else 0
-    index = torch.tensor(indices, dtype=torch.long)
     for name in ("weight", "bias"):
         parameter = getattr(module, name, None)
         if isinstance(parameter, Tensor):
+            index = torch.tensor(indices, dtype=torch.long, device=parameter.device)
             parameter.index_fill_(dim if name == "weight" else 0, index, 0.0)

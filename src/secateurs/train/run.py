@@ -16,7 +16,7 @@ from torch import nn
 
 from secateurs import __version__
 from secateurs.data import ImageSet, LabelledData, load_split
-from secateurs.device import resolve_device
+from secateurs.device import model_device, resolve_device
 from secateurs.errors import SecateursError, first_line
 from secateurs.models import create_model
 from secateurs.runs.training import apply_runtime_settings, train_model
@@ -101,7 +101,7 @@ def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Modu
     model = create_model(config.model, **arguments)
     try:  # one image through it: a model that cannot take this size fails here, in one line
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *train_set.input_size))
+            model.eval()(torch.zeros(1, *train_set.input_size, device=model_device(model)))
     except RuntimeError as error:
         first = first_line(error)
         raise SecateursError(

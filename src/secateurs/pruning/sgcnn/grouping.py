@@ -66,7 +66,7 @@ def cluster_filters(vectors: Tensor, groups: int, seed: int, inits: int = 10) ->
     count = vectors.shape[0]
     if not 1 <= groups <= count:
         raise SecateursError(f"cannot make {groups} groups of {count} filters")
-    rows = vectors.numpy()
+    rows = vectors.cpu().numpy()
     order = np.lexsort(rows.T[::-1])  # rows sorted lexicographically: a canonical order
     if groups == 1:
         return [0] * count
@@ -86,17 +86,20 @@ def group_connections(
     """keep (C_out, C_in): each group reads the channels whose centroid x kept-share scores
     highest, so that at least ``sparsity`` of the layer's connections are pruned."""
     count, channels = vectors.shape
-    label_tensor = torch.tensor(labels)
+    device = vectors.device
+    label_tensor = torch.tensor(labels, device=device)
     kept_before = (
-        torch.ones(count, channels, dtype=torch.bool) if kept_before is None else kept_before
+        torch.ones(count, channels, dtype=torch.bool, device=device)
+        if kept_before is None
+        else kept_before
     )
     group_ids = sorted(set(labels))
-    sizes = torch.tensor([int((label_tensor == g).sum()) for g in group_ids])
+    sizes = [int((label_tensor == g).sum()) for g in group_ids]
     centroids = torch.stack([vectors[label_tensor == g].mean(0) for g in group_ids])
     shares = torch.stack([kept_before[label_tensor == g].double().mean(0) for g in group_ids])
     scores = centroids * shares  # (G, C_in)
     goal = sparsity * count * channels
-    group_keep = torch.ones(len(group_ids), channels, dtype=torch.bool)
+    group_keep = torch.ones(len(group_ids), channels, dtype=torch.bool, device=device)
     pruned = 0
     # lowest first; ties by group then channel, so the result is deterministic
     for flat in torch.argsort(scores.flatten(), stable=True).tolist():
@@ -107,7 +110,7 @@ def group_connections(
             continue  # every group reads at least one channel
         group_keep[g, c] = False
         pruned += int(sizes[g])
-    index = torch.tensor([group_ids.index(label) for label in labels])
+    index = torch.tensor([group_ids.index(label) for label in labels], device=device)
     return group_keep[index]
 
 
@@ -144,7 +147,7 @@ def balanced_labels(vectors: Tensor, groups: int, seed: int, rounds: int = 10) -
     count = vectors.shape[0]
     slots = [g for g in range(groups) for _ in range(count // groups + (g < count % groups))]
     for _ in range(rounds):
-        label_tensor = torch.tensor(labels)
+        label_tensor = torch.tensor(labels, device=vectors.device)
         centroids = torch.stack(
             [
                 vectors[label_tensor == g].mean(0)
@@ -153,7 +156,7 @@ def balanced_labels(vectors: Tensor, groups: int, seed: int, rounds: int = 10) -
                 for g in range(groups)
             ]
         )
-        distances = torch.cdist(vectors, centroids)[:, slots].numpy()
+        distances = torch.cdist(vectors, centroids)[:, slots].cpu().numpy()
         _, columns = linear_sum_assignment(distances)
         new = [slots[int(column)] for column in columns]
         if new == labels:
@@ -166,9 +169,9 @@ def balanced_connections(vectors: Tensor, labels: list[int], sparsity: float) ->
     """keep (C_out, C_in) where every group reads the same number of channels, its centroid's
     top round((1 - sparsity) C_in) (at least one): the grouped form then needs no padding."""
     count, channels = vectors.shape
-    label_tensor = torch.tensor(labels)
+    label_tensor = torch.tensor(labels, device=vectors.device)
     reads = max(1, round((1 - sparsity) * channels))
-    keep = torch.zeros(count, channels, dtype=torch.bool)
+    keep = torch.zeros(count, channels, dtype=torch.bool, device=vectors.device)
     for group in sorted(set(labels)):
         members = label_tensor == group
         centroid = vectors[members].mean(0)

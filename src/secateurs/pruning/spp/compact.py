@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.measure.latency import LatencySettings, compare
 from secateurs.pruning.graph import IN, ChannelGraph
 from secateurs.pruning.modules import swap_module
@@ -157,7 +158,7 @@ def conv_input_sizes(model: nn.Module, input_size: Sequence[int]) -> dict[str, t
     handles = [
         m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)
     ]
-    probe(model, torch.zeros(1, *input_size), handles)
+    probe(model, torch.zeros(1, *input_size, device=model_device(model)), handles)
     return found
 
 

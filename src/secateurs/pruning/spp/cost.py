@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.cost_model import CostModel
@@ -41,7 +42,7 @@ def conv_output_sizes(model: nn.Module, input_size: Sequence[int]) -> dict[str, 
 
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) or hasattr(m, "kept_columns")]
     handles = [m.register_forward_hook(hook) for m in convs]
-    probe(model, torch.zeros(1, *input_size), handles)
+    probe(model, torch.zeros(1, *input_size, device=model_device(model)), handles)
     return found
 
 
@@ -131,7 +132,7 @@ def ratios_for_macs(
         def predict(ratio: float) -> float:
             removed = {}
             for layer in layers:
-                mask = torch.zeros(layer.size, dtype=torch.bool)
+                mask = torch.zeros(layer.size, dtype=torch.bool, device="cpu")
                 mask[: count(ratio, layer.size)] = True
                 removed[layer.name] = mask
             return cost_model.predict(removed)["macs"] / cost_model.macs

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.pruning.graph import OUT, ChannelGraph, ChannelGroup
 from secateurs.pruning.masks import MASKED_TYPES
@@ -98,10 +99,10 @@ class CoupledChannels(WeightGroups):
         self.name, self.group, self.size = group.root, group, group.size
 
     def scores(self) -> Tensor:
-        total = torch.zeros(self.size, dtype=torch.float64)
+        total = torch.zeros(self.size, dtype=torch.float64, device="cpu")
         for member in producing_layers(self.group):
             weight = member.module.weight.detach()
-            total += scatter(self.group, member, weight.abs().flatten(1).sum(1))
+            total += scatter(self.group, member, weight.abs().flatten(1).sum(1)).cpu()
         return total
 
     def masks(self, keep: Tensor) -> list[ParameterMask]:
@@ -113,7 +114,7 @@ class CoupledChannels(WeightGroups):
                 parameter = getattr(member.module, parameter_name, None)
                 if not isinstance(parameter, nn.Parameter):
                     continue
-                channel = torch.ones(parameter.shape[0], dtype=torch.bool)
+                channel = torch.ones(parameter.shape[0], dtype=torch.bool, device=keep.device)
                 channel[member.indices] = keep[member.root_indices]
                 shape = [parameter.shape[0]] + [1] * (parameter.ndim - 1)
                 found.append((parameter, channel.view(shape).to(parameter)))
@@ -127,7 +128,7 @@ class CoupledChannels(WeightGroups):
                 continue
             if module.running_mean is None or module.running_var is None:
                 continue
-            channel = torch.ones(module.num_features, dtype=torch.bool)
+            channel = torch.ones(module.num_features, dtype=torch.bool, device=keep.device)
             channel[member.indices] = keep[member.root_indices]
             channel = channel.to(module.running_mean.device)
             found += [(module.running_mean, channel), (module.running_var, channel)]
@@ -149,7 +150,7 @@ def probe(model: nn.Module, images: Tensor, handles: list) -> None:
 
 def input_layers(model: nn.Module, input_size: Sequence[int]) -> set[nn.Module]:
     """Convolutions that read the model's input directly (the image)."""
-    images = torch.zeros(1, *input_size)
+    images = torch.zeros(1, *input_size, device=model_device(model))
     found: set[nn.Module] = set()
 
     def hook(module, inputs, output) -> None:

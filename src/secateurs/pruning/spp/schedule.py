@@ -46,7 +46,7 @@ def increment(rank: float, A: float, u: float, remaining: int) -> float:
 def increments(count: int, A: float, u: float, remaining: int) -> Tensor:
     """delta(r) for ranks r = 0 .. count - 1, as float64 (the same formula, vectorised)."""
     alpha, centre = _curve(u, remaining)
-    rank = torch.arange(count, dtype=torch.float64)
+    rank = torch.arange(count, dtype=torch.float64, device="cpu")
     low = A * torch.exp(-alpha * rank)
     high = 2 * u * A - A * torch.exp(-alpha * (2 * centre - rank))
     return torch.where(rank <= centre, low, high)

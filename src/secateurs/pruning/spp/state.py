@@ -28,6 +28,9 @@ from secateurs.errors import SecateursError
 from secateurs.pruning.spp.groups import WeightGroups
 from secateurs.pruning.spp.schedule import DEFAULT_A, DEFAULT_U, increments
 
+CPU = torch.device("cpu")  # the schedule's bookkeeping: per-channel numbers, moved to the
+# model's device only where they meet its parameters (WeightGroups.masks)
+
 
 class SPPState:
     """Probabilities (float64) and pruned flags (bool) of ``layers``; ``ratios[i]`` = R_l."""
@@ -45,8 +48,10 @@ class SPPState:
             if not 0 <= ratio < 1:
                 raise SecateursError(f"target ratio of {layer.name} must be in [0, 1): {ratio}")
         self.layers, self.ratios, self.A, self.u = list(layers), list(ratios), A, u
-        self.probability = [torch.zeros(layer.size, dtype=torch.float64) for layer in layers]
-        self.pruned = [torch.zeros(layer.size, dtype=torch.bool) for layer in layers]
+        self.probability = [
+            torch.zeros(layer.size, dtype=torch.float64, device=CPU) for layer in layers
+        ]
+        self.pruned = [torch.zeros(layer.size, dtype=torch.bool, device=CPU) for layer in layers]
         self.done = [self.target_count(i) == 0 for i in range(len(layers))]
 
     # -- queries --------------------------------------------------------------------------------
@@ -70,7 +75,9 @@ class SPPState:
             if self.done[index]:
                 keeps.append(self.fixed_keep(index))
                 continue
-            uniform = torch.rand(probability.shape, generator=generator, dtype=torch.float64)
+            uniform = torch.rand(
+                probability.shape, generator=generator, dtype=torch.float64, device=CPU
+            )
             keeps.append((uniform >= probability) & ~self.pruned[index])
         return keeps
 
@@ -86,7 +93,7 @@ class SPPState:
         newly = []
         for index in range(len(self.layers)):
             newly.append(
-                torch.zeros(self.layers[index].size, dtype=torch.bool)
+                torch.zeros(self.layers[index].size, dtype=torch.bool, device=CPU)
                 if self.done[index]
                 else self._update_layer(index)
             )
@@ -118,7 +125,7 @@ class SPPState:
         pruned groups."""
         newly = []
         for index, layer in enumerate(self.layers):
-            fresh = torch.zeros(layer.size, dtype=torch.bool)
+            fresh = torch.zeros(layer.size, dtype=torch.bool, device=CPU)
             remaining = self.target_count(index) - int(self.pruned[index].sum())
             if not self.done[index] and remaining > 0:
                 alive = torch.nonzero(~self.pruned[index]).flatten()
