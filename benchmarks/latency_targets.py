@@ -5,10 +5,11 @@ Per model and latency target R (a fraction of the dense model's latency in onnxr
 
 - ``latency``: l1 scores, ``--target-latency R`` (the latency table's efficient widths, then
   measured and corrected); ``latency@16``: the same at efficient widths that are multiples of 16;
-- ``l1``, ``taylor`` (exact widths) and ``l1@16``, ``taylor@16`` (widths in multiples of 16),
-  each MACs-targeted: its MACs target is bisected until the pruned model's measured latency
-  ratio (interleaved with the dense model, same backend and batch) is within 3% of R. A
-  comparator that cannot get that fast at any MACs target is recorded as such and not trained.
+- ``l1``, ``taylor`` (exact widths), ``l1@16``, ``taylor@16`` (widths in multiples of 16) and
+  ``tp-magnitude`` (Torch-Pruning's MetaPruner, uniform ratio, L1), each MACs-targeted: its MACs
+  target is bisected until the pruned model's measured latency ratio (interleaved with the dense
+  model, same backend and batch) is within 3% of R. A comparator that cannot get that fast at
+  any MACs target is recorded as such and not trained.
 
 Every run keeps at least ``--min-channels`` (default 4) per group: without a floor the latency
 allocation cut ResNet-20's first residual stream to 1 of 16 channels at R = 0.5, batch 64 (its
@@ -84,6 +85,39 @@ def bisect_macs(args, model_dir: str, method: str, round_to: int, ratio: float) 
     return None
 
 
+def bisect_tp(args, model_dir: str, ratio: float) -> float | None:
+    """As :func:`bisect_macs` for Torch-Pruning's MetaPruner (uniform ratio, L1 magnitude), whose
+    own ratio is bisected to each MACs target by ``pruning_baselines.tp_prune``."""
+    import torch_pruning as tp
+
+    from pruning_baselines import tp_prune
+
+    dense, manifest = load_model(model_dir)
+    low, high, best = 0.05, 1.0, None
+    for _ in range(8):
+        macs = (low + high) / 2
+        pruned = tp_prune(dense, tp.importance.MagnitudeImportance(p=1), macs,
+                          manifest.input_size, [])[0]  # fmt: skip
+        found = measured_ratio(dense, pruned, manifest.input_size, args.backend, args.batch)
+        log.info("  tp-magnitude MACs %.3f -> latency ratio %.3f", macs, found)
+        if best is None or abs(found / ratio - 1) < abs(best[1] / ratio - 1):
+            best = (macs, found)
+        if abs(found / ratio - 1) <= TOLERANCE:
+            return macs
+        low, high = (low, macs) if found > ratio else (macs, high)
+    return best[0] if best and abs(best[1] / ratio - 1) <= 2 * TOLERANCE else None
+
+
+def train_tp(args, model_dir: str, macs: float, directory: Path) -> None:
+    """Torch-Pruning's pruner at ``macs``, fine-tuned like every other run (its report.json)."""
+    from pruning_baselines import torch_pruning
+
+    settings = argparse.Namespace(model=model_dir, data=args.data, target_macs=macs,
+                                  epochs=args.epochs, lr=0.01, threads=args.threads,
+                                  train_subset=args.train_subset)  # fmt: skip
+    torch_pruning("tp-magnitude", settings, directory)
+
+
 def run_name(model_dir: str, ratio: float, run: str, seed: int) -> str:
     return f"{Path(model_dir).name}-R{ratio:g}-{run.replace('@', '-round')}-s{seed}"
 
@@ -100,7 +134,11 @@ def prune_all(args) -> None:
                 latency = method == "latency"
                 if not latency and key not in found:
                     log.info("=== bisecting %s", key)
-                    found[key] = bisect_macs(args, model_dir, method, int(multiple or 1), ratio)
+                    found[key] = (
+                        bisect_tp(args, model_dir, ratio)
+                        if run == "tp-magnitude"
+                        else bisect_macs(args, model_dir, method, int(multiple or 1), ratio)
+                    )
                     out.mkdir(parents=True, exist_ok=True)
                     targets_path.write_text(json.dumps(found, indent=1) + "\n")
                 if not latency and found[key] is None:
@@ -111,6 +149,9 @@ def prune_all(args) -> None:
                     if (directory / "report.json").exists():
                         continue
                     log.info("=== %s", directory.name)
+                    if run == "tp-magnitude":
+                        train_tp(args, model_dir, found[key], directory)
+                        break  # one seed: Torch-Pruning's run takes none
                     run_prune(job(args, model_dir, run, ratio, found.get(key), seed, directory))
 
 
