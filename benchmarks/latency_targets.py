@@ -152,7 +152,14 @@ def prune_all(args) -> None:
                     if run == "tp-magnitude":
                         train_tp(args, model_dir, found[key], directory)
                         break  # one seed: Torch-Pruning's run takes none
-                    run_prune(job(args, model_dir, run, ratio, found.get(key), seed, directory))
+                    try:
+                        run_prune(job(args, model_dir, run, ratio, found.get(key), seed, directory))
+                    except SecateursError as error:  # recorded, and the other runs go on
+                        log.warning("%s: %s", directory.name, error)
+                        failed = out / "failed.json"
+                        record = json.loads(failed.read_text()) if failed.exists() else {}
+                        failed.write_text(json.dumps({**record, directory.name: str(error)}) + "\n")
+                        break
 
 
 def job(args, model_dir: str, run: str, ratio: float, macs, seed: int, out: Path) -> PruneJob:

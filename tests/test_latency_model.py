@@ -232,3 +232,16 @@ def test_a_latency_target_with_round_to_keeps_multiples_only(tmp_path) -> None:
     )
     assert {rounded.plan.kept(graph)[root] % 8 for root in roots} == {0}
     assert abs(rounded.achieved / 0.5 - 1) <= 0.03
+
+
+def test_a_latency_target_out_of_reach_of_a_multiple_halves_it(tmp_path) -> None:
+    # multiples of 16 leave ResNet-20's 16-channel groups whole: 0.3 needs finer widths
+    model = create_model("resnet20").eval()
+    source = _source(tmp_path, ScriptedBackend(quantum=1), grid=16)
+    graph = ChannelGraph(model, INPUT)
+    allocation = Allocation(latency=source, round_to=16)
+    result = create_method("l1").plan(graph, None, Target("latency", 0.3), allocation)
+    kept = result.plan.kept(graph)
+    widths = [kept[group.root] for group in graph.prunable_groups]
+    assert any(width % 16 for width in widths)  # some group went below a multiple of 16
+    assert abs(result.achieved / 0.3 - 1) <= 0.03

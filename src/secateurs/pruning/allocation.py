@@ -214,9 +214,7 @@ class Allocator:
         by :func:`secateurs.latency.allocate.meet_latency`.
         """
         if target.kind == "latency":
-            from secateurs.latency.allocate import meet_latency
-
-            return meet_latency(self, target)
+            return self._meet_latency(target)
         while True:
             try:
                 plan, achieved = self._meet_with_rounding(target)
@@ -239,6 +237,28 @@ class Allocator:
                     return plan, achieved
             finer = max(1, self.settings.round_to // 2)
             log.info("channels in multiples of %d miss the target; trying multiples of %d",
+                     self.settings.round_to, finer)  # fmt: skip
+            self.settings = replace(self.settings, round_to=finer)
+
+    def _meet_latency(self, target: Target) -> tuple[PruningPlan, float]:
+        """:func:`~secateurs.latency.allocate.meet_latency`, the multiple halved as for MACs
+        while widths in multiples of ``round_to`` cannot get fast enough, or only with a
+        measured ratio further than the tolerance from the target."""
+        from secateurs.latency.allocate import LATENCY_TOLERANCE, meet_latency
+
+        while True:
+            try:
+                plan, achieved = meet_latency(self, target)
+                if (
+                    self.settings.round_to <= 1
+                    or abs(achieved / target.ratio - 1) <= LATENCY_TOLERANCE
+                ):
+                    return plan, achieved
+            except SecateursError:
+                if self.settings.round_to <= 1:
+                    raise
+            finer = max(1, self.settings.round_to // 2)
+            log.info("multiples of %d miss that latency; trying multiples of %d",
                      self.settings.round_to, finer)  # fmt: skip
             self.settings = replace(self.settings, round_to=finer)
 
