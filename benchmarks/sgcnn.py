@@ -10,6 +10,8 @@ one resumes (``--resume`` is passed when its directory holds a run). SG-CNN trai
 
     python benchmarks/sgcnn.py --out runs/bench-sgcnn --epochs 3
     python benchmarks/sgcnn.py --out runs/bench-sgcnn --summary
+    python benchmarks/sgcnn.py --model benchmarks/baselines/vgg11_bn_quarter-cifar10 --fc \
+        --target-macs 0.5 --train-subset 10000 --out runs/bench-sgcnn-vgg
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from secateurs.runs.sgcnn_run import run_sgcnn
 log = logging.getLogger("benchmark")
 # run name -> (kind, method or scheme, seed)
 RUNS: dict[str, tuple[str, str, int]] = {
+    "sgcnn-L": ("sgcnn", "L", 0),
     "sgcnn-LG": ("sgcnn", "LG", 0),
     "sgcnn-G": ("sgcnn", "G", 0),
     "sgcnn-G-balanced": ("sgcnn-balanced", "G", 0),
@@ -51,6 +54,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
         "latency_repeats": args.repeats,
         "seed": seed,
         "resume": out.is_dir() and any(out.iterdir()),
+        "train_subset": args.train_subset,
     }
     if kind.startswith("sgcnn"):
         job = SGCNNJob(
@@ -63,6 +67,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
             step=args.step,
             stage_epochs=1,
             balance=kind == "sgcnn-balanced",
+            fc=args.fc,
         )
         run_sgcnn(job)
         return
@@ -119,6 +124,8 @@ def main() -> None:
         "--step", type=float, default=0.3, help="SG-CNN sparsity per stage (LG: one epoch each)"
     )
     parser.add_argument("--repeats", type=int, default=20, help="latency repeats (0: untimed)")
+    parser.add_argument("--train-subset", type=int, help="train on a fixed draw of this many")
+    parser.add_argument("--fc", action="store_true", help="SG-CNN groups the FC layers too")
     run_then_summarise(parser, list(RUNS), "runs/bench-sgcnn", run, summary)
 
 
