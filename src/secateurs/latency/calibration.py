@@ -4,9 +4,9 @@ A layer timed alone is not the layer inside its model. In onnxruntime a convolut
 for converting its input to the runtime's blocked layout and back; inside the model only the
 graph's ends do, and a width off the block size drops the layer (and its neighbours) out of the
 blocked path. Measured on ResNet-20 and ResNet-56 (docs/results/latency.md), the table alone
-predicts 0.3-0.4 too little of the pruned/dense ratio in onnxruntime (median error 31-39%), and
-10-15% in eager at batch 1, where ResNet-56's many small calls are overhead the table does not
-shrink.
+predicted 0.3-0.4 too little of the pruned/dense ratio in onnxruntime (median error 31-39%); in
+eager it was within 1.5-4% on ResNet-20 (14-15% on ResNet-56, most of which came from timing
+models with cold caches, since fixed).
 
 The correction is affine in two features of a plan, fitted by least squares on the dense model
 and :func:`calibration_plans` measured whole, interleaved:
@@ -34,7 +34,7 @@ from secateurs.pruning.plan import PruningPlan
 CALIBRATION_SEED = 20261201  # not the seed a validation draws its plans with
 FRACTIONS = (0.3, 0.5, 0.7, 0.85)  # uniform keep fractions measured, exact and efficient
 RANDOM_PLANS = 8  # and plans keeping a random fraction in [0.25, 1] of each group
-MIN_SLOPE = 0.1  # a fitted slope below this is noise (fitted: 0.7-1.05 on ResNet-20/56 here)
+MIN_SLOPE = 0.1  # a fitted slope below this is noise (fitted here: 0.82-1.74)
 
 
 @dataclass(frozen=True)
