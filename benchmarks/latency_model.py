@@ -10,8 +10,9 @@ against the measured one. The issue's goal: Spearman >= 0.9, median error <= 10%
 
 Each (model, backend, batch) row is written to ``--out`` as soon as it is measured, and a
 second invocation with the same ``--out`` skips the rows already there, so an interrupted
-validation resumes. Timing needs an idle machine; ``--prunes 2 --repeats 2 --grid 4`` is a
-smoke test only.
+validation resumes. ``--replay FILE`` predicts the recorded measurements again with the current
+code (a changed fit, the same data; nothing timed). Timing needs an idle machine;
+``--prunes 2 --repeats 2 --grid 4`` is a smoke test only.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def validate(model_dir: str, spec: LatencySpec, prunes: int, seed: int) -> dict:
         "batch": spec.batch,
         "threads": spec.threads,
         "prunes": prunes,
+        "seed": seed,
         "dense_ms_measured": dense,
         "dense_ms_table": latency.dense_ms,
         "spearman": float(spearmanr(predicted, measured).statistic) if prunes > 1 else None,
@@ -84,6 +86,24 @@ def validate(model_dir: str, spec: LatencySpec, prunes: int, seed: int) -> dict:
         "predicted_ms": predicted,
         "measured_ms": measured,
     }
+
+
+def replay(row: dict, cache: Path | None) -> dict:
+    """``row``'s measured latencies against what the current code predicts for the same plans,
+    from the cached tables and calibration points (nothing is timed): a change to the fit is
+    checked on the measurements it was not fitted on."""
+    model, manifest = load_model(row["model_dir"])
+    graph = ChannelGraph(model.eval(), manifest.input_size)
+    spec = LatencySpec(row["backend"], row["batch"], row["threads"], cache=cache)
+    latency = LatencySource(spec).model_for(graph)
+    plans = random_plans(graph, row["prunes"], row.get("seed", 0))
+    predicted = [latency.predict_plan(graph, plan) for plan in plans]
+    measured, dense = row["measured_ms"], row["dense_ms_measured"]
+    pairs = zip(predicted, measured, strict=True)
+    errors = [abs((p / latency.dense_ms) / (m / dense) - 1) for p, m in pairs]
+    return {**row, "predicted_ms": predicted, "dense_ms_table": latency.dense_ms,
+            "spearman": float(spearmanr(predicted, measured).statistic),
+            "median_abs_error": statistics.median(errors), "replayed": True}  # fmt: skip
 
 
 def main() -> None:
@@ -99,9 +119,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/latency-model/validation.json"))
     parser.add_argument("--summary", action="store_true", help="only print --out's table")
+    parser.add_argument(
+        "--replay", type=Path, help="write --out's measurements, predicted again, to this file"
+    )
     args = parser.parse_args()
     if args.summary:
         print(table(json.loads(args.out.read_text())["rows"]))
+        return
+    if args.replay:
+        rows = [replay(row, args.cache) for row in json.loads(args.out.read_text())["rows"]]
+        args.replay.write_text(json.dumps({"replay_of": str(args.out), "rows": rows}, indent=1))
+        print(table(rows))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     rows = json.loads(args.out.read_text())["rows"] if args.out.exists() else []

@@ -205,18 +205,19 @@ def test_the_calibration_corrects_a_table_that_misjudges_layers_inside_the_model
         assert latency.ratio(graph, plan) == pytest.approx(measured, rel=1e-6)
 
 
-def test_the_calibration_fit_recovers_an_affine_law() -> None:
-    points = [
-        (t, s, 0.3 + 0.9 * t + 0.2 * s) for t, s in [(1, 0), (0.5, 1), (0.4, 0.2), (0.7, 0.6)]
-    ]
-    found = fit(points)
-    assert (found.a, found.b, found.c) == pytest.approx((0.3, 0.9, 0.2), abs=1e-9)
-    # a slope that noise made flat keeps the table's (1) and fits the offset only
-    noisy = fit([(1.0, 0.0, 1.0), (0.5, 0.0, 1.1), (0.3, 0.0, 0.9)])
-    assert (noisy.a, noisy.b, noisy.c) == pytest.approx((0.4, 1.0, 0.0), abs=1e-9)
+def test_the_calibration_fit_recovers_an_affine_law_through_the_dense_model() -> None:
+    law = [(t, s, 1 + 0.8 * (t - 1) + 0.3 * s) for t, s in [(0.5, 1), (0.4, 0.2), (0.7, 0.6)]]
+    found = fit([(1.0, 0.0, 1.0), *law])
+    assert (found.a, found.b, found.c) == pytest.approx((0.2, 0.8, 0.3), abs=1e-9)
+    # points no line through the dense model fits: the fit still passes through it
+    bent = fit([(1.0, 0.0, 1.0), (0.5, 0.0, 0.8), (0.4, 0.0, 0.8), (0.2, 0.0, 0.5)])
+    assert bent.ratio(1.0, 0.0) == pytest.approx(1.0, abs=1e-12)
     # a share that never varies gets no weight
-    flat = fit([(t, 0.0, 0.1 + 0.8 * t) for t in (1.0, 0.6, 0.3)])
-    assert (flat.a, flat.b, flat.c) == pytest.approx((0.1, 0.8, 0.0), abs=1e-9)
+    flat = fit([(t, 0.0, 1 + 0.9 * (t - 1)) for t in (1.0, 0.6, 0.3)])
+    assert (flat.a, flat.b, flat.c) == pytest.approx((0.1, 0.9, 0.0), abs=1e-9)
+    # a slope that noise made flat (or negative) keeps the table's own prediction
+    noisy = fit([(1.0, 0.0, 1.0), (0.5, 0.0, 1.02), (0.3, 0.0, 0.99)])
+    assert (noisy.a, noisy.b, noisy.c) == (0.0, 1.0, 0.0)
 
 
 def test_a_latency_target_with_round_to_keeps_multiples_only(tmp_path) -> None:

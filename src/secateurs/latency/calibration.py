@@ -8,10 +8,11 @@ predicted 0.3-0.4 too little of the pruned/dense ratio in onnxruntime (median er
 eager it was within 1.5-4% on ResNet-20 (14-15% on ResNet-56, most of which came from timing
 models with cold caches, since fixed).
 
-The correction is affine in two features of a plan, fitted by least squares on the dense model
-and :func:`calibration_plans` measured whole, interleaved:
+The correction is affine in two features of a plan, fitted by least squares on
+:func:`calibration_plans` measured whole, interleaved with the dense model, and constrained to
+predict the dense model exactly (``a = 1 - b``):
 
-``measured ratio ~ a + b * table ratio + c * misaligned share``
+``measured ratio - 1 ~ b * (table ratio - 1) + c * misaligned share``
 
 with ``table ratio`` the table's prediction over the dense latency, and ``misaligned share`` the
 fraction of the dense tabled time in layers left at a width the table does not call efficient
@@ -34,7 +35,7 @@ from secateurs.pruning.plan import PruningPlan
 CALIBRATION_SEED = 20261201  # not the seed a validation draws its plans with
 FRACTIONS = (0.3, 0.5, 0.7, 0.85)  # uniform keep fractions measured, exact and efficient
 RANDOM_PLANS = 8  # and plans keeping a random fraction in [0.25, 1] of each group
-MIN_SLOPE = 0.1  # a fitted slope below this is noise (fitted here: 0.82-1.74)
+MIN_SLOPE = 0.1  # a fitted slope below this is noise (fitted here: 0.83-1.73)
 
 
 @dataclass(frozen=True)
@@ -53,17 +54,17 @@ class Calibration:
 
 
 def fit(points: Sequence[tuple[float, float, float]]) -> Calibration:
-    """Least squares over ``(table ratio, misaligned share, measured ratio)`` points; a feature
-    that never varies gets no weight (the minimum-norm solution)."""
+    """Least squares over ``(table ratio, misaligned share, measured ratio)`` points, through the
+    dense model's (1, 0, 1); a feature that never varies gets no weight (the minimum-norm
+    solution). A slope under ``MIN_SLOPE`` is noise: the table alone is kept."""
     data = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     table, share, measured = data[:, 0], data[:, 1], data[:, 2]
-    features = np.stack([np.ones_like(table), table, share], axis=1)
-    solution, *_ = np.linalg.lstsq(features, measured, rcond=None)
-    a, b, c = (float(value) for value in solution)
-    if b < MIN_SLOPE:  # noise so large that pruning would look free or costly: keep the table's
-        # slope and fit only the offset, so that the prediction still falls as layers shrink
-        return Calibration(float(np.mean(measured - table)), 1.0, 0.0)
-    return Calibration(a, b, c)
+    features = np.stack([table - 1, share], axis=1)
+    solution, *_ = np.linalg.lstsq(features, measured - 1, rcond=None)
+    b, c = (float(value) for value in solution)
+    if b < MIN_SLOPE:  # pruning would look free or costly: keep the table's own prediction
+        return Calibration()
+    return Calibration(1 - b, b, c)
 
 
 def _keep_first(graph: ChannelGraph, kept: dict[str, int]) -> PruningPlan:

@@ -6,12 +6,11 @@ models measured whole (:mod:`secateurs.latency.calibration`).
 ``fixed = measured(dense) - sum of table(layer at full widths)``: the operators no table covers
 (additions, pooling, the runtime's per-call overhead) are taken as not shrinking, and the per-layer
 timings' own overhead cancels in the differences. The prediction is
-``dense x calibration(table(plan) / dense, misaligned share)``. The calibration is a free
-least-squares fit with the dense model as one of its points, so the dense model is predicted as
-``dense x (a + b)``, within the fit's error of its measured latency (a + b was 0.92-1.07 over the
-models and backends calibrated here), not exactly; pruned ones are validated against measurement in
-``benchmarks/latency_model.py``. As :mod:`secateurs.pruning.cost_model` does for MACs, a layer's
-widths come from the groups linked to it, so a plan is predicted without doing the surgery.
+``dense x calibration(table(plan) / dense, misaligned share)``; the calibration is fitted
+through the dense model's point, so the dense model is predicted exactly, and pruned ones are
+validated against measurement in ``benchmarks/latency_model.py``. As
+:mod:`secateurs.pruning.cost_model` does for MACs, a layer's widths come from the groups linked to
+it, so a plan is predicted without doing the surgery.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from secateurs.latency.backends import Backend, Timing, create_backend
 from secateurs.latency.calibration import (
     FRACTIONS,
     RANDOM_PLANS,
-    Calibration,
     calibration_plans,
     fit,
 )
@@ -83,7 +82,7 @@ class LatencySource:
             log.info("latency table: %d timings measured, cached in %s", measured, path)
         return LatencyModel(
             layers, timings.table, timings.models[signature], self.spec.grid,
-            Calibration(*timings.calibrations[signature]["coefficients"]),
+            fit(timings.calibrations[signature]["points"]),  # refitted: the points are the data
         )  # fmt: skip
 
     def _calibrate(
