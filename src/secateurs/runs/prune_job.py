@@ -14,10 +14,11 @@ from secateurs.pruning.prune import PruneSettings
 from secateurs.runs.job import RunJob
 from secateurs.runs.options import count, fraction, option, positive
 
-# Kept channel counts are exact by default. A single 3x3 convolution here is a step function of its
-# width with steps at multiples of 16 (docs/results/channel-multiple.md), but whole ResNet-20
-# plans rounded to 16 ran slower at batch 64 than exact ones at the same MACs (1.21-1.30x vs
-# 1.44-1.47x, docs/results/pruning-baselines.md): the measured end-to-end answer wins.
+# Kept channel counts are exact by default, because exact widths meet a MACs or parameter target
+# exactly (docs/decisions.md, "Channel multiple"); they are not the fast ones. In onnxruntime,
+# exact widths had to go to 0.17-0.21 of ResNet-20's MACs to halve its latency, against
+# 0.35-0.39 with efficient widths (docs/results/latency.md): for speed, --round-to auto or
+# --target-latency.
 DEFAULT_ROUND_TO = 1
 
 
