@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -57,55 +58,58 @@ def measured_ratio(dense, pruned, input_size, backend: str, batch: int) -> float
     return after / before
 
 
-def bisect_macs(args, model_dir: str, method: str, round_to: int, ratio: float) -> float | None:
-    """The MACs target at which ``method`` (widths in multiples of ``round_to``) measures a
-    latency ratio within the tolerance of ``ratio``; None when no MACs target gets there."""
+def bisect_latency(args, model_dir: str, ratio: float, name: str, prune_at: Callable,
+                   low: float, steps: int) -> float | None:  # fmt: skip
+    """The MACs target at which ``prune_at(dense, manifest, macs)`` (a pruned copy, or None when
+    the pruner cannot go that low) measures a latency ratio within the tolerance of ``ratio``;
+    None when no MACs target in ``steps`` bisection steps over [low, 1] gets within twice it."""
     dense, manifest = load_model(model_dir)
-    data = api.load_data(args.data, manifest=manifest, train_subset=1024, test_subset=128)
-    example = torch.zeros(1, *manifest.input_size)
-    low, high, best = 0.02, 1.0, None
-    for _ in range(10):
+    high, best = 1.0, None
+    for _ in range(steps):
         macs = (low + high) / 2
-        try:
-            pruned = api.prune(dense, method=method, example_input=example, target_macs=macs,
-                               data=data, round_to=round_to,
-                               min_channels=args.min_channels).model  # fmt: skip
-        except SecateursError:
-            low = macs  # the allocator cannot go this low
+        pruned = prune_at(dense, manifest, macs)
+        if pruned is None:
+            low = macs
             continue
         found = measured_ratio(dense, pruned, manifest.input_size, args.backend, args.batch)
-        log.info("  %s@%d MACs %.3f -> latency ratio %.3f", method, round_to, macs, found)
-        if best is None or abs(found / ratio - 1) < abs(best[1] / ratio - 1):
-            best = (macs, found)
-        if abs(found / ratio - 1) <= TOLERANCE:
-            return macs
-        low, high = (low, macs) if found > ratio else (macs, high)
-    if best is not None and abs(best[1] / ratio - 1) <= 2 * TOLERANCE:
-        return best[0]
-    return None
-
-
-def bisect_tp(args, model_dir: str, ratio: float) -> float | None:
-    """As :func:`bisect_macs` for Torch-Pruning's MetaPruner (uniform ratio, L1 magnitude), whose
-    own ratio is bisected to each MACs target by ``pruning_baselines.tp_prune``."""
-    import torch_pruning as tp
-
-    from pruning_baselines import tp_prune
-
-    dense, manifest = load_model(model_dir)
-    low, high, best = 0.05, 1.0, None
-    for _ in range(8):
-        macs = (low + high) / 2
-        pruned = tp_prune(dense, tp.importance.MagnitudeImportance(p=1), macs,
-                          manifest.input_size, [])[0]  # fmt: skip
-        found = measured_ratio(dense, pruned, manifest.input_size, args.backend, args.batch)
-        log.info("  tp-magnitude MACs %.3f -> latency ratio %.3f", macs, found)
+        log.info("  %s MACs %.3f -> latency ratio %.3f", name, macs, found)
         if best is None or abs(found / ratio - 1) < abs(best[1] / ratio - 1):
             best = (macs, found)
         if abs(found / ratio - 1) <= TOLERANCE:
             return macs
         low, high = (low, macs) if found > ratio else (macs, high)
     return best[0] if best and abs(best[1] / ratio - 1) <= 2 * TOLERANCE else None
+
+
+def bisect_macs(args, model_dir: str, method: str, round_to: int, ratio: float) -> float | None:
+    """:func:`bisect_latency` for one of our methods, widths in multiples of ``round_to``."""
+    manifest = load_model(model_dir)[1]
+    data = api.load_data(args.data, manifest=manifest, train_subset=1024, test_subset=128)
+
+    def prune_at(dense, manifest, macs: float):
+        example = torch.zeros(1, *manifest.input_size)
+        try:
+            return api.prune(dense, method=method, example_input=example, target_macs=macs,
+                             data=data, round_to=round_to,
+                             min_channels=args.min_channels).model  # fmt: skip
+        except SecateursError:
+            return None  # the allocator cannot go this low
+
+    return bisect_latency(args, model_dir, ratio, f"{method}@{round_to}", prune_at, 0.02, 10)
+
+
+def bisect_tp(args, model_dir: str, ratio: float) -> float | None:
+    """:func:`bisect_latency` for Torch-Pruning's MetaPruner (uniform ratio, L1 magnitude), whose
+    own ratio is bisected to each MACs target by ``pruning_baselines.tp_prune``."""
+    import torch_pruning as tp
+
+    from pruning_baselines import tp_prune
+
+    def prune_at(dense, manifest, macs: float):
+        importance = tp.importance.MagnitudeImportance(p=1)
+        return tp_prune(dense, importance, macs, manifest.input_size, [])[0]
+
+    return bisect_latency(args, model_dir, ratio, "tp-magnitude", prune_at, 0.05, 8)
 
 
 def train_tp(args, model_dir: str, macs: float, directory: Path) -> None:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 from pathlib import Path
-
-import numpy as np
 
 from secateurs import api
 from secateurs.measure import LatencySettings, compare
 from secateurs.measure.export import quantize_int8, write_checked
-from secateurs.measure.onnx_runtime import compare_graphs, compare_onnx, onnx_session
+from secateurs.measure.onnx_runtime import compare_graphs, compare_onnx, onnx_top1
 from secateurs.report import Report, read_report
 from secateurs.store import load_model
+from tables import spread
 
 log = logging.getLogger("benchmark")
 
@@ -50,15 +48,6 @@ def time_all(out: Path, repeats: int) -> None:
     (out / "timing.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
-def _top1(graph: bytes, data) -> float:
-    session, correct, seen = onnx_session(graph, 2), 0, 0
-    for images, labels in data.batches(data.test):
-        logits = session.run(None, {"images": images.numpy()})[0]
-        correct += int((np.argmax(logits, 1) == labels.numpy()).sum())
-        seen += len(labels)
-    return round(100.0 * correct / seen, 2)
-
-
 def int8_all(out: Path, data_root: str, repeats: int) -> None:
     """The dense model and its latency-targeted prunes, fp32 and int8, scored and timed."""
     result = {}
@@ -79,21 +68,13 @@ def int8_all(out: Path, data_root: str, repeats: int) -> None:
                 graphs.append(path.read_bytes())
                 rows.append({"name": name, "precision": precision})
         for row, graph in zip(rows, graphs, strict=True):
-            row["top1"] = _top1(graph, data)
+            row["top1"] = onnx_top1(graph, data)
         timed = compare_graphs(graphs, manifest.input_size,
                                LatencySettings((1, 64), threads=2, repeats=repeats))  # fmt: skip
         for i, row in enumerate(rows):
             row["ms"] = {str(b): by_batch[i]["median"] for b, by_batch in timed.items()}
         result[model_dir] = rows
     (out / "int8.json").write_text(json.dumps(result, indent=1) + "\n")
-
-
-def _mean_sd(values: list[float], digits: int = 2) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _run_label(name: str) -> tuple[str, str]:
@@ -119,15 +100,15 @@ def tables(out: Path) -> str:
             reports = [r for _, r in members]
             top1 = [r.top1("after") for r in reports if r.top1("after") is not None]
             cells = [target, run, str(len(members)),
-                     _mean_sd([r.cost_after.macs / r.cost_before.macs for r in reports], 3),
-                     _mean_sd([r.params_kept for r in reports], 3),
-                     _mean_sd(top1)]  # fmt: skip
+                     spread([r.cost_after.macs / r.cost_before.macs for r in reports], 3),
+                     spread([r.params_kept for r in reports], 3),
+                     spread(top1)]  # fmt: skip
             for backend in ("onnxruntime", "eager"):
                 for batch in ("1", "64"):
                     dense = times.get(backend, {}).get("dense", {}).get(batch)
                     speedups = [dense / times[backend][n][batch] for n, _ in members
                                 if dense and n in times.get(backend, {})]  # fmt: skip
-                    cells.append(_mean_sd(speedups) + "x" if speedups else "-")
+                    cells.append(spread(speedups) + "x" if speedups else "-")
             lines.append("| " + " | ".join(cells) + " |")
         if reports:
             lines += ["", f"Unpruned top-1: {reports[0].top1('before'):.2f}%.", ""]

@@ -246,3 +246,13 @@ def test_a_latency_target_out_of_reach_of_a_multiple_halves_it(tmp_path) -> None
     widths = [kept[group.root] for group in graph.prunable_groups]
     assert any(width % 16 for width in widths)  # some group went below a multiple of 16
     assert abs(result.achieved / 0.3 - 1) <= 0.03
+
+
+def test_each_timed_run_follows_an_untimed_one_of_the_same_model() -> None:
+    from secateurs.latency.backends import interleaved
+
+    calls: list[str] = []
+    medians = interleaved([lambda: calls.append("a"), lambda: calls.append("b")], 1, 2)
+    # warm-up once each, then per round: a untimed, a timed, b untimed, b timed
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 2
+    assert len(medians) == 2 and all(ms >= 0 for ms in medians)

@@ -8,7 +8,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from secateurs.cli.parser import add_command, positive_int
@@ -103,7 +102,7 @@ def _check_images(args: argparse.Namespace, manifest, data) -> torch.Tensor:
 def _int8(args: argparse.Namespace, manifest, data) -> dict:
     from secateurs.measure.export import quantize_int8
     from secateurs.measure.latency import LatencySettings
-    from secateurs.measure.onnx_runtime import compare_graphs, onnx_session
+    from secateurs.measure.onnx_runtime import compare_graphs, onnx_top1
 
     target = args.out.with_name(args.out.stem + ".int8.onnx")
     calibration = data.sample(args.calibration_images, 32, 0)
@@ -111,12 +110,7 @@ def _int8(args: argparse.Namespace, manifest, data) -> dict:
     graphs = [args.out.read_bytes(), target.read_bytes()]
     figures: dict = {"path": str(target)}
     for name, graph in zip(("fp32", "int8"), graphs, strict=True):
-        session, correct, seen = onnx_session(graph, args.threads), 0, 0
-        for images, labels in data.batches(data.test):
-            logits = session.run(None, {"images": images.numpy()})[0]
-            correct += int((np.argmax(logits, 1) == labels.numpy()).sum())
-            seen += len(labels)
-        figures[f"top1_{name}"] = round(100.0 * correct / seen, 2)
+        figures[f"top1_{name}"] = onnx_top1(graph, data, args.threads)
     settings = LatencySettings((1, 64), args.threads, repeats=args.repeats)
     timed = compare_graphs(graphs, manifest.input_size, settings)
     figures["latency"] = {

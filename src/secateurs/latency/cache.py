@@ -58,9 +58,8 @@ class CacheKey:
 @dataclass
 class CachedTimings:
     """A table, the dense models' whole latencies (``models[signature]`` in ms) and each model's
-    calibration (``calibrations[signature]``: ``coefficients`` a, b, c of
-    :class:`~secateurs.latency.calibration.Calibration` and the measured ``points`` they were
-    fitted on)."""
+    calibration data (``calibrations[signature]["points"]``: the measured points
+    :func:`~secateurs.latency.calibration.fit` makes its coefficients from)."""
 
     table: LatencyTable = field(default_factory=LatencyTable)
     models: dict[str, float] = field(default_factory=dict)

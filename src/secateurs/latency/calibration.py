@@ -49,9 +49,6 @@ class Calibration:
     def ratio(self, table_ratio: float, misaligned_share: float) -> float:
         return self.a + self.b * table_ratio + self.c * misaligned_share
 
-    def as_list(self) -> list[float]:
-        return [self.a, self.b, self.c]
-
 
 def fit(points: Sequence[tuple[float, float, float]]) -> Calibration:
     """Least squares over ``(table ratio, misaligned share, measured ratio)`` points, through the

@@ -11,12 +11,7 @@ from pathlib import Path
 
 from secateurs.latency import cache
 from secateurs.latency.backends import Backend, Timing, create_backend
-from secateurs.latency.calibration import (
-    FRACTIONS,
-    RANDOM_PLANS,
-    calibration_plans,
-    fit,
-)
+from secateurs.latency.calibration import calibration_plans, fit
 from secateurs.latency.layers import GRID, TabledLayer, tabled_layers
 from secateurs.latency.predict import LatencyModel, model_signature, removal_masks
 from secateurs.progress import progress_bar
@@ -74,9 +69,8 @@ class LatencySource:
             uncalibrated = LatencyModel(layers, timings.table, 1.0, self.spec.grid)
             dense_ms, points = self._calibrate(graph, uncalibrated)
             timings.models[signature] = dense_ms
-            timings.calibrations[signature] = {"coefficients": fit(points).as_list(),
-                                               "points": points}  # fmt: skip
-            measured += 1 + len(FRACTIONS) * 2 + RANDOM_PLANS
+            timings.calibrations[signature] = {"points": points}  # fitted when loaded, below
+            measured += len(points)  # the dense model and each calibration plan
         if measured:
             path = cache.save(self.directory, self.key, timings)
             log.info("latency table: %d timings measured, cached in %s", measured, path)

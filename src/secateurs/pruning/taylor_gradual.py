@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.pruning.cost_model import CostModel
 from secateurs.pruning.graph import OUT, ChannelGraph, ChannelGroup, Member
@@ -42,7 +43,7 @@ from secateurs.pruning.methods.taylor import _gate_gradient
 from secateurs.pruning.plan import PruningPlan
 from secateurs.train.callback import Callback
 
-CPU = torch.device("cpu")  # per-channel sums and removals: bookkeeping, checkpointed as is
+CPU = torch.device("cpu")  # the removals: bookkeeping the cost model reads, checkpointed as is
 
 if TYPE_CHECKING:
     from secateurs.train.trainer import Trainer
@@ -104,7 +105,10 @@ class GradualTaylor(Callback):
             raise SecateursError(f"{type(model).__name__} has no prunable channel groups")
         self.cost_model_ = CostModel(self.graph_)
         self.removed_ = {g.root: torch.zeros(g.size, dtype=torch.bool, device=CPU) for g in groups}
-        self.sums_ = {g.root: torch.zeros(g.size, dtype=torch.float64, device=CPU) for g in groups}
+        self.device_ = model_device(model)  # the sums grow every step: no copy off the device
+        self.sums_ = {
+            g.root: torch.zeros(g.size, dtype=torch.float64, device=self.device_) for g in groups
+        }
         total = sum(g.size for g in groups)
         self.per_step_ = self.schedule.per_step or max(1, math.ceil(DEFAULT_STEP_SHARE * total))
         if self._pending is not None:
@@ -132,10 +136,10 @@ class GradualTaylor(Callback):
         if self.over:
             return
         for group in self.graph.prunable_groups:
-            gate = torch.zeros(group.size, dtype=torch.float64, device=CPU)
+            gate = torch.zeros(group.size, dtype=torch.float64, device=self.device_)
             for member in _gates(group):
                 if member.module.weight.grad is not None:
-                    gate += scatter(group, member, _gate_gradient(member.module)).cpu()
+                    gate += scatter(group, member, _gate_gradient(member.module))
             self.sums_[group.root] += gate.pow(2)
 
     def after_step(self, trainer: Trainer | None = None) -> None:
@@ -243,8 +247,11 @@ class GradualTaylor(Callback):
 
     def _load(self, state: dict[str, Any]) -> None:
         self.removed_ = {root: mask.clone() for root, mask in state["removed"].items()}
-        self.sums_ = {root: total.clone() for root, total in state["sums"].items()}
-        self.score_ = state["score"]
+        self.sums_ = {
+            root: total.to(self.device_, copy=True) for root, total in state["sums"].items()
+        }
+        score = state["score"]
+        self.score_ = None if score is None else {r: v.to(self.device_) for r, v in score.items()}
         self.step_, self.steps_ = state["step"], state["steps"]
         self.finished_step_ = state["finished_step"]
 
