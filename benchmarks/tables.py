@@ -58,8 +58,17 @@ def latency_speedup(report: Report, key: str | None) -> float | None:
     return None if figures is None else figures.speedup
 
 
-def rows(reports: Iterable[Report], latency: str | None = None) -> list[str]:
-    """The markdown table of ``reports``, one row per (label, target), best mean first."""
+def change(report: Report) -> float | None:
+    """Top-1 after fine-tuning minus the unpruned model's, in points (None if either is missing)."""
+    after, before = report.top1("after"), report.top1("before")
+    return None if after is None or before is None else after - before
+
+
+def rows(
+    reports: Iterable[Report], latency: str | None = None, with_change: bool = False
+) -> list[str]:
+    """The markdown table of ``reports``, one row per (label, target), best mean first; with
+    ``with_change``, a column of the change in top-1 from the unpruned model."""
     groups: dict[tuple[str, float | None], list[Report]] = {}
     for report in reports:
         groups.setdefault((label(report), report.pruning.target_ratio), []).append(report)
@@ -70,6 +79,9 @@ def rows(reports: Iterable[Report], latency: str | None = None) -> list[str]:
 
     header = "| method | target | seeds | params kept | top-1 one-shot | top-1 after FT |"
     line = "|---|---:|---|---:|---:|---:|"
+    if with_change:
+        header += " change from unpruned |"
+        line += "---:|"
     if latency:
         header += f" speed-up {latency} |"
         line += "---:|"
@@ -85,6 +97,8 @@ def rows(reports: Iterable[Report], latency: str | None = None) -> list[str]:
             spread([r.top1("oneshot") for r in runs]),
             spread([r.top1("after") for r in runs]),
         ]
+        if with_change:
+            cells.append(spread([change(r) for r in runs]))
         if latency:
             cells.append(spread([latency_speedup(r, latency) for r in runs]))
         table.append("| " + " | ".join(cells) + " |")
@@ -95,9 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories or report.json files")
     parser.add_argument("--latency", metavar="BACKEND:BATCH", help="add a speed-up column")
+    parser.add_argument(
+        "--change", action="store_true", help="add top-1 after FT minus the unpruned model's"
+    )
     args = parser.parse_args(argv)
     reports = [read_report(path) for path in args.runs]
-    print("\n".join(rows(reports, args.latency)))
+    print("\n".join(rows(reports, args.latency, args.change)))
     return 0
 
 

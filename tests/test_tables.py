@@ -19,14 +19,30 @@ def tables():
     return module
 
 
-def report(method: str, seed: int, after: float, oneshot: float, params: int) -> Report:
+def report(
+    method: str, seed: int, after: float, oneshot: float, params: int, before: float = 87.5
+) -> Report:
     return Report(
         settings=RunSettings(kind="prune", model="resnet20", model_dir="m", seed=seed),
         pruning=PruningRecord(method=method, target_ratio=0.5, strategy="global"),
         cost_before=Cost(1000, 2000),
         cost_after=Cost(500, params),
-        accuracy={"after": Accuracy(top1=after), "oneshot": Accuracy(top1=oneshot)},
+        accuracy={
+            "before": Accuracy(top1=before),
+            "after": Accuracy(top1=after),
+            "oneshot": Accuracy(top1=oneshot),
+        },
     )
+
+
+def write(runs: list[Report], tmp_path: Path) -> list[str]:
+    paths = []
+    for index, run in enumerate(runs):
+        directory = tmp_path / f"run{index}"
+        directory.mkdir()
+        (directory / "report.json").write_text(json.dumps(run.to_json()))
+        paths.append(str(directory))
+    return paths
 
 
 def test_seeds_of_one_method_are_one_row_with_their_spread(tmp_path: Path, capsys) -> None:
@@ -40,15 +56,19 @@ def test_seeds_of_one_method_are_one_row_with_their_spread(tmp_path: Path, capsy
         report("random", 2, 86.5, 11.0, 1200),
         report("l1", 0, 86.0, 16.0, 1160),
     ]
-    paths = []
-    for index, run in enumerate(runs):
-        directory = tmp_path / f"run{index}"
-        directory.mkdir()
-        (directory / "report.json").write_text(json.dumps(run.to_json()))
-        paths.append(str(directory))
-    assert tables().main(paths) == 0
+    assert tables().main(write(runs, tmp_path)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == "| l1, global | 0.5 | 0 | 0.580 | 16.00 | 86.00 |"
     random = "| random, global | 0.5 | 0, 1, 2 | 0.550 ± 0.050 | 11.00 ± 1.00 | 85.17 ± 1.26 |"
     assert lines[3] == random
     assert len(lines) == 4
+
+
+def test_change_from_unpruned_is_after_minus_before_per_seed(tmp_path: Path, capsys) -> None:
+    """pfp seeds 0-1: after 86.0 and 85.0 from unpruned 87.5 and 87.0 -> changes -1.5 and -2.0:
+    mean -1.75, sample sd sqrt(2 * 0.25^2 / 1) = 0.3536."""
+    runs = [report("pfp", 0, 86.0, 10.0, 1000, 87.5), report("pfp", 1, 85.0, 10.0, 1000, 87.0)]
+    assert tables().main(["--change", *write(runs, tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("| top-1 after FT | change from unpruned |")
+    assert lines[2].endswith("| 85.50 ± 0.71 | -1.75 ± 0.35 |")
