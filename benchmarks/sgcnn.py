@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 from pathlib import Path
 
 from bench_common import add_run_arguments, run_then_summarise
@@ -27,6 +26,7 @@ from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
 from secateurs.runs.sgcnn_job import SGCNNJob
 from secateurs.runs.sgcnn_run import run_sgcnn
+from tables import spread
 
 log = logging.getLogger("benchmark")
 # run name -> (kind, method or scheme, seed)
@@ -108,11 +108,7 @@ def summary(out: Path, names: list[str]) -> str:
             f"| {speed(r, 'onnxruntime')} |"
         )
     if len(randoms) > 1:
-        lines += [
-            "",
-            f"Random, {len(randoms)} seeds: mean {statistics.mean(randoms):.2f}, "
-            f"range {min(randoms):.2f}-{max(randoms):.2f}.",
-        ]
+        lines += ["", f"Random, {len(randoms)} seeds: {spread(randoms)} (mean ± sd)."]
     return "\n".join(lines)
 
 
