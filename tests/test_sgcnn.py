@@ -171,6 +171,22 @@ def test_layers_the_diverse_convolution_cannot_compute_are_left_dense() -> None:
     assert list(groupable_layers(model, (3, 6, 6))) == ["4"]
 
 
+def test_a_model_with_nothing_to_group_is_refused_naming_each_convolution() -> None:
+    from secateurs.pruning.sgcnn.callback import groupable_layers
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),  # reads the image
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"),
+    )
+    with pytest.raises(SecateursError) as error:
+        groupable_layers(model, (3, 6, 6))
+    assert str(error.value) == (
+        "no convolution of the model can be grouped by SG-CNN (0: reads the image; "
+        "1: already grouped (groups=8); 2: padding_mode 'circular' cannot be grouped)"
+    )
+
+
 def test_balanced_groups_are_equal_and_read_equally_many_channels() -> None:
     from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
     from secateurs.pruning.sgcnn.grouping import balanced_labels

@@ -72,8 +72,6 @@ class SGCNNCallback(Callback):
     def prepare(self, model: nn.Module) -> None:
         """Find the layers, turn the MACs target into stages (done by ``on_train_start``)."""
         self.layers = groupable_layers(model, self.input_size, self.settings.linear)
-        if not self.layers:
-            raise SecateursError("no convolution of the model can be grouped by SG-CNN")
         largest = max(layer.weight.shape[0] for layer in self.layers.values())
         if self.settings.groups > largest:
             raise SecateursError(

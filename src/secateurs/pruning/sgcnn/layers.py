@@ -10,7 +10,7 @@ take up what the cap leaves of the MACs target.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from torch import nn
 
@@ -24,28 +24,50 @@ log = logging.getLogger(__name__)
 FC_CAP = 0.6  # most of a fully connected layer's connections SG-CNN prunes
 
 
+def ungroupable_reason(module: nn.Module, skipped: Collection[nn.Module]) -> str | None:
+    """Why SG-CNN leaves a convolution dense, or None when it groups it (``skipped``: the
+    layers that read the image)."""
+    if module in skipped:
+        return "reads the image"
+    if not isinstance(module, nn.Conv2d):
+        return f"{type(module).__name__} (only Conv2d is rewritten)"
+    if module.in_channels < 2:
+        return "reads one channel"
+    if module.groups != 1 or is_depthwise(module):
+        return f"already grouped (groups={module.groups})"
+    if isinstance(module.padding, str):
+        return f"padding {module.padding!r} cannot be grouped"
+    if module.padding_mode != "zeros":
+        return f"padding_mode {module.padding_mode!r} cannot be grouped"
+    return None
+
+
 def groupable_layers(
     model: nn.Module, input_size: Sequence[int], linear: bool = False
 ) -> dict[str, nn.Module]:
-    """The layers SG-CNN groups (see the module's text); a convolution left out for its padding
-    is named in the log."""
+    """The layers SG-CNN groups (see the module's text); a convolution left out is named in the
+    log with its reason, and a model with none is refused naming every convolution and why."""
     skipped = input_layers(model, input_size)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     last = linears[-1] if linears else None
     found: dict[str, nn.Module] = {}
+    reasons: dict[str, str] = {}
     for name, module in model.named_modules():
         if linear and isinstance(module, nn.Linear) and module is not last:
             if module.in_features >= 2:
                 found[name] = module
             continue
-        if not isinstance(module, nn.Conv2d) or module in skipped or module.in_channels < 2:
+        if not isinstance(module, nn.modules.conv._ConvNd):
             continue
-        if module.groups != 1 or is_depthwise(module):
-            continue
-        if isinstance(module.padding, str) or module.padding_mode != "zeros":
-            log.info("%s: padding %r cannot be grouped; left dense", name, module.padding)
-            continue
-        found[name] = module
+        reason = ungroupable_reason(module, skipped)
+        if reason is None:
+            found[name] = module
+        else:
+            reasons[name] = reason
+            log.info("%s: %s; left dense", name, reason)
+    if not found:
+        named = "; ".join(f"{name}: {why}" for name, why in reasons.items()) or "none found"
+        raise SecateursError(f"no convolution of the model can be grouped by SG-CNN ({named})")
     return found
 
 
