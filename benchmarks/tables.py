@@ -25,7 +25,9 @@ def label(report: Report) -> str:
     """What distinguishes a method's rows besides the seed: method, selection and settings."""
     pruning = report.pruning
     parts = [pruning.method]
-    if pruning.strategy:
+    if pruning.method_params.get("budget") == "eps":  # PFP: one eps sizes every layer
+        parts.append("eps budget")
+    elif pruning.strategy:
         parts.append(pruning.strategy)
     if pruning.selection not in ("deterministic", ""):
         parts.append(pruning.selection)

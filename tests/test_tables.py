@@ -68,7 +68,10 @@ def test_change_from_unpruned_is_after_minus_before_per_seed(tmp_path: Path, cap
     """pfp seeds 0-1: after 86.0 and 85.0 from unpruned 87.5 and 87.0 -> changes -1.5 and -2.0:
     mean -1.75, sample sd sqrt(2 * 0.25^2 / 1) = 0.3536."""
     runs = [report("pfp", 0, 86.0, 10.0, 1000, 87.5), report("pfp", 1, 85.0, 10.0, 1000, 87.0)]
+    for run in runs:
+        run.pruning.method_params["budget"] = "eps"  # PFP's own budget, not the strategy
     assert tables().main(["--change", *write(runs, tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("| top-1 after FT | change from unpruned |")
+    assert lines[2].startswith("| pfp, eps budget | 0.5 | 0, 1 |")
     assert lines[2].endswith("| 85.50 ± 0.71 | -1.75 ± 0.35 |")
