@@ -155,3 +155,22 @@ def test_a_plan_leaving_a_layer_under_a_tenth_of_its_width_is_warned_about(caplo
     assert thin_groups(graph, plan) == [("0", 1, 16)]
     assert "under 10% of their channels: 0 1/16" in caplog.text
     assert thin_groups(graph, plan, fraction=0.05) == []
+
+
+def test_default_step_grows_to_reach_the_target_in_half_the_run() -> None:
+    """convnet: 8 + 6 = 14 prunable channels; target 0.25 -> estimated (1 - sqrt(0.25)) * 14 = 7
+    to remove. 2 epochs of 10 iterations at interval 3: 20 // 2 // 3 = 3 steps -> ceil(7 / 3) = 3
+    a step. 100 epochs: 1000 // 2 // 3 = 166 steps -> 1 (0.5% of 14, rounded up). Given
+    explicitly, the step is kept."""
+
+    def started(epochs: int, **schedule) -> GradualTaylor:
+        model, callback = prepared(target_macs=0.25, interval=3, **schedule)
+        trainer = SimpleNamespace(
+            model=model, config=SimpleNamespace(epochs=epochs), steps_per_epoch=10
+        )
+        callback.on_train_start(trainer)
+        return callback
+
+    assert started(2).per_step_ == 3
+    assert started(100).per_step_ == 1
+    assert started(2, per_step=2).per_step_ == 2

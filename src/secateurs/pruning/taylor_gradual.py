@@ -119,6 +119,28 @@ class GradualTaylor(Callback):
         if self.graph_ is None:
             size = self.input_size or trainer.train_loader.image_set.input_size
             self.prepare(getattr(trainer.model, "module", trainer.model), size)
+        if self.schedule.per_step is None:
+            self.per_step_ = self.fitted_per_step(trainer.config.epochs * trainer.steps_per_epoch)
+
+    def fitted_per_step(self, iterations: int) -> int:
+        """The default channels per step for a run of ``iterations``: 0.5% of the prunable
+        channels, or more where that would not reach the target within the first half of the
+        run. The channels needed are estimated as uniform pruning's, (1 - sqrt(target)) of all
+        (MACs fall with the square of the width). Without it a short run ends short of its
+        target: ResNet-20 at half the MACs, an estimated 202 of 688 channels, is 51 steps of 4,
+        1,530 iterations at the paper's interval, where 5 epochs on 10,000 images have 395."""
+        total = sum(group.size for group in self.graph.prunable_groups)
+        steps = max(1, iterations // 2 // self.schedule.interval)
+        needed = math.ceil((1 - math.sqrt(self.schedule.target_macs)) * total)
+        fitted = max(1, math.ceil(DEFAULT_STEP_SHARE * total), math.ceil(needed / steps))
+        if fitted > math.ceil(DEFAULT_STEP_SHARE * total):
+            log.info(
+                "gradual taylor: %d channels a step (%d steps in half of %d iterations)",
+                fitted,
+                steps,
+                iterations,
+            )
+        return fitted
 
     @property
     def graph(self) -> ChannelGraph:

@@ -25,7 +25,9 @@ class TaylorGradualJob(TrainingJob):
         check=lambda v: None if 0 <= v < 1 else f"must be in [0, 1), not {v}",
     )
     per_step: int | None = count(
-        None, "channels removed per step (default: 0.5%% of the prunable channels)"
+        None,
+        "channels removed per step (default: 0.5%% of the prunable channels, more if the "
+        "run is too short to reach the target in its first half)",
     )
     min_channels: int = count(1, "never keep fewer channels than this in a group")
 
