@@ -109,7 +109,34 @@ def summary(out: Path, names: list[str]) -> str:
         )
     if len(randoms) > 1:
         lines += ["", f"Random, {len(randoms)} seeds: {spread(randoms)} (mean ± sd)."]
+    for name in names:
+        path = out / name / "report.json"
+        if name.startswith("sgcnn") and path.exists():
+            lines += ["", f"{name}: {forms(read_report(path))}"]
     return "\n".join(lines)
+
+
+def forms(report: Report) -> str:
+    """The forms an SG-CNN run's layers were left in, the range of the best grouped form's
+    speed-up per layer in onnxruntime (batch 1 and 64) and the whole-model check."""
+    layers = report.pruning.details.get("layers", [])
+    counts: dict[str, int] = {}
+    for layer in layers:
+        counts[layer["choice"]] = counts.get(layer["choice"], 0) + 1
+    text = f"{len(layers)} layers: " + ", ".join(f"{n} {c}" for c, n in sorted(counts.items()))
+    for batch in ("1", "64"):
+        best = [
+            max(layer["speedups"]["onnxruntime"][batch])
+            for layer in layers
+            if batch in layer.get("speedups", {}).get("onnxruntime", {})
+        ]
+        if best:
+            text += f"; best form per layer, onnxruntime b{batch}: {min(best):.2f}-{max(best):.2f}x"
+    check = report.pruning.details.get("whole_model_check") or {}
+    if check:
+        kept = "kept" if check["kept"] else "reverted to dense"
+        text += f"; whole model grouped: {check['geometric_mean']:.2f}x (geometric mean), {kept}"
+    return text + "."
 
 
 def main() -> None:
