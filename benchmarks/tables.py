@@ -115,7 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--change", action="store_true", help="add top-1 after FT minus the unpruned model's"
     )
     args = parser.parse_args(argv)
-    reports = [read_report(path) for path in args.runs]
+    unfinished = [p for p in args.runs if p.is_dir() and not (p / "report.json").exists()]
+    if unfinished:  # a run still going, or interrupted: not a row yet
+        names = ", ".join(str(p) for p in unfinished)
+        print(f"left out, no report.json yet: {names}", file=sys.stderr)
+    reports = [read_report(path) for path in args.runs if path not in unfinished]
     print("\n".join(rows(reports, args.latency, args.change)))
     return 0
 

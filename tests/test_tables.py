@@ -56,8 +56,11 @@ def test_seeds_of_one_method_are_one_row_with_their_spread(tmp_path: Path, capsy
         report("random", 2, 86.5, 11.0, 1200),
         report("l1", 0, 86.0, 16.0, 1160),
     ]
-    assert tables().main(write(runs, tmp_path)) == 0
-    lines = capsys.readouterr().out.splitlines()
+    (tmp_path / "running").mkdir()  # no report.json yet: left out, said on stderr
+    assert tables().main([*write(runs, tmp_path), str(tmp_path / "running")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"left out, no report.json yet: {tmp_path / 'running'}"
+    lines = captured.out.splitlines()
     assert lines[2] == "| l1, global | 0.5 | 0 | 0.580 | 16.00 | 86.00 |"
     random = "| random, global | 0.5 | 0, 1, 2 | 0.550 ± 0.050 | 11.00 ± 1.00 | 85.17 ± 1.26 |"
     assert lines[3] == random
