@@ -67,13 +67,19 @@ def change(report: Report) -> float | None:
 
 
 def rows(
-    reports: Iterable[Report], latency: str | None = None, with_change: bool = False
+    reports: Iterable[Report],
+    latency: str | None = None,
+    with_change: bool = False,
+    labels: Sequence[str | None] | None = None,
 ) -> list[str]:
     """The markdown table of ``reports``, one row per (label, target), best mean first; with
-    ``with_change``, a column of the change in top-1 from the unpruned model."""
+    ``with_change``, a column of the change in top-1 from the unpruned model. ``labels``: one
+    per report, None keeping the report's own (:func:`label`)."""
     groups: dict[tuple[str, float | None], list[Report]] = {}
-    for report in reports:
-        groups.setdefault((label(report), report.pruning.target_ratio), []).append(report)
+    reports = list(reports)
+    for report, given in zip(reports, labels or [None] * len(reports), strict=True):
+        key = (given or label(report), report.pruning.target_ratio)
+        groups.setdefault(key, []).append(report)
 
     def after(item: tuple[tuple[str, float | None], list[Report]]) -> float:
         values = [r.top1("after") for r in item[1] if r.top1("after") is not None]
@@ -114,13 +120,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--change", action="store_true", help="add top-1 after FT minus the unpruned model's"
     )
+    parser.add_argument(
+        "--relabel",
+        action="append",
+        default=[],
+        metavar="PREFIX=LABEL",
+        help="runs whose path starts with PREFIX get LABEL (code a report cannot tell apart)",
+    )
     args = parser.parse_args(argv)
     unfinished = [p for p in args.runs if p.is_dir() and not (p / "report.json").exists()]
     if unfinished:  # a run still going, or interrupted: not a row yet
         names = ", ".join(str(p) for p in unfinished)
         print(f"left out, no report.json yet: {names}", file=sys.stderr)
-    reports = [read_report(path) for path in args.runs if path not in unfinished]
-    print("\n".join(rows(reports, args.latency, args.change)))
+    finished = [path for path in args.runs if path not in unfinished]
+    relabel = [item.split("=", 1) for item in args.relabel]
+    labels = [
+        next((name for prefix, name in relabel if str(path).startswith(prefix)), None)
+        for path in finished
+    ]
+    reports = [read_report(path) for path in finished]
+    print("\n".join(rows(reports, args.latency, args.change, labels)))
     return 0
 
 

@@ -78,3 +78,12 @@ def test_change_from_unpruned_is_after_minus_before_per_seed(tmp_path: Path, cap
     assert lines[0].endswith("| top-1 after FT | change from unpruned |")
     assert lines[2].startswith("| pfp, eps budget | 0.5 | 0, 1 |")
     assert lines[2].endswith("| 85.50 ± 0.71 | -1.75 ± 0.35 |")
+
+
+def test_relabelled_runs_are_their_own_row(tmp_path: Path, capsys) -> None:
+    """Two pfp runs whose reports look alike, one under a relabelled path: two rows."""
+    runs = [report("pfp", 0, 86.0, 10.0, 1000), report("pfp", 0, 84.0, 10.0, 1000)]
+    first, second = write(runs, tmp_path)
+    assert tables().main(["--relabel", f"{second}=pfp, old ranking", first, second]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| pfp, global", "| pfp, old ranking"]
