@@ -174,3 +174,34 @@ def test_default_step_grows_to_reach_the_target_in_half_the_run() -> None:
     assert started(2).per_step_ == 3
     assert started(100).per_step_ == 1
     assert started(2, per_step=2).per_step_ == 2
+
+
+def test_the_report_counts_channels_per_group_and_a_thin_group_is_warned_about(caplog) -> None:
+    """15 of the first group's 16 channels removed (1/16 < 10%: warned, named) and 2 of the
+    second's 6 (4/6: not); the record says before and after per group, surgery did it."""
+    from secateurs.measure.latency import LatencySettings
+    from secateurs.pruning.taylor_gradual_method import GradualTaylorMethod
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 6, 3, padding=1, bias=False),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+    )
+    method = GradualTaylorMethod(GradualSchedule(target_macs=0.5), INPUT, epochs=1)
+    method.callback().prepare(model, INPUT)
+    method.callback().removed_["0"][1:] = True
+    method.callback().removed_["3"][:2] = True
+    with caplog.at_level("WARNING"):
+        compaction = method.compact(model, INPUT, LatencySettings(repeats=0))
+    record = method.pruning_record(compaction)
+    assert record.channels == {"0": {"before": 16, "after": 1}, "3": {"before": 6, "after": 4}}
+    assert "1 group(s) under 10%" in caplog.text and "0 1/16" in caplog.text
+    assert "3 4/6" not in caplog.text
+    assert (model[0].out_channels, model[3].out_channels) == (1, 4)

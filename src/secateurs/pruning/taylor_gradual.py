@@ -240,6 +240,13 @@ class GradualTaylor(Callback):
             }
         )
 
+    def channel_counts(self) -> dict[str, dict[str, int]]:
+        """Channels per prunable group before and after, by the group's root layer."""
+        return {
+            root: {"before": mask.numel(), "after": mask.numel() - int(mask.sum())}
+            for root, mask in self.removed_.items()
+        }
+
     def record(self) -> dict[str, Any]:
         """The schedule and how it went, for the report."""
         return {

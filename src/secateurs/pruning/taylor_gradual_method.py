@@ -11,6 +11,7 @@ from torch import nn
 
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.methods.base import THIN_WIDTH, thin_groups
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.taylor_gradual import GradualSchedule, GradualTaylor
 from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
@@ -40,7 +41,17 @@ class GradualTaylorMethod(TrainingTimeMethod):
         plan = self._callback.plan()
         if not plan.removals:
             return Compaction([])
-        return Compaction(remove_channels(ChannelGraph(model, input_size), plan))
+        graph = ChannelGraph(model, input_size)
+        thin = thin_groups(graph, plan)
+        if thin:
+            log.warning(
+                "gradual Taylor left %d group(s) under %d%% of their channels: %s "
+                "(--min-channels sets a floor)",
+                len(thin),
+                round(100 * THIN_WIDTH),
+                ", ".join(f"{root} {kept}/{size}" for root, kept, size in thin),
+            )
+        return Compaction(remove_channels(graph, plan))
 
     def pruning_record(self, compaction: Compaction) -> PruningRecord:
         if not self._callback.over:
@@ -55,6 +66,7 @@ class GradualTaylorMethod(TrainingTimeMethod):
             method_params={"interval": self.schedule.interval, "momentum": self.schedule.momentum},
             selection="gradual",
             granularity="channel",
+            channels=self._callback.channel_counts(),
             details={"taylor_gradual": self._callback.record()},
         )
 
