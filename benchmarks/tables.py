@@ -85,8 +85,9 @@ def rows(
         values = [r.top1("after") for r in item[1] if r.top1("after") is not None]
         return -statistics.fmean(values) if values else 0.0
 
-    header = "| method | target | seeds | params kept | top-1 one-shot | top-1 after FT |"
-    line = "|---|---:|---|---:|---:|---:|"
+    header = "| method | target | seeds | MACs kept | params kept | top-1 one-shot "
+    header += "| top-1 after FT |"
+    line = "|---|---:|---|---:|---:|---:|---:|"
     if with_change:
         header += " change from unpruned |"
         line += "---:|"
@@ -101,6 +102,7 @@ def rows(
             name,
             "-" if target is None else f"{target:g}",
             seeds,
+            spread([r.cost_after.macs / r.cost_before.macs for r in runs], 3),
             spread(kept, 3),
             spread([r.top1("oneshot") for r in runs]),
             spread([r.top1("after") for r in runs]),

@@ -61,8 +61,11 @@ def test_seeds_of_one_method_are_one_row_with_their_spread(tmp_path: Path, capsy
     captured = capsys.readouterr()
     assert captured.err.strip() == f"left out, no report.json yet: {tmp_path / 'running'}"
     lines = captured.out.splitlines()
-    assert lines[2] == "| l1, global | 0.5 | 0 | 0.580 | 16.00 | 86.00 |"
-    random = "| random, global | 0.5 | 0, 1, 2 | 0.550 ± 0.050 | 11.00 ± 1.00 | 85.17 ± 1.26 |"
+    assert lines[2] == "| l1, global | 0.5 | 0 | 0.500 | 0.580 | 16.00 | 86.00 |"
+    random = (
+        "| random, global | 0.5 | 0, 1, 2 | 0.500 ± 0.000 | 0.550 ± 0.050 | 11.00 ± 1.00 "
+        "| 85.17 ± 1.26 |"
+    )
     assert lines[3] == random
     assert len(lines) == 4
 
