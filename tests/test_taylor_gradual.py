@@ -20,14 +20,15 @@ from secateurs.pruning.taylor_gradual import GradualSchedule, GradualTaylor
 INPUT = (3, 8, 8)
 
 
-def convnet() -> nn.Sequential:
-    """conv "0" (3->8) BN ReLU conv "3" (8->6) BN ReLU, pooled, linear to 4: two groups."""
+def convnet(width: int = 8) -> nn.Sequential:
+    """conv "0" (3->width) BN ReLU conv "3" (width->6) BN ReLU, pooled, linear to 4: two
+    groups."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
+        nn.Conv2d(3, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
         nn.ReLU(),
-        nn.Conv2d(8, 6, 3, padding=1, bias=False),
+        nn.Conv2d(width, 6, 3, padding=1, bias=False),
         nn.BatchNorm2d(6),
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
@@ -182,18 +183,7 @@ def test_the_report_counts_channels_per_group_and_a_thin_group_is_warned_about(c
     from secateurs.measure.latency import LatencySettings
     from secateurs.pruning.taylor_gradual_method import GradualTaylorMethod
 
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1, bias=False),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Conv2d(16, 6, 3, padding=1, bias=False),
-        nn.BatchNorm2d(6),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, 4),
-    )
+    model = convnet(width=16)
     method = GradualTaylorMethod(GradualSchedule(target_macs=0.5), INPUT, epochs=1)
     method.callback().prepare(model, INPUT)
     method.callback().removed_["0"][1:] = True
