@@ -8,6 +8,11 @@ comes from the reports; nothing is re-measured.
 
     .venv/bin/python benchmarks/tables.py runs/bench-0.5/*/ > table.md
     .venv/bin/python benchmarks/tables.py --latency eager:64 runs/bench-0.5/*/
+    .venv/bin/python benchmarks/tables.py --change --relabel "runs/old=pfp, old ranking" \
+        runs/old/*/ runs/bench-0.5/pfp*/
+
+``--change`` adds top-1 after fine-tuning minus the unpruned model's; ``--relabel`` gives the
+runs under a path their own rows (runs of changed code whose reports look alike).
 """
 
 from __future__ import annotations
@@ -135,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = ", ".join(str(p) for p in unfinished)
         print(f"left out, no report.json yet: {names}", file=sys.stderr)
     finished = [path for path in args.runs if path not in unfinished]
+    if any("=" not in item for item in args.relabel):
+        parser.error("--relabel takes PREFIX=LABEL")
     relabel = [item.split("=", 1) for item in args.relabel]
     labels = [
         next((name for prefix, name in relabel if str(path).startswith(prefix)), None)
