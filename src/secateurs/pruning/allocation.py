@@ -20,6 +20,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -211,20 +212,24 @@ class Allocator:
         achieved ratio more than ``ROUNDING_SLACK`` from it, the multiple is halved (16, 8, 4, 2,
         1) until it fits: the target is kept, the CPU-friendly widths are given up only as far as
         needed. ``self.settings.round_to`` says which multiple was used. A latency target is met
-        by :func:`secateurs.latency.allocate.meet_latency`.
+        by :func:`secateurs.latency.allocate.meet_latency`, the multiple halved the same way while
+        it cannot get fast enough or lands further than ``LATENCY_TOLERANCE`` from the target.
         """
+        slack, attempt = ROUNDING_SLACK, self._meet_with_rounding
         if target.kind == "latency":
-            return self._meet_latency(target)
+            from secateurs.latency.allocate import LATENCY_TOLERANCE, meet_latency
+
+            slack, attempt = LATENCY_TOLERANCE, partial(meet_latency, self)
         while True:
             try:
-                plan, achieved = self._meet_with_rounding(target)
+                plan, achieved = attempt(target)
             except SecateursError:
                 if self.settings.round_to <= 1:
                     raise
             else:
                 error = abs(achieved / target.ratio - 1)
-                if error <= ROUNDING_SLACK or self.settings.round_to <= 1:
-                    if error > self.settings.tolerance:
+                if error <= slack or self.settings.round_to <= 1:
+                    if target.kind != "latency" and error > self.settings.tolerance:
                         log.warning(
                             "the closest plan found keeps a %s ratio of %.4f for a target of %g "
                             "(%.1f%% off; tolerance %.1f%%)",
@@ -237,28 +242,6 @@ class Allocator:
                     return plan, achieved
             finer = max(1, self.settings.round_to // 2)
             log.info("channels in multiples of %d miss the target; trying multiples of %d",
-                     self.settings.round_to, finer)  # fmt: skip
-            self.settings = replace(self.settings, round_to=finer)
-
-    def _meet_latency(self, target: Target) -> tuple[PruningPlan, float]:
-        """:func:`~secateurs.latency.allocate.meet_latency`, the multiple halved as for MACs
-        while widths in multiples of ``round_to`` cannot get fast enough, or only with a
-        measured ratio further than the tolerance from the target."""
-        from secateurs.latency.allocate import LATENCY_TOLERANCE, meet_latency
-
-        while True:
-            try:
-                plan, achieved = meet_latency(self, target)
-                if (
-                    self.settings.round_to <= 1
-                    or abs(achieved / target.ratio - 1) <= LATENCY_TOLERANCE
-                ):
-                    return plan, achieved
-            except SecateursError:
-                if self.settings.round_to <= 1:
-                    raise
-            finer = max(1, self.settings.round_to // 2)
-            log.info("multiples of %d miss that latency; trying multiples of %d",
                      self.settings.round_to, finer)  # fmt: skip
             self.settings = replace(self.settings, round_to=finer)
 
