@@ -132,8 +132,9 @@ class GradualTaylor(Callback):
         total = sum(group.size for group in self.graph.prunable_groups)
         steps = max(1, iterations // 2 // self.schedule.interval)
         needed = math.ceil((1 - math.sqrt(self.schedule.target_macs)) * total)
-        fitted = max(1, math.ceil(DEFAULT_STEP_SHARE * total), math.ceil(needed / steps))
-        if fitted > math.ceil(DEFAULT_STEP_SHARE * total):
+        default = max(1, math.ceil(DEFAULT_STEP_SHARE * total))
+        fitted = max(default, math.ceil(needed / steps))
+        if fitted > default:
             log.info(
                 "gradual taylor: %d channels a step (%d steps in half of %d iterations)",
                 fitted,

@@ -11,7 +11,7 @@ from torch import nn
 
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.methods.base import THIN_WIDTH, thin_groups
+from secateurs.pruning.methods.base import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.taylor_gradual import GradualSchedule, GradualTaylor
 from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
@@ -49,7 +49,7 @@ class GradualTaylorMethod(TrainingTimeMethod):
                 "(--min-channels sets a floor)",
                 len(thin),
                 round(100 * THIN_WIDTH),
-                ", ".join(f"{root} {kept}/{size}" for root, kept, size in thin),
+                describe_thin(thin),
             )
         return Compaction(remove_channels(graph, plan))
 

@@ -107,7 +107,7 @@ class PruningMethod(abc.ABC):
                 self.name,
                 len(thin),
                 round(100 * THIN_WIDTH),
-                ", ".join(f"{root} {kept}/{size}" for root, kept, size in thin),
+                describe_thin(thin),
             )
         return result
 
@@ -136,6 +136,11 @@ def thin_groups(
         if kept < fraction * group.size:
             thin.append((group.root, kept, group.size))
     return thin
+
+
+def describe_thin(thin: list[tuple[str, int, int]]) -> str:
+    """``root kept/size`` of each group :func:`thin_groups` found, for a warning."""
+    return ", ".join(f"{root} {kept}/{size}" for root, kept, size in thin)
 
 
 def measured_ratio(graph: ChannelGraph, plan: PruningPlan, kind: str = "macs") -> float:
