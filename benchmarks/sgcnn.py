@@ -68,6 +68,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
             stage_epochs=1,
             balance=kind == "sgcnn-balanced",
             fc=args.fc,
+            unread=args.unread,
         )
         run_sgcnn(job)
         return
@@ -136,6 +137,13 @@ def forms(report: Report) -> str:
     if check:
         kept = "kept" if check["kept"] else "reverted to dense"
         text += f"; whole model grouped: {check['geometric_mean']:.2f}x (geometric mean), {kept}"
+    unread = report.pruning.details.get("unread_channels") or {}
+    if "geometric_mean" in unread:
+        verdict = "removed" if unread["removed"] else "kept"
+        text += (
+            f"; {unread['channels']} unread channels, the model without them "
+            f"{unread['geometric_mean']:.2f}x (geometric mean): {verdict}"
+        )
     return text + "."
 
 
@@ -149,6 +157,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="latency repeats (0: untimed)")
     parser.add_argument("--train-subset", type=int, help="train on a fixed draw of this many")
     parser.add_argument("--fc", action="store_true", help="SG-CNN groups the FC layers too")
+    parser.add_argument(
+        "--unread",
+        default="if-faster",
+        choices=("if-faster", "always", "never"),
+        help="SG-CNN: remove the input channels no group reads (before 2026-12-02: always)",
+    )
     run_then_summarise(parser, list(RUNS), "runs/bench-sgcnn", run, summary)
 
 

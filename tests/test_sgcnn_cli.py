@@ -41,6 +41,8 @@ def test_sgcnn_trains_groups_compacts_and_reloads(trained: Path, tmp_path: Path)
     assert details["sgcnn"]["stage_epochs"] == [0, 1, 2]
     assert abs(details["connection_macs"] / report.cost_before.macs - 0.5) <= 0.02
     assert details["compacted_vs_masked_max_rel_diff"] <= 1e-4
+    unread = details["unread_channels"]  # untimed: whatever no group reads is removed
+    assert unread["policy"] == "if-faster" and unread["removed"] is (unread["channels"] > 0)
     assert report.top1("after") == pytest.approx(report.top1("masked"), abs=0.2)
     assert {layer["choice"] for layer in details["layers"]} <= {
         "grouped-untimed",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from secateurs.pruning.sgcnn.callback import IMPORTANCES, SGCNNSettings
+from secateurs.pruning.sgcnn.callback import IMPORTANCES, UNREAD_POLICIES, SGCNNSettings
 from secateurs.pruning.sgcnn.method import SGCNNMethod
 from secateurs.pruning.sgcnn.schedule import SCHEMES
 from secateurs.runs.options import count, option
@@ -43,6 +43,13 @@ class SGCNNJob(TrainingJob):
         choices=IMPORTANCES,
     )
 
+    unread: str = option(
+        "if-faster",
+        help="input channels no group reads: removed if-faster (the whole model timed with and "
+        "without them, in onnxruntime when installed; removed when untimed), always, or never",
+        choices=UNREAD_POLICIES,
+    )
+
     fc: bool = option(
         False,
         help="group the fully connected layers too (all but the last; at most 60%% of their "
@@ -59,6 +66,7 @@ class SGCNNJob(TrainingJob):
             balanced=self.balance,
             importance=self.importance,
             linear=self.fc,
+            unread=self.unread,
             **schedule,
         )
         return SGCNNMethod(settings, input_size)

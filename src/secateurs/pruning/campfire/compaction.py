@@ -24,8 +24,9 @@ from secateurs.measure.latency import LatencySettings, compare
 from secateurs.pruning.campfire.sparse_conv import CSRConv2d
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.plan import PruningPlan
-from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster, remove_unread_channels
+from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster
 from secateurs.pruning.sgcnn.grouping import LayerGroups
+from secateurs.pruning.sgcnn.unread import remove_unread_if_faster
 from secateurs.pruning.spp.compact import conv_input_sizes
 from secateurs.pruning.surgery import remove_channels
 
@@ -44,17 +45,18 @@ def compact_kernels(
     input_size: Sequence[int],
     keep: Mapping[str, Tensor],
     timing: LatencySettings,
-) -> tuple[list, list[dict], dict]:
+) -> tuple[list, list[dict], dict, dict]:
     """Kernel-level layers as diverse group convolutions of one filter per group (where faster,
-    alone and in the whole model); returns the engine's history, each layer's form record and
-    the whole-model check."""
+    alone and in the whole model), after the channels no filter reads are removed where that is
+    faster; returns the engine's history, each layer's form record, the whole-model check and
+    the unread channels' check."""
     groups = {
         name: LayerGroups(list(range(mask.shape[0])), mask.flatten(2).any(2))
         for name, mask in keep.items()
     }
-    history, remaining = remove_unread_channels(model, input_size, groups)
+    history, remaining, unread = remove_unread_if_faster(model, input_size, groups, timing)
     forms, whole = make_diverse_if_faster(model, input_size, remaining, timing)
-    return history, [asdict(form) for form in forms], whole
+    return history, [asdict(form) for form in forms], whole, unread
 
 
 def time_sparse_path(

@@ -63,8 +63,9 @@ class CampfireMethod(TrainingTimeMethod):
                 n: (model.get_submodule(n).weight.detach().clone(), k) for n, k in keep.items()
             }
         if "kernel" in structures:
-            history, layers, whole = compact_kernels(model, input_size, keep, timing)
+            history, layers, whole, unread = compact_kernels(model, input_size, keep, timing)
             record = {"diverse_groups": diverse_convs_record(model), "whole_model_check": whole}
+            record["unread_channels"] = unread
         else:
             history, record = [], {}
             layers = time_sparse_path(model, input_size, list(keep), timing)
@@ -79,6 +80,7 @@ class CampfireMethod(TrainingTimeMethod):
         details = {"campfire": self._callback.record(), "layers": compaction.layers}
         details["executed_macs"] = compaction.record.get("executed_macs")
         details["whole_model_check"] = compaction.record.get("whole_model_check", {})
+        details["unread_channels"] = compaction.record.get("unread_channels", {})
         return PruningRecord(
             self.name,
             target_ratio=target,

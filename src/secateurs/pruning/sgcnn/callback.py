@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 IMPORTANCES = ("weight", "taylor")
+UNREAD_POLICIES = ("if-faster", "always", "never")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class SGCNNSettings:
     balanced: bool = False  # equal groups reading equally many channels (no padding)
     linear: bool = False  # group the fully connected layers too (but the last), capped
     importance: str = "weight"  # "weight" (sum of |W| over the kernel) or "taylor" (|W dL/dW|)
+    unread: str = "if-faster"  # channels no group reads removed: "if-faster", "always", "never"
 
 
 class SGCNNCallback(Callback):
@@ -55,6 +57,10 @@ class SGCNNCallback(Callback):
         if settings.importance not in IMPORTANCES:
             raise SecateursError(
                 f"importance is one of {', '.join(IMPORTANCES)}, not {settings.importance!r}"
+            )
+        if settings.unread not in UNREAD_POLICIES:
+            raise SecateursError(
+                f"unread is one of {', '.join(UNREAD_POLICIES)}, not {settings.unread!r}"
             )
         if settings.groups < 1:
             raise SecateursError(f"groups must be at least 1, not {settings.groups}")

@@ -1,7 +1,7 @@
-"""After SG-CNN: the grouped layers made real. Input channels no group of any consumer reads are
-removed from their producers through the engine; every grouped convolution then becomes a
+"""After SG-CNN: the grouped layers made real. Every grouped convolution becomes a
 :class:`DiverseGroupConv2d` (one grouped convolution over the gathered inputs, or one convolution
-per group) or stays a dense convolution with zeros, whichever runs faster where it was timed."""
+per group) or stays a dense convolution with zeros, whichever runs faster where it was timed
+(the input channels no group reads are removed first, :mod:`.unread`)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,10 @@ import torch
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings, compare
-from secateurs.pruning.graph import IN, OUT, ChannelGraph
 from secateurs.pruning.modules import swap_module
 from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
 from secateurs.pruning.sgcnn.grouping import LayerGroups, expand_keep
-from secateurs.pruning.spp.compact import conv_input_sizes, dead_channels
-from secateurs.pruning.surgery import remove_channels
+from secateurs.pruning.spp.compact import conv_input_sizes
 
 log = logging.getLogger(__name__)
 CONVS = (nn.Conv2d,)
@@ -37,39 +35,6 @@ class LayerForm:
     sparsity: float
     choice: str  # "grouped", "per_group", "dense" or "<form>-untimed"
     speedups: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-
-
-def remove_unread_channels(
-    model: nn.Module, input_size: Sequence[int], groups: Mapping[str, LayerGroups]
-) -> tuple[list, dict[str, LayerGroups]]:
-    """Remove the channels no consumer reads; returns the engine's history and the groupings
-    re-indexed to the layers' new channels."""
-    graph = ChannelGraph(model, input_size)
-    columns = {}
-    for name, layer in groups.items():
-        module = model.get_submodule(name)
-        if isinstance(module, CONVS):  # a fully connected layer's inputs stay (masked dense)
-            columns[name] = layer.keep.any(0)[:, None, None].expand(-1, *module.kernel_size)
-    plan = dead_channels(graph, columns)
-    rows = {name: torch.ones(len(g.labels), dtype=torch.bool) for name, g in groups.items()}
-    cols = {name: torch.ones(g.keep.shape[1], dtype=torch.bool) for name, g in groups.items()}
-    for group in graph.groups:
-        removed = set(plan.removals.get(group.root, []))
-        for member in group.members if removed else []:
-            alive = {OUT: rows, IN: cols}[member.direction].get(member.name)
-            if alive is None or not isinstance(member.module, CONVS):
-                continue
-            for index, root in zip(member.indices, member.root_indices, strict=True):
-                alive[index] = alive[index] and root not in removed
-    history = remove_channels(graph, plan) if plan.removals else []
-    remaining = {
-        name: LayerGroups(
-            [label for label, kept in zip(g.labels, rows[name].tolist(), strict=True) if kept],
-            g.keep[rows[name]][:, cols[name]],
-        )
-        for name, g in groups.items()
-    }
-    return history, remaining
 
 
 def _speedups(timed: dict[int, list[dict[str, float]]]) -> dict[str, list[float]]:

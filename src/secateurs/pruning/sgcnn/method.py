@@ -14,9 +14,10 @@ from secateurs.measure import count_cost
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.campfire.budget import macs_per_weight
 from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
-from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster, remove_unread_channels
+from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster
 from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
 from secateurs.pruning.sgcnn.grouping import LayerGroups
+from secateurs.pruning.sgcnn.unread import remove_unread_if_faster
 from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
 from secateurs.report import PruningRecord
 
@@ -51,15 +52,22 @@ class SGCNNMethod(TrainingTimeMethod):
     def compact(
         self, model: nn.Module, input_size: Sequence[int], timing: LatencySettings
     ) -> Compaction:
-        """Unread channels removed, then each grouped layer in its fastest form; the cost is
-        counted on the result (a diverse layer: the connections it computes)."""
-        history, groups = remove_unread_channels(model, input_size, self._callback.groups)
+        """Unread channels removed (where that is faster, by default), then each grouped layer
+        in its fastest form; the cost is counted on the result (a diverse layer: the
+        connections it computes)."""
+        history, groups, unread = remove_unread_if_faster(
+            model, input_size, self._callback.groups, timing, self.settings.unread
+        )
         self.connection_macs = connection_macs(model, input_size, groups)
         forms, whole = make_diverse_if_faster(model, input_size, groups, timing)
         cost = count_cost(model, input_size)
         return Compaction(
             history,
-            {"diverse_groups": diverse_convs_record(model), "whole_model": whole},
+            {
+                "diverse_groups": diverse_convs_record(model),
+                "whole_model": whole,
+                "unread_channels": unread,
+            },
             [asdict(form) for form in forms],
             cost["macs"],
             cost["params"],
@@ -71,6 +79,7 @@ class SGCNNMethod(TrainingTimeMethod):
         del schedule["epochs"]  # the run's, recorded with its settings
         details = {"sgcnn": self._callback.record(), "layers": compaction.layers}
         details["whole_model_check"] = compaction.record.get("whole_model", {})
+        details["unread_channels"] = compaction.record.get("unread_channels", {})
         # the paper's count (kept connections only), beside the computed cost_after
         details["connection_macs"] = self.connection_macs
         return PruningRecord(
