@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from pathlib import Path
 
 from bench_common import add_run_arguments, run_then_summarise
@@ -43,8 +44,24 @@ RUNS: dict[str, tuple[str, str, int]] = {
 }
 
 
+def seed_from_trained(name: str, trained: Path, out: Path) -> None:
+    """OUT/<run> starts from an earlier benchmark's trained run (its config and training
+    checkpoint), so only compaction and measurement are done again (same weights, same
+    accuracy)."""
+    if out.exists():
+        return
+    source = trained / name
+    if not (source / "train" / "checkpoint.pt").is_file():
+        raise SystemExit(f"{source} holds no finished training to start from")
+    out.mkdir(parents=True)
+    shutil.copy2(source / "config.json", out / "config.json")
+    shutil.copytree(source / "train", out / "train")
+
+
 def run(name: str, args: argparse.Namespace, out: Path) -> None:
     kind, what, seed = RUNS[name]
+    if args.compact_from and kind.startswith("sgcnn"):
+        seed_from_trained(name, Path(args.compact_from), out)
     shared = {
         "model": Path(args.model),
         "out": out,
@@ -162,6 +179,11 @@ def main() -> None:
         default="if-faster",
         choices=("if-faster", "always", "never"),
         help="SG-CNN: remove the input channels no group reads (before 2026-12-02: always)",
+    )
+    parser.add_argument(
+        "--compact-from",
+        metavar="DIR",
+        help="SG-CNN runs: start from DIR's trained runs and only compact and measure again",
     )
     run_then_summarise(parser, list(RUNS), "runs/bench-sgcnn", run, summary)
 
