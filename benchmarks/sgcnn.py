@@ -156,7 +156,7 @@ def forms(report: Report) -> str:
         text += f"; whole model grouped: {check['geometric_mean']:.2f}x (geometric mean), {kept}"
     unread = report.pruning.details.get("unread_channels") or {}
     if "geometric_mean" in unread:
-        verdict = "removed" if unread["removed"] else "kept"
+        verdict = "removed" if unread["removed"] else "not removed"
         text += (
             f"; {unread['channels']} unread channels, the model without them "
             f"{unread['geometric_mean']:.2f}x (geometric mean): {verdict}"
