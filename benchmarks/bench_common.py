@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from secateurs.data.sources import default_cifar10_root
@@ -38,13 +38,15 @@ def run_then_summarise(
     out: str,
     run: Callable[[str, argparse.Namespace, Path], None],
     summary: Callable[[Path, list[str]], str],
+    optional: Sequence[str] = (),
 ) -> None:
     """Add --threads, --runs, --out and --summary; parse; do the runs not done yet (unless
-    --summary); print the summary table."""
+    --summary); print the summary table. ``optional`` runs are done only when --runs names
+    them."""
     import torch
 
     parser.add_argument("--threads", type=int, default=2, help="for training")
-    parser.add_argument("--runs", nargs="+", default=runs, choices=runs)
+    parser.add_argument("--runs", nargs="+", default=runs, choices=[*runs, *optional])
     parser.add_argument("--out", default=out)
     parser.add_argument("--summary", action="store_true", help="only print the Markdown table")
     args = parser.parse_args()
