@@ -7,6 +7,8 @@ one resumes (``--resume`` is passed when its directory holds a run). SG-CNN trai
 ``--epochs`` epochs, pruning included; channel pruning prunes once, then fine-tunes for the same
 ``--epochs``. Latency is timed in eager and onnxruntime, interleaved with the unpruned model,
 ``--repeats`` times. ``--summary`` prints the Markdown table for docs/results/sgcnn.md.
+``--compact-from DIR`` starts each SG-CNN run from DIR's trained one and only compacts and
+measures again; ``--runs sgcnn-G-seed1 ... l1-seed2`` adds seeds of the closest competitors.
 
     python benchmarks/sgcnn.py --out runs/bench-sgcnn --epochs 3
     python benchmarks/sgcnn.py --out runs/bench-sgcnn --summary
@@ -22,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from bench_common import add_run_arguments, run_then_summarise
+from secateurs.pruning.sgcnn.callback import UNREAD_POLICIES
 from secateurs.report import Report, read_report
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
@@ -50,7 +53,7 @@ SEEDS: dict[str, tuple[str, str, int]] = {
 }
 
 
-def seed_from_trained(name: str, trained: Path, out: Path) -> None:
+def start_from_trained(name: str, trained: Path, out: Path) -> None:
     """OUT/<run> starts from an earlier benchmark's trained run (its config and training
     checkpoint), so only compaction and measurement are done again (same weights, same
     accuracy)."""
@@ -67,7 +70,7 @@ def seed_from_trained(name: str, trained: Path, out: Path) -> None:
 def run(name: str, args: argparse.Namespace, out: Path) -> None:
     kind, what, seed = {**RUNS, **SEEDS}[name]
     if args.compact_from and kind.startswith("sgcnn"):
-        seed_from_trained(name, Path(args.compact_from), out)
+        start_from_trained(name, Path(args.compact_from), out)
     shared = {
         "model": Path(args.model),
         "out": out,
@@ -183,7 +186,7 @@ def main() -> None:
     parser.add_argument(
         "--unread",
         default="if-faster",
-        choices=("if-faster", "always", "never"),
+        choices=UNREAD_POLICIES,
         help="SG-CNN: remove the input channels no group reads (before 2026-12-02: always)",
     )
     parser.add_argument(
