@@ -4,7 +4,8 @@ engine, where that makes the model faster.
 Removing them always cuts MACs, but not always time: a handful removed leaves odd widths (63 of
 64), which fall off onnxruntime's blocked kernels and made ResNet-20's SG-CNN models 0.73-0.92x
 of the unpruned model's speed (docs/results/sgcnn.md). So by default the removal is timed on the
-whole model against the model that keeps them, and kept only if it is faster.
+whole model against the model that keeps them, and kept only if it is faster (in the 7 runs
+compacted again that way, no removal was: 0.53-0.96x).
 """
 
 from __future__ import annotations
