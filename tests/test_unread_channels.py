@@ -11,6 +11,7 @@ from torch import nn
 from secateurs.errors import SecateursError
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.sgcnn import unread
+from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
 from secateurs.pruning.sgcnn.grouping import LayerGroups
 
 TIMED, UNTIMED = LatencySettings(repeats=3), LatencySettings(repeats=0)
@@ -73,3 +74,8 @@ def test_an_unknown_policy_is_refused() -> None:
     model, groups = _model_and_groups()
     with pytest.raises(SecateursError, match="not 'sometimes'"):
         unread.remove_unread_if_faster(model, (3, 6, 6), groups, TIMED, "sometimes")
+
+
+def test_the_callback_refuses_an_unknown_policy_before_training() -> None:
+    with pytest.raises(SecateursError, match="unread channels: one of if-faster, always, never"):
+        SGCNNCallback(SGCNNSettings(unread="sometimes"), (3, 8, 8))

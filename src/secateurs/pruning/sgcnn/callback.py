@@ -22,6 +22,7 @@ from secateurs.pruning.sgcnn.grouping import LayerGroups, expand_keep, regroup
 from secateurs.pruning.sgcnn.layers import final_sparsity, groupable_layers, layer_sparsity
 from secateurs.pruning.sgcnn.schedule import stage_epochs, stage_sparsities
 from secateurs.pruning.sgcnn.taylor import taylor_vectors
+from secateurs.pruning.sgcnn.unread import check_policy
 from secateurs.train.callback import Callback
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 IMPORTANCES = ("weight", "taylor")
-UNREAD_POLICIES = ("if-faster", "always", "never")
 
 
 @dataclass
@@ -58,10 +58,7 @@ class SGCNNCallback(Callback):
             raise SecateursError(
                 f"importance is one of {', '.join(IMPORTANCES)}, not {settings.importance!r}"
             )
-        if settings.unread not in UNREAD_POLICIES:
-            raise SecateursError(
-                f"unread is one of {', '.join(UNREAD_POLICIES)}, not {settings.unread!r}"
-            )
+        check_policy(settings.unread)  # refused before training, not after it
         if settings.groups < 1:
             raise SecateursError(f"groups must be at least 1, not {settings.groups}")
         self.settings = settings

@@ -21,13 +21,21 @@ from torch import nn
 from secateurs.errors import SecateursError
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.graph import IN, OUT, ChannelGraph
-from secateurs.pruning.sgcnn.callback import UNREAD_POLICIES as POLICIES
 from secateurs.pruning.sgcnn.compaction import CONVS, timed_speedups
 from secateurs.pruning.sgcnn.grouping import LayerGroups
 from secateurs.pruning.spp.compact import dead_channels
 from secateurs.pruning.surgery import remove_channels
 
 log = logging.getLogger(__name__)
+UNREAD_POLICIES = ("if-faster", "always", "never")
+
+
+def check_policy(policy: str) -> None:
+    """One line when ``policy`` is not one of :data:`UNREAD_POLICIES`."""
+    if policy not in UNREAD_POLICIES:
+        raise SecateursError(
+            f"unread channels: one of {', '.join(UNREAD_POLICIES)}, not {policy!r}"
+        )
 
 
 def remove_unread_if_faster(
@@ -42,22 +50,24 @@ def remove_unread_if_faster(
     in the deciding backend (onnxruntime when installed); untimed (``timing.repeats`` 0) they
     are removed. Returns the engine's history, the groupings re-indexed to the kept channels,
     and the record of the decision."""
-    if policy not in POLICIES:
-        raise SecateursError(f"unread channels: one of {', '.join(POLICIES)}, not {policy!r}")
+    check_policy(policy)
     if policy == "never":
         return [], dict(groups), {"policy": policy, "removed": False}
+    if policy == "always" or not timing.repeats:  # nothing to time: remove them
+        history, remaining = remove_unread_channels(model, input_size, groups)
+        record = {"policy": policy, "channels": removed_channels(history)}
+        return history, remaining, record | {"removed": bool(history)}
     trial = copy.deepcopy(model)
     history, _ = remove_unread_channels(trial, input_size, groups)
     check: dict[str, Any] = {"policy": policy, "channels": removed_channels(history)}
-    if policy == "always" or not history or not timing.repeats:
-        check["removed"] = bool(history)
-    else:
-        speedups, (mean,) = timed_speedups([model.eval(), trial.eval()], input_size, timing)
-        check.update(speedups=speedups, geometric_mean=round(mean, 4), removed=mean > 1.0)
-        log.info("%d unread channels removed: the model runs at %.2fx", check["channels"], mean)
+    if not history:
+        return [], dict(groups), check | {"removed": False}
+    speedups, (mean,) = timed_speedups([model.eval(), trial.eval()], input_size, timing)
+    check.update(speedups=speedups, geometric_mean=round(mean, 4), removed=mean > 1.0)
+    log.info("%d unread channels removed: the model runs at %.2fx", check["channels"], mean)
     if not check["removed"]:
         return [], dict(groups), check
-    history, remaining = remove_unread_channels(model, input_size, groups)
+    history, remaining = remove_unread_channels(model, input_size, groups)  # as in the trial
     return history, remaining, check
 
 
