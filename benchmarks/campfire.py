@@ -2,8 +2,8 @@
 equal weight sparsity, and against one-shot channel pruning (l1, random) and SPP at equal MACs
 and equal epochs, from one trained model (issue 28).
 
-Each run writes OUT/<run>/ through the library's own runs (``run_campfire``, ``run_prune``,
-``run_spp``), so every figure comes from a report.json; a run with a report.json is skipped and
+Each run writes OUT/<run>/ through the library's own runs (``run_training_time``, ``run_prune``)
+so every figure comes from a report.json; a run with a report.json is skipped and
 an interrupted one resumes. Training runs are untimed (the machine is shared while they
 train); ``benchmarks/campfire_measure.py`` then times every finished model against the unpruned
 one, interleaved, in eager and onnxruntime, and attacks it (FGSM and PGD), writing
@@ -25,12 +25,9 @@ from pathlib import Path
 
 from bench_common import add_run_arguments, run_then_summarise
 from campfire_tables import summary
-from secateurs.runs.campfire_job import CampfireJob
-from secateurs.runs.campfire_run import run_campfire
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
-from secateurs.runs.spp_job import SPPJob
-from secateurs.runs.spp_run import run_spp
+from secateurs.runs.training_time_run import TrainingJob, run_training_time
 
 log = logging.getLogger("benchmark")
 # configuration -> (kind, granularity or method, weight sparsity or MACs target)
@@ -72,14 +69,16 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
     }
     if kind.startswith("campfire"):
         sparsity = {"sparsity": budget} if kind == "campfire" else {"target_macs": budget}
-        job = CampfireJob(
+        job = TrainingJob.for_method("campfire",
             **shared, granularity=what, epochs=args.epochs, lr=args.lr, interval=args.interval,
             **sparsity,
         )  # fmt: skip
-        run_campfire(job)
+        run_training_time(job)
     elif kind == "spp":
-        job = SPPJob(**shared, granularity=what, target_macs=budget, epochs=args.epochs, lr=args.lr)
-        run_spp(job)
+        job = TrainingJob.for_method(
+            "spp", **shared, granularity=what, target_macs=budget, epochs=args.epochs, lr=args.lr
+        )
+        run_training_time(job)
     else:
         job = PruneJob(
             **shared,

@@ -1,7 +1,7 @@
 """Benchmark: SG-CNN against channel pruning at the same MACs target and the same epochs, on one
 trained model (issue 27), with random channel pruning at three seeds as the noise floor.
 
-Each run writes OUT/<run>/ through the library's own runs (``run_sgcnn``, ``run_prune``), so
+Each run writes OUT/<run>/ through the library's own runs (``run_training_time``, ``run_prune``), so
 every figure comes from a report.json; a run with a report.json is skipped and an interrupted
 one resumes (``--resume`` is passed when its directory holds a run). SG-CNN trains for
 ``--epochs`` epochs, pruning included; channel pruning prunes once, then fine-tunes for the same
@@ -28,8 +28,7 @@ from secateurs.pruning.sgcnn.unread import UNREAD_POLICIES
 from secateurs.report import Report, read_report
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
-from secateurs.runs.sgcnn_job import SGCNNJob
-from secateurs.runs.sgcnn_run import run_sgcnn
+from secateurs.runs.training_time_run import TrainingJob, run_training_time
 from tables import spread
 
 log = logging.getLogger("benchmark")
@@ -83,7 +82,8 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
         "train_subset": args.train_subset,
     }
     if kind.startswith("sgcnn"):
-        job = SGCNNJob(
+        job = TrainingJob.for_method(
+            "sgcnn",
             **shared,
             target_macs=args.target_macs,
             epochs=args.epochs,
@@ -92,11 +92,11 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
             groups=args.groups,
             step=args.step,
             stage_epochs=1,
-            balance=kind == "sgcnn-balanced",
-            fc=args.fc,
+            balanced=kind == "sgcnn-balanced",
+            linear=args.fc,
             unread=args.unread,
         )
-        run_sgcnn(job)
+        run_training_time(job)
         return
     job = PruneJob(
         **shared,

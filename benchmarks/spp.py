@@ -2,7 +2,7 @@
 0.5 counted the paper's way), column and channel granularity, each next to the deterministic
 one-shot L1 baseline at the same granularity, budget and total epochs.
 
-Phase 1 trains (no timing): each run writes OUT/<run>/ through :func:`run_spp` with compact
+Phase 1 trains (no timing): each run writes OUT/<run>/ through :func:`run_training_time`, compact
 layers untimed, and is skipped when its report exists; ``--workers 2 --worker i`` splits the
 runs over two single-threaded processes. Phase 2 (``--latency``), run alone on a quiet machine,
 reruns every run with ``resume``: training is not repeated, compaction is redone with each layer's
@@ -24,16 +24,16 @@ import torch
 
 from bench_common import add_run_arguments
 from secateurs.report import read_report
-from secateurs.runs.spp_job import SPPJob
-from secateurs.runs.spp_run import run_spp
+from secateurs.runs.training_time_run import TrainingJob, run_training_time
 
 log = logging.getLogger("benchmark")
 RUNS = ["column", "column-oneshot", "channel", "channel-oneshot"]
 
 
-def job(name: str, args: argparse.Namespace, out: Path, timed: bool) -> SPPJob:
+def job(name: str, args: argparse.Namespace, out: Path, timed: bool) -> TrainingJob:
     granularity, _, oneshot = name.partition("-")
-    return SPPJob(
+    return TrainingJob.for_method(
+        "spp",
         model=Path(args.model),
         data=args.data,
         out=out,
@@ -99,14 +99,14 @@ def main() -> None:
         for name in args.runs:
             if (out / name / "report.json").exists():
                 log.info("=== timing %s", name)
-                run_spp(job(name, args, out / name, timed=True))
+                run_training_time(job(name, args, out / name, timed=True))
     elif not args.summary:
         torch.set_num_threads(args.threads)
         for name in args.runs[args.worker :: args.workers]:
             if (out / name / "report.json").exists():
                 continue
             log.info("=== %s", name)
-            run_spp(job(name, args, out / name, timed=False))
+            run_training_time(job(name, args, out / name, timed=False))
     if args.summary:
         print(summary(out, args.runs))
 

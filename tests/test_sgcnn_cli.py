@@ -101,7 +101,7 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys, extra, message) -> Non
 
 def test_balanced_groups_run_end_to_end(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "balanced"
-    argv = ["--epochs", "2", "--scheme", "G", "--step", "0.3", "--balance"]
+    argv = ["--epochs", "2", "--scheme", "G", "--step", "0.3", "--balanced"]
     assert _sgcnn(trained, out, *argv) == 0
     report = read_report(out)
     assert report.pruning.method_params["balanced"] is True

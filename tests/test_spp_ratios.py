@@ -10,31 +10,35 @@ from pathlib import Path
 import pytest
 import torch
 
+from secateurs.cli.options import add_options, job_from_args
 from secateurs.errors import SecateursError
 from secateurs.models import create_model
 from secateurs.pruning.spp.callback import SPPCallback
 from secateurs.pruning.spp.groups import find_layers
+from secateurs.pruning.spp.options import SPPOptions, parse_spp_ratios
 from secateurs.pruning.spp.state import SPPState
-from secateurs.runs.options import add_options, job_from_args
-from secateurs.runs.spp_job import SPPJob, parse_spp_ratios
+from secateurs.runs.training_time_run import TrainingJob
 
 CIFAR = (3, 32, 32)
 
 
-def job_from_command_line(tmp_path: Path, *ratios: str) -> SPPJob:
+def job_from_command_line(tmp_path: Path, *ratios: str) -> TrainingJob:
     parser = argparse.ArgumentParser()
-    add_options(parser, SPPJob)
+    add_options(parser, TrainingJob)
+    add_options(parser, SPPOptions)
     argv = ["model", "--data", "digits", "-o", str(tmp_path / "out"), "--layer-ratios", *ratios]
-    return job_from_args(SPPJob, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    options = job_from_args(SPPOptions, args)
+    return job_from_args(TrainingJob, args, method="spp", options=options)
 
 
 def test_layer_ratios_reach_the_callback_from_items_and_from_a_json_file(tmp_path: Path) -> None:
     wanted = {"layer1.0.conv1": 0.5, "layer3.2.conv2": 0.25}
     job = job_from_command_line(tmp_path, "layer1.0.conv1=0.5", "layer3.2.conv2=0.25")
-    assert job.layer_ratios == wanted
+    assert job.options.layer_ratios == wanted
     path = tmp_path / "ratios.json"
     path.write_text(json.dumps(wanted))
-    assert job_from_command_line(tmp_path, str(path)).layer_ratios == wanted
+    assert job_from_command_line(tmp_path, str(path)).options.layer_ratios == wanted
     callback = job.make_method(CIFAR).callback()
     assert callback.target_macs is None and callback.layer_ratios == wanted
     state = callback.prepare(create_model("resnet20", num_classes=10), CIFAR)

@@ -25,12 +25,20 @@ from secateurs.api import (
     save,
 )
 from secateurs.api_training_time import prune_while_training
+from secateurs.data import LabelledData
 from secateurs.errors import SecateursError
+from secateurs.report import Report
+from secateurs.runs.training import Training
+from secateurs.store import Manifest
 
 __all__ = [
+    "LabelledData",
+    "Manifest",
     "Measurement",
     "Pruned",
+    "Report",
     "SecateursError",
+    "Training",
     "__version__",
     "fine_tune",
     "import_model",

@@ -8,9 +8,9 @@ results.
 
 from __future__ import annotations
 
-import copy
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,10 @@ from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings
 from secateurs.models.registry import FACTORY_PREFIX
 from secateurs.models.user_factory import allow_factory as allow_factory_spec
-from secateurs.pruning.allocation import Allocation, Target
-from secateurs.pruning.methods import ScoringData, create_method
-from secateurs.pruning.prune import PruneSettings, prune_model
 from secateurs.report import Cost, Latency
 from secateurs.runs import measuring
-from secateurs.runs.training import Training, inherited_recipe, train_model
+from secateurs.runs.torch_state import preserved_torch_state
+from secateurs.runs.training import Training
 from secateurs.store import CUSTOM_PREFIX, Manifest, load_model, read_manifest, save_model
 
 
@@ -60,7 +58,7 @@ def list_methods() -> list[dict[str, Any]]:
     runs it, and whether it needs data."""
     from secateurs.pruning.methods import list_methods as one_shot_names
     from secateurs.pruning.methods import method_class
-    from secateurs.pruning.training_time import TRAINING_TIME_METHODS
+    from secateurs.pruning.training_time import training_time_method, training_time_methods
 
     found = [
         {
@@ -73,13 +71,14 @@ def list_methods() -> list[dict[str, Any]]:
         }
         for name in one_shot_names()
     ]
-    for name, (summary, command) in TRAINING_TIME_METHODS.items():
+    for name in training_time_methods():
+        method = training_time_method(name)
         found.append(
             {
                 "name": name,
                 "kind": "training-time",
-                "summary": summary,
-                "command": command,
+                "summary": method.summary,
+                "command": method.usage or f"secateurs {name} MODEL --data PATH",
                 "needs_data": True,
             }
         )
@@ -115,11 +114,7 @@ def load_data(
     return LabelledData(train, test, mean, std)
 
 
-_SETTINGS = ("layer_ratios", "steps", "fold_bias")  # PruneSettings' fields besides the target
-_ALLOCATION = ("strategy", "normalize", "round_to", "min_channels")
-# how a latency target or round_to="auto" times: secateurs.latency.LatencySpec's fields
-_LATENCY = {"backend": "backend", "latency_batch": "batch", "latency_threads": "threads",
-            "latency_cache": "cache"}  # fmt: skip
+IN_MEMORY = Path("(in memory)")  # the model and output "paths" of a job run on objects
 
 
 def prune(
@@ -136,51 +131,46 @@ def prune(
 ) -> Pruned:
     """A copy of ``model`` pruned physically with ``method`` to keep ``target_macs`` of its MACs
     (default 0.5) or ``target_params`` of its parameters; ``model`` is left as it was. ``data``
-    feeds the methods that score on data (8 batches of 128).
+    feeds the methods that score on data. This is ``secateurs prune``'s pruning step: the same
+    job (:class:`~secateurs.runs.prune_job.PruneJob`), checks and defaults.
 
-    ``options``: ``layer_ratios`` (per-group fractions instead of a target), ``steps``,
-    ``fold_bias``; the allocation's ``strategy``, ``normalize``, ``round_to``,
-    ``min_channels``; anything else is the method's own hyperparameter (e.g. PFP's
-    ``selection="randomized"``), as ``--method-param`` on the command line.
+    ``options``: any of ``secateurs prune``'s options by their Python names (``layer_ratios``,
+    ``steps``, ``fold_bias``, ``strategy``, ``normalize``, ``round_to``, ``min_channels``,
+    ``recalibrate_bn``, ``scoring_batches``, ``batch_size``, ``threads``, ...); anything else
+    is the method's own hyperparameter (e.g. PFP's ``selection="randomized"``), as
+    ``--method-param`` on the command line.
 
     ``target_latency``: keep that fraction of the model's latency measured in ``backend``
-    (``"onnxruntime"`` or ``"eager"``) at ``latency_batch`` images on ``latency_threads``
-    threads (tables cached in ``latency_cache``); ``round_to="auto"`` rounds widths to those the
+    (``"onnxruntime"`` or ``"eager"``) at ``latency_batch`` images on ``threads`` threads
+    (tables cached in ``latency_cache``); ``round_to="auto"`` rounds widths to those the
     backend runs efficiently (docs/latency.md)."""
+    from secateurs.runs.prune_job import PruneJob
+    from secateurs.runs.prune_run import prune_copy
+
     given = [t for t in (target_macs, target_params, target_latency) if t is not None]
     if len(given) > 1:
         raise SecateursError("give one of target_macs, target_params, target_latency")
-    target = None
-    if options.get("layer_ratios") is None:
-        kind, ratio = ("params", target_params) if target_params else ("macs", target_macs)
-        if target_latency is not None:
-            kind, ratio = "latency", target_latency
-        target = Target(kind, 0.5 if ratio is None else ratio)
-    allocation = _allocation(options, target)
-    chosen = {k: options.pop(k) for k in _SETTINGS if k in options}
-    settings = PruneSettings(target, allocation=allocation, **chosen)
-    try:
-        method_ = create_method(method, seed=seed, **options)
-    except TypeError as error:
-        raise SecateursError(f"bad option for prune or method {method!r}: {error}") from None
-    pruned = copy.deepcopy(model).eval()
+    job_options, params = _split(PruneJob, options)
+    if "latency_threads" in params:  # the name this function took before the job's
+        job_options.setdefault("threads", params.pop("latency_threads"))
+    job = _job(
+        PruneJob,
+        method=method,
+        method_params=params,
+        target_macs=target_macs,
+        target_params=target_params,
+        target_latency=target_latency,
+        data=None if data is None else str(IN_MEMORY),
+        seed=seed,
+        **job_options,
+    )
     input_size = tuple(example_input.shape[1:])
-    scoring = ScoringData(data.sample(8 * 128, 128, seed, model_device(pruned)) if data else [])
-    outcome = prune_model(pruned, input_size, method_, settings, scoring)
-    return Pruned(pruned, outcome.achieved, outcome.record(method_, target), input_size)
-
-
-def _allocation(options: dict[str, Any], target: Target | None) -> Allocation:
-    """The allocation options popped from ``options``, with a latency source when needed."""
-    from secateurs.latency import LatencySource, LatencySpec
-
-    chosen = {k: options.pop(k) for k in _ALLOCATION if k in options}
-    spec = LatencySpec(**{field: options.pop(k) for k, field in _LATENCY.items() if k in options})
-    if chosen.get("round_to") == "auto":
-        chosen.update(round_to=1, auto_widths=True)
-    if chosen.get("auto_widths") or (target is not None and target.kind == "latency"):
-        chosen["latency"] = LatencySource(spec)
-    return Allocation(**chosen)
+    with preserved_torch_state():
+        torch.manual_seed(job.seed)
+        done = prune_copy(job, model.eval(), _custom_manifest(model, None, example_input), data,
+                          model_device(model))  # fmt: skip
+    record = dict(done.manifest.pruning or {})
+    return Pruned(done.model, float(record.get("achieved", 1.0)), record, input_size)
 
 
 def fine_tune(
@@ -188,30 +178,66 @@ def fine_tune(
     data: LabelledData,
     *,
     epochs: int,
-    lr: float = 0.01,
-    batch_size: int = 128,
+    manifest: Manifest | None = None,
     run_dir: str | Path | None = None,
-    seed: int = 0,
-    threads: int | None = None,
+    teacher: nn.Module | None = None,
+    **options: Any,
 ) -> Training:
-    """Train ``model`` in place for ``epochs`` (SGD, cosine schedule from ``lr``, no warm-up),
-    checkpointing every epoch into ``run_dir`` (a temporary directory if None; a checkpoint
-    already there is resumed). Under ``torchrun`` it runs with DDP."""
-    recipe = inherited_recipe(
-        Manifest("custom", {}, [], [], [], []),
-        model="(a model in memory)",
-        data="(data in memory)",
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        threads=threads,
-        label_smoothing=0.0,
+    """Train ``model`` in place for ``epochs`` as ``secateurs prune --finetune-epochs`` does:
+    the training recipe of ``manifest``'s model (its augmentation and regularisation; the
+    defaults without one), no warm-up, cosine from ``lr``, checkpointed every epoch into
+    ``run_dir`` (a temporary directory if None; a checkpoint already there is resumed). Under
+    ``torchrun`` it runs with DDP. ``options``: ``lr``, ``batch_size``, ``seed``, ``threads``,
+    ``distill`` (with ``teacher``: the model to distil from), as the command's flags.
+    Torch's global seed, thread count and determinism are put back afterwards."""
+    from secateurs.runs.fine_tuning import FineTuneJob
+    from secateurs.runs.fine_tuning import fine_tune as run_fine_tune
+
+    renamed = {"lr": "finetune_lr"}
+    options = {renamed.get(key, key): value for key, value in options.items()}
+    job_options, unknown = _split(FineTuneJob, options)
+    if unknown:
+        raise SecateursError(f"fine_tune has no option {', '.join(sorted(unknown))}")
+    job = _job(FineTuneJob, data=str(IN_MEMORY), finetune_epochs=epochs, **job_options)
+    if job.distill and teacher is None:
+        raise SecateursError("distill needs the teacher model: pass teacher=")
+    manifest = manifest or Manifest("custom", {}, [], [], [], [])
+    with preserved_torch_state(), _directory(run_dir, "secateurs-finetune-") as directory:
+        return run_fine_tune(job, model, manifest, data, directory, epochs=epochs, teacher=teacher)
+
+
+def _split(job_type: type, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` split into ``job_type``'s declared fields and the rest."""
+    from secateurs.options import declared
+
+    names = {f.name for f, _ in declared(job_type)}
+    return (
+        {k: v for k, v in options.items() if k in names},
+        {k: v for k, v in options.items() if k not in names},
     )
-    if run_dir is not None:
-        return train_model(model.train(), data, recipe, Path(run_dir))
-    with tempfile.TemporaryDirectory(prefix="secateurs-finetune-") as directory:
-        return train_model(model.train(), data, recipe, Path(directory))
+
+
+def _job(job_type: type, **values: Any) -> Any:
+    """A job of ``job_type`` on objects in memory, checked as the command checks it: every
+    refusal is a :class:`SecateursError`."""
+    values.setdefault("model", IN_MEMORY)
+    values.setdefault("out", IN_MEMORY)
+    try:
+        job = job_type(**values)
+    except TypeError as error:
+        raise SecateursError(f"bad option: {error}") from None
+    job.check()
+    return job
+
+
+@contextmanager
+def _directory(path: str | Path | None, prefix: str) -> Iterator[Path]:
+    """``path``, or a temporary directory removed afterwards."""
+    if path is not None:
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        yield Path(directory)
 
 
 def measure(

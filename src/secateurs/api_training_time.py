@@ -1,40 +1,24 @@
-"""The Python API of the training-time methods (SPP, SG-CNN, Campfire, gradual Taylor): prune a
-model in memory while it trains, then compact it, as ``secateurs spp|sgcnn|campfire|
-taylor-gradual`` do for a saved model. The method's options are the command's, by their Python
-names (``granularity="window"``, ``sparsity=0.7``, ``groups=8``, ...), declared once on the
-command's job."""
+"""The Python API of the training-time methods (SPP, SG-CNN, Campfire, gradual Taylor, and any
+registered one): prune a model in memory while it trains, then compact it, as ``secateurs
+NAME`` does for a saved model. It builds the command's job
+(:class:`~secateurs.runs.training_time_run.TrainingJob`), runs its checks, and runs the same
+core (:func:`~secateurs.runs.training_time_run.train_and_compact`): same recipe, same
+preparation (e.g. SPP's sensitivity scan), same timed compaction."""
 
 from __future__ import annotations
 
-import copy
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from secateurs.api import Pruned
+from secateurs.api import IN_MEMORY, Pruned, _custom_manifest, _directory, _job, _split
 from secateurs.data import LabelledData
 from secateurs.errors import SecateursError
-from secateurs.measure import LatencySettings, count_cost
-from secateurs.runs.training import inherited_recipe, train_model
-from secateurs.runs.training_time_run import TrainingJob
+from secateurs.measure import count_cost
+from secateurs.runs.torch_state import preserved_torch_state
 from secateurs.store import Manifest
-
-
-def _jobs() -> dict[str, type[TrainingJob]]:
-    from secateurs.runs.campfire_job import CampfireJob
-    from secateurs.runs.sgcnn_job import SGCNNJob
-    from secateurs.runs.spp_job import SPPJob
-    from secateurs.runs.taylor_gradual_job import TaylorGradualJob
-
-    return {
-        "spp": SPPJob,
-        "sgcnn": SGCNNJob,
-        "campfire": CampfireJob,
-        "taylor-gradual": TaylorGradualJob,
-    }
 
 
 def prune_while_training(
@@ -44,41 +28,47 @@ def prune_while_training(
     method: str,
     example_input: torch.Tensor,
     epochs: int,
-    lr: float = 0.01,
+    manifest: Manifest | None = None,
     run_dir: str | Path | None = None,
     **options: Any,
 ) -> Pruned:
     """A copy of ``model`` trained for ``epochs`` with the training-time ``method`` pruning it,
     then compacted (:class:`Pruned`; :func:`secateurs.save` stores it as JSON + safetensors).
-    ``options``: the method's (as its command's flags) and ``batch_size``, ``seed``,
-    ``threads``, ``target_macs``. ``run_dir`` keeps the checkpoints (resumed if present)."""
-    jobs = _jobs()
-    if method not in jobs:
-        raise SecateursError(f"training-time methods are {', '.join(jobs)}, not {method!r}")
-    try:
-        job = jobs[method](
-            model=Path("(in memory)"), out=Path("(in memory)"), data="(in memory)",
-            epochs=epochs, lr=lr, latency_repeats=0, **options,
-        )  # fmt: skip
-    except TypeError as error:
-        raise SecateursError(f"bad option for {method}: {error}") from None
+    ``options``: the method's own (its command's flags by their Python names, e.g.
+    ``granularity="window"``, ``groups=8``) and the run's (``target_macs``, ``lr``,
+    ``batch_size``, ``seed``, ``threads``, ``latency_repeats``: 0 compacts untimed).
+    ``manifest``: the model's (``secateurs.load``'s second value), whose training recipe the
+    run inherits, as the command does. ``run_dir`` keeps the checkpoints (resumed if present).
+    Torch's global seed, thread count and determinism are put back afterwards."""
+    from secateurs.pruning.training_time import training_time_method
+    from secateurs.runs.training_time_run import TrainingJob, method_options, train_and_compact
+
+    training_time_method(method)  # an unknown name: the registry's one-line error
+    shared, own = _split(TrainingJob, options)
+    job: TrainingJob = _job(
+        TrainingJob,
+        out=IN_MEMORY if run_dir is None else Path(run_dir),
+        data=str(IN_MEMORY),
+        epochs=epochs,
+        method=method,
+        options=method_options(method, own),
+        **shared,
+    )
+    base = _custom_manifest(model, None, example_input)
+    if manifest is not None:
+        base = manifest
+        if tuple(manifest.input_size) != tuple(example_input.shape[1:]):
+            raise SecateursError(
+                f"example_input is {tuple(example_input.shape[1:])}, the manifest's model "
+                f"takes {tuple(manifest.input_size)}"
+            )
+    with preserved_torch_state(), _directory(run_dir, "secateurs-train-prune-") as directory:
+        torch.manual_seed(job.seed)
+        done = train_and_compact(job, model, base, data, directory)
+    if done is None:  # under torchrun: the ranks but 0 train, rank 0 compacts
+        raise SecateursError("prune_while_training returns the model on rank 0 only")
     input_size = tuple(example_input.shape[1:])
-    pruning = job.make_method(input_size)
-    trained = copy.deepcopy(model).train()
-    recipe = inherited_recipe(
-        Manifest("custom", {}, [], [], [], []),
-        model="(a model in memory)", data="(data in memory)", epochs=epochs, lr=lr,
-        batch_size=job.batch_size, seed=job.seed, threads=job.threads, label_smoothing=0.0,
-        **job.recipe_settings(),
-    )  # fmt: skip
-    callbacks = [pruning.callback()]
-    if run_dir is not None:
-        train_model(trained, data, recipe, Path(run_dir), callbacks=callbacks)
-    else:
-        with tempfile.TemporaryDirectory(prefix="secateurs-train-prune-") as directory:
-            train_model(trained, data, recipe, Path(directory), callbacks=callbacks)
-    trained.eval()
-    compaction = pruning.compact(trained, input_size, LatencySettings(repeats=0))
-    after = compaction.macs or count_cost(trained, input_size)["macs"]
+    after = done.compaction.macs or count_cost(done.model, input_size)["macs"]
     achieved = after / count_cost(model, input_size)["macs"]
-    return Pruned(trained, achieved, pruning.manifest_record({}, compaction), input_size)
+    record = done.method.manifest_record({}, done.compaction)
+    return Pruned(done.model, achieved, record, input_size)

@@ -50,7 +50,7 @@ def device_problem(device: torch.device) -> str | None:
 
 
 def device_check(name: str | None) -> str | None:
-    """An option check (runs/options.py): the device's problem, in words, or None."""
+    """An option check (secateurs/options.py): the device's problem, in words, or None."""
     if name is None:
         return None
     try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from secateurs.cli.options import add_options, job_from_args
 from secateurs.cli.parser import add_command
 from secateurs.errors import SecateursError
-from secateurs.runs.options import add_options, job_from_args
 
 DESCRIPTION = """Build a model from torchvision, timm or your own code, load weights trained
 elsewhere, check it on one image and write it as a secateurs model directory (model.safetensors +

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 
 from secateurs.cli import (
-    campfire_command,
     compare_command,
     demo_command,
     eval_command,
@@ -18,10 +17,8 @@ from secateurs.cli import (
     models_command,
     prune_command,
     robustness_command,
-    sgcnn_command,
-    spp_command,
-    taylor_gradual_command,
     train_command,
+    training_time_command,
 )
 from secateurs.cli.parser import HelpFormatter, Parser
 from secateurs.errors import SecateursError
@@ -35,10 +32,7 @@ COMMANDS = [
     measure_command,
     export_command,
     prune_command,
-    spp_command,
-    sgcnn_command,
-    taylor_gradual_command,
-    campfire_command,
+    training_time_command,
     robustness_command,
     compare_command,
     models_command,

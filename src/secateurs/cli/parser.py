@@ -8,6 +8,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from secateurs import options
+from secateurs.cli.options import argparse_type
+
 if TYPE_CHECKING:
     from secateurs.report import Report
 
@@ -28,35 +31,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return super()._get_help_string(action)
 
 
-def ratio(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"a ratio must be between 0 and 1 exclusive, not {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (a batch size, a count of threads)."""
-    return _int_at_least(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    """An argparse type: a whole number of at least 0 (0 usually meaning "off")."""
-    return _int_at_least(text, 0)
-
-
-def _int_at_least(text: str, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
-    return value
+# the declared options' parsers as argparse types, for commands that build their flags by hand
+ratio = argparse_type(options.ratio)
+positive_int = argparse_type(options.positive_int)
+non_negative_int = argparse_type(options.non_negative_int)
 
 
 def add_command(
@@ -79,7 +57,7 @@ def add_job_command(
 ) -> None:
     """A command that runs a job: its flags built from ``job_type``'s declared options, and
     ``--json``; it prints the report ``runner(job)`` returns."""
-    from secateurs.runs.options import add_options, job_from_args
+    from secateurs.cli.options import add_options, job_from_args
 
     parser = add_command(commands, name, summary, description)
     add_options(parser, job_type)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from secateurs.cli.parser import positive_int
 from secateurs.errors import SecateursError
-from secateurs.runs.options import check_fields, count, option
+from secateurs.options import check_fields, count, option, positive_int
 
 
 def _input_size(values: tuple[int, ...] | None) -> str | None:

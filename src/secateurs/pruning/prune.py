@@ -64,6 +64,7 @@ class PruneOutcome:
     folds: list[dict[str, list[str]]] = field(default_factory=list)  # per step, when folding
     selection: str = "deterministic"  # how the method chose channels (MethodPlan.selection)
     protected: list[dict[str, str]] = field(default_factory=list)  # {root, reason}: kept whole
+    round_to: int | None = None  # the channel multiple the allocation settled on (last step)
 
     def record(self, method: PruningMethod, target: Target | None) -> dict[str, Any]:
         """The manifest's ``pruning`` entry."""
@@ -76,6 +77,7 @@ class PruneOutcome:
             "plans": [plan.to_json() for plan in self.plans],
             "selection": self.selection,
             "protected": self.protected,
+            "round_to": self.round_to,
         }
 
 
@@ -192,6 +194,8 @@ def _prune_step(
     result = method.plan(graph, data, asked, settings.allocation)
     outcome.certificate += [{"step": step + 1, **row} for row in result.certificate]
     outcome.selection = result.selection
+    if result.round_to is not None:
+        outcome.round_to = result.round_to
     if settings.fold_bias:
         outcome.folds.append(fold_removed_channels(graph, result.plan, data.batches).to_json())
     outcome.rounds.append(remove_channels(graph, result.plan))

@@ -5,26 +5,88 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings
+from secateurs.options import count, option
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.surgery import remove_channels
-from secateurs.pruning.taylor_gradual import GradualSchedule, GradualTaylor
-from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
+from secateurs.pruning.taylor_gradual import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MOMENTUM,
+    GradualSchedule,
+    GradualTaylor,
+)
+from secateurs.pruning.training_time import (
+    Compaction,
+    TrainingRun,
+    TrainingTimeMethod,
+    register_training_time,
+)
 from secateurs.report import PruningRecord
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = """Train a saved model while pruning it with first-order Taylor scores as Molchanov
+et al. (CVPR 2019) do: (gate x dL/dgate)^2 of a gate after each BatchNorm, averaged over
+--interval iterations, divided by the number of layers sharing a channel, smoothed across steps
+with --momentum; every --interval iterations the lowest channels go (--per-step), until the
+MACs target; then training goes on with the smaller network. Slower than `secateurs prune
+--method taylor`, which scores once and can leave a layer with one or two channels.
 
+example:
+  secateurs taylor-gradual runs/vgg/model --data ../shared/data/cifar10 --target-macs 0.25 \\
+      --epochs 10 -o runs/vgg-taylor-gradual
+"""
+
+
+@dataclass(kw_only=True)
+class TaylorGradualOptions:
+    """Gradual Taylor's own options (the run's --target-macs, --epochs and --seed are shared)."""
+
+    interval: int = count(DEFAULT_INTERVAL, "iterations between pruning steps")
+    momentum: float = option(
+        DEFAULT_MOMENTUM,
+        help="smoothing of the scores across pruning steps",
+        parse=float,
+        check=lambda v: None if 0 <= v < 1 else f"must be in [0, 1), not {v}",
+    )
+    per_step: int | None = count(
+        None,
+        "channels removed per step (default: 0.5%% of the prunable channels, more if the "
+        "run is too short to reach the target in its first half)",
+    )
+    min_channels: int = count(1, "never keep fewer channels than this in a group")
+
+
+@register_training_time
 class GradualTaylorMethod(TrainingTimeMethod):
     """Taylor pruning on the paper's gradual schedule (Molchanov et al., CVPR 2019)."""
 
     name = "taylor-gradual"
-    summary, command = TRAINING_TIME_METHODS["taylor-gradual"]
+    title = "gradual Taylor"
+    summary = (
+        "Taylor scores (BN gates) averaged over batches and smoothed with momentum while "
+        "training, the lowest few channels removed every M iterations (Molchanov et al. 2019)"
+    )
+    usage = "secateurs taylor-gradual MODEL --data PATH --target-macs R"
+    description = DESCRIPTION
+    Options = TaylorGradualOptions
+
+    @classmethod
+    def build(cls, options: TaylorGradualOptions, run: TrainingRun) -> GradualTaylorMethod:
+        schedule = GradualSchedule(
+            run.target_macs,
+            options.interval,
+            options.momentum,
+            options.per_step,
+            options.min_channels,
+        )
+        return cls(schedule, run.input_size, run.epochs)
 
     def __init__(self, schedule: GradualSchedule, input_size: Sequence[int], epochs: int) -> None:
         self.schedule = schedule

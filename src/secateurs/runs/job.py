@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from secateurs.cli.parser import positive_int
 from secateurs.device import device_check
 from secateurs.errors import SecateursError
-from secateurs.runs.options import check_fields, count, option
+from secateurs.options import check_fields, count, option, positive_int
 
 BACKENDS = ("eager", "onnxruntime")
 

@@ -1,4 +1,4 @@
-"""The options of ``secateurs prune`` (and of :func:`secateurs.prune_run`), declared once."""
+"""The options of ``secateurs prune`` (and of :func:`secateurs.prune`), declared once."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 
 from secateurs.errors import SecateursError
 from secateurs.latency import LatencySource, LatencySpec, backend_names
+from secateurs.options import count, fraction, option, positive_int
 from secateurs.pruning.allocation import STRATEGIES, Allocation, Target
 from secateurs.pruning.prune import PruneSettings
+from secateurs.runs.fine_tuning import FineTuning
 from secateurs.runs.job import RunJob
-from secateurs.runs.options import count, fraction, option, positive
 
 # Kept channel counts are exact by default, because exact widths meet a MACs or parameter target
 # exactly (docs/decisions.md, "Channel multiple"); they are not the fast ones. In onnxruntime,
@@ -52,8 +53,6 @@ def parse_round_to(text: str) -> int | str:
     """``--round-to``: a whole number of at least 1, or ``auto``."""
     if text == "auto":
         return text
-    from secateurs.cli.parser import positive_int
-
     return positive_int(text)
 
 
@@ -63,12 +62,8 @@ def _round_to(value: int | str) -> str | None:
     return f"takes a whole number of at least 1 or auto, not {value!r}"
 
 
-def _distill_weight(value: float) -> str | None:
-    return None if 0 <= value <= 1 else f"takes a weight in [0, 1], not {value}"
-
-
 @dataclass(kw_only=True)
-class PruneJob(RunJob):
+class PruneJob(FineTuning, RunJob):
     """Prune a saved model once (in one step or several), fine-tune it, measure it."""
 
     method: str = option(help="a pruning method (`secateurs methods` lists them)")
@@ -139,21 +134,6 @@ class PruneJob(RunJob):
         "before fine-tuning (needs --data; 0 = off)",
         least=0,
         metavar="BATCHES",
-    )
-    distill: float = option(
-        0.0,
-        help="fine-tune with the unpruned model as teacher: WEIGHT on its soft targets, "
-        "1 - WEIGHT on the labels (temperature 4; 0 = off)",
-        parse=float,
-        metavar="WEIGHT",
-        check=_distill_weight,
-    )
-    finetune_epochs: int = count(0, "epochs of fine-tuning after pruning (needs --data)", least=0)
-    finetune_lr: float = option(
-        0.01,
-        "peak learning rate of the fine-tuning (cosine, no warm-up)",
-        parse=float,
-        check=positive,
     )
     scoring_batches: int = count(8, "training batches a data-driven method scores channels on")
 

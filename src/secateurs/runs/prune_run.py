@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,11 +25,12 @@ from secateurs.pruning.methods import ScoringData, create_method
 from secateurs.pruning.prune import prune_model
 from secateurs.report import Accuracy, PruningRecord, Report
 from secateurs.runs.data import load_run_data
+from secateurs.runs.fine_tuning import fine_tune
 from secateurs.runs.measuring import accuracy
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.result import assemble_report, finish
 from secateurs.runs.run_dir import Run, open_run
-from secateurs.runs.training import Training, inherited_recipe, train_model
+from secateurs.runs.training import Training
 from secateurs.store import Manifest, load_model, save_model
 from secateurs.train.distributed import barrier
 
@@ -44,6 +46,7 @@ class Pruned:
     seconds: float = 0.0
     uncalibrated: Accuracy | None = None
     certificate: list[dict[str, Any]] = field(default_factory=list)
+    step_epochs: int = 0  # fine-tuning between steps (--steps > 1), before the final one
 
 
 def run_prune(job: PruneJob) -> Report | None:
@@ -70,7 +73,8 @@ def run_prune(job: PruneJob) -> Report | None:
             _record(job, original, pruned),
             stages,
             pruning_seconds=round(pruned.seconds, 3),
-            training_epochs=len(training.history) if training else 0,
+            # every epoch of fine-tuning, the steps' included
+            training_epochs=pruned.step_epochs + (len(training.history) if training else 0),
             training_seconds=training.seconds if training else 0.0,
             distill_weight=job.distill,
             bn_recalibration_batches=job.recalibrate_bn,
@@ -94,6 +98,7 @@ def _prune_or_resume(
             saved.metrics.get("pruning_seconds", 0.0),
             None if uncalibrated is None else Accuracy(uncalibrated),
             (saved.pruning or {}).get("certificate", []),
+            saved.metrics.get("step_epochs", 0),
         )
     pruned = _prune(run, original, manifest, data)
     if run.is_main:
@@ -104,19 +109,40 @@ def _prune_or_resume(
 
 def _prune(run: Run, original: nn.Module, manifest: Manifest, data: LabelledData | None) -> Pruned:
     job: PruneJob = run.job
-    model = copy.deepcopy(original)
-    method = create_method(job.method, seed=job.seed, **job.method_params)
     step_epochs = job.finetune_epochs // job.steps if job.steps > 1 else 0
 
-    def between(pruned: nn.Module, step: int) -> None:
-        _fine_tune(run, pruned, original, manifest, data, step_epochs, f"step{step + 1}")
+    def between(pruned: nn.Module, step: int) -> int:
+        trained = _fine_tune(run, pruned, original, manifest, data, step_epochs, f"step{step + 1}")
+        return len(trained.history) if trained else 0
+
+    return prune_copy(job, original, manifest, data, run.device, between)
+
+
+def prune_copy(
+    job: PruneJob,
+    original: nn.Module,
+    manifest: Manifest,
+    data: LabelledData | None,
+    device: torch.device,
+    between: Callable[[nn.Module, int], int] | None = None,
+) -> Pruned:
+    """A copy of ``original`` pruned as ``job`` says (the command's step, and
+    ``secateurs.prune``'s): scored on ``job.scoring_batches`` training batches, allocated,
+    removed, BatchNorm re-estimated if asked; ``between(model, step)`` fine-tunes between steps
+    and returns the epochs it trained. The manifest's pruning record accumulates."""
+    model = copy.deepcopy(original).eval()
+    method = create_method(job.method, seed=job.seed, **job.method_params)
+    step_epochs: list[int] = []
+
+    def after_step(pruned: nn.Module, step: int) -> None:
+        step_epochs.append(between(pruned, step) if between else 0)
 
     scoring = ScoringData(
-        data.sample(job.scoring_batches * job.batch_size, job.batch_size, job.seed, run.device)
+        data.sample(job.scoring_batches * job.batch_size, job.batch_size, job.seed, device)
         if data
         else []
     )
-    outcome = prune_model(model, manifest.input_size, method, job.settings(), scoring, between)
+    outcome = prune_model(model, manifest.input_size, method, job.settings(), scoring, after_step)
     record = outcome.record(method, job.target)
     record["rounds"] = list((manifest.pruning or {}).get("rounds", [])) + record["rounds"]
     if outcome.certificate:
@@ -124,17 +150,17 @@ def _prune(run: Run, original: nn.Module, manifest: Manifest, data: LabelledData
     if outcome.folds:
         record["bias_fold"] = outcome.folds
     pruned = Pruned(model, manifest, outcome.seconds, certificate=outcome.certificate)
+    pruned.step_epochs = sum(step_epochs)
     metrics: dict[str, Any] = {"pruning_seconds": round(outcome.seconds, 3)}
     if job.recalibrate_bn and data is not None:
         pruned.uncalibrated = accuracy(model, data)
         metrics["top1_oneshot_uncalibrated"] = (
             pruned.uncalibrated.top1 if pruned.uncalibrated else None
         )
-        batches = data.sample(
-            job.recalibrate_bn * job.batch_size, job.batch_size, job.seed, run.device
-        )
+        batches = data.sample(job.recalibrate_bn * job.batch_size, job.batch_size, job.seed, device)
         used = recalibrate_batchnorm(model, (images for images, _ in batches))
         log.info("BatchNorm statistics re-estimated on %d batches", used)
+    metrics["step_epochs"] = pruned.step_epochs
     pruned.manifest = replace(manifest, pruning=record, metrics=metrics)
     return pruned
 
@@ -150,26 +176,18 @@ def _fine_tune(
 ) -> Training | None:
     """Fine-tune ``model`` in place in ``OUT/name``; with ``--distill``, a copy of ``original``
     teaches it."""
-    job: PruneJob = run.job
     if not epochs or data is None:
         return None
-    teacher = copy.deepcopy(original) if job.distill else None
-    recipe = inherited_recipe(
+    return fine_tune(
+        run.job,
+        model,
         manifest,
-        model=str(job.model),
-        data=str(job.data),
+        data,
+        run.job.out / name,
         epochs=epochs,
-        batch_size=job.batch_size,
-        lr=job.finetune_lr,
-        seed=job.seed,
-        threads=job.threads,
-        **({"teacher": [str(job.model)], "distill_weight": job.distill} if job.distill else {}),
+        teacher=original,
+        context=run.context,
     )
-    training = train_model(
-        model.train(), data, recipe, job.out / name, teacher=teacher, context=run.context
-    )
-    model.eval()
-    return training
 
 
 def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord:
@@ -185,7 +203,7 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         selection=str(recorded.get("selection", "deterministic")),
         strategy=job.strategy,
         normalize=job.normalize,
-        round_to=job.round_to,
+        round_to=_round_to_used(job, recorded),
         steps=job.steps,
         bias_fold=job.fold_bias,
         channels=_channels(original, pruned),
@@ -194,6 +212,15 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         achieved_ratio=float(recorded.get("achieved", 1.0)),
         details=_latency_details(job),
     )
+
+
+def _round_to_used(job: PruneJob, recorded: dict[str, Any]) -> int | str:
+    """The channel multiple the allocation settled on (it halves the one asked for when that
+    cannot meet the target); ``auto`` when widths came from a latency table."""
+    if job.round_to == "auto":
+        return "auto"
+    used = recorded.get("round_to")
+    return job.round_to if used is None else int(used)
 
 
 def _latency_details(job: PruneJob) -> dict[str, Any]:

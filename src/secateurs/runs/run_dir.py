@@ -16,8 +16,8 @@ import torch
 
 from secateurs.device import resolve_device
 from secateurs.errors import SecateursError
+from secateurs.options import job_settings
 from secateurs.runs.job import RunJob
-from secateurs.runs.options import job_settings
 from secateurs.train.distributed import DistributedContext, barrier, init_distributed
 
 log = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ class CampfireSettings:
     end_epoch: float | None = None
     interval: int = DEFAULT_INTERVAL
     epochs: int = 10
-    exempt_ends: bool = True
+    prune_first_last: bool = False  # the first convolution and the last layer (else exempt)
     structures: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +112,7 @@ class CampfireCallback(Callback):
                 target_macs=s.target_macs,
                 sparsity=s.sparsity,
                 layer_sparsity=s.layer_sparsity,
-                exempt_ends=s.exempt_ends,
+                exempt_ends=not s.prune_first_last,
             )
             self.layers = {b.name: model.get_submodule(b.name) for b in self.budgets}
             self.keep = {

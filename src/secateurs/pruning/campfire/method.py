@@ -20,20 +20,59 @@ from secateurs.pruning.campfire.compaction import (
     compact_kernels,
     time_sparse_path,
 )
+from secateurs.pruning.campfire.options import DESCRIPTION, CampfireOptions, parse_layer_sparsity
 from secateurs.pruning.campfire.window_store import save_windows
 from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
-from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
+from secateurs.pruning.training_time import (
+    Compaction,
+    TrainingRun,
+    TrainingTimeMethod,
+    register_training_time,
+)
 from secateurs.report import PruningRecord
 
 log = logging.getLogger(__name__)
 WINDOW_FILE = "window.safetensors"
 
 
+@register_training_time
 class CampfireMethod(TrainingTimeMethod):
     """Campfire (Gamboa et al. 2020): gradual, regularisation-free structured sparse training."""
 
     name = "campfire"
-    summary, command = TRAINING_TIME_METHODS["campfire"]
+    title = "Campfire"
+    summary = (
+        "gradual magnitude sparsity inside kernels (window), per filter (kernel) or of whole "
+        "filters on the AGP ramp, masks frozen after a set epoch (Gamboa et al. 2020)"
+    )
+    usage = (
+        "secateurs campfire MODEL --data PATH --granularity window|kernel|filter --target-macs R"
+    )
+    description = DESCRIPTION
+    Options = CampfireOptions
+
+    @classmethod
+    def build(cls, options: CampfireOptions, run: TrainingRun) -> CampfireMethod:
+        layers = parse_layer_sparsity(options.layer_sparsity)
+        settings = CampfireSettings(
+            options.granularity,
+            target_macs=None if options.sparsity is not None or layers else run.target_macs,
+            sparsity=options.sparsity,
+            layer_sparsity=layers,
+            start_epoch=options.prune_start,
+            end_epoch=options.prune_end,
+            interval=options.interval,
+            epochs=run.epochs,
+            prune_first_last=options.prune_first_last,
+        )
+        method = cls(settings, run.input_size)
+        method.lr_schedule = options.schedule
+        return method
+
+    lr_schedule = "cosine"
+
+    def recipe_settings(self) -> dict[str, Any]:
+        return {"schedule": self.lr_schedule}
 
     def __init__(self, settings: CampfireSettings, input_size: Sequence[int]) -> None:
         self.settings = settings

@@ -49,6 +49,7 @@ class MethodPlan:
     achieved: float  # cost ratio after / before (surgery on a copy), of the target's kind or MACs
     certificate: list[dict[str, Any]] = field(default_factory=list)  # per group; PFP gives one
     selection: str = "deterministic"  # how channels were chosen: "deterministic" or "randomized"
+    round_to: int | None = None  # the multiple the allocator settled on (None: its own way)
 
 
 class PlanRequest(NamedTuple):
@@ -116,8 +117,9 @@ class PruningMethod(abc.ABC):
         graph, data, target, allocation = request
         scores = self.score(graph, data)
         if isinstance(target, Target):
-            plan, achieved = Allocator(graph, scores, allocation).meet(target)
-            return MethodPlan(plan, achieved)
+            allocator = Allocator(graph, scores, allocation)
+            plan, achieved = allocator.meet(target)
+            return MethodPlan(plan, achieved, round_to=allocator.settings.round_to)
         plan = allocate_layer_ratios(graph, scores, target, allocation)
         return MethodPlan(plan, measured_ratio(graph, plan))
 

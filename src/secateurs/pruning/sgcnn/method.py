@@ -17,8 +17,14 @@ from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
 from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster
 from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
 from secateurs.pruning.sgcnn.grouping import LayerGroups
+from secateurs.pruning.sgcnn.options import DESCRIPTION, SGCNNOptions
 from secateurs.pruning.sgcnn.unread import remove_unread_if_faster
-from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
+from secateurs.pruning.training_time import (
+    Compaction,
+    TrainingRun,
+    TrainingTimeMethod,
+    register_training_time,
+)
 from secateurs.report import PruningRecord
 
 
@@ -35,11 +41,36 @@ def connection_macs(
     return int(total)
 
 
+@register_training_time
 class SGCNNMethod(TrainingTimeMethod):
     """Self-grouping convolution (Guo et al., Neural Networks 2020)."""
 
     name = "sgcnn"
-    summary, command = TRAINING_TIME_METHODS["sgcnn"]
+    title = "SG-CNN"
+    summary = (
+        "filters clustered by the input channels they read (k-means); each group keeps its "
+        "own inputs; the layer becomes a diverse group convolution (Guo et al. 2020)"
+    )
+    usage = "secateurs sgcnn MODEL --data PATH --target-macs R --groups G --scheme L|LG|G"
+    description = DESCRIPTION
+    Options = SGCNNOptions
+
+    @classmethod
+    def build(cls, options: SGCNNOptions, run: TrainingRun) -> SGCNNMethod:
+        settings = SGCNNSettings(
+            run.target_macs,
+            options.groups,
+            scheme=options.scheme,
+            step=options.step,
+            stage_epochs=options.stage_epochs,
+            epochs=run.epochs,
+            seed=run.seed,
+            balanced=options.balanced,
+            importance=options.importance,
+            linear=options.linear,
+            unread=options.unread,
+        )
+        return cls(settings, run.input_size)
 
     def __init__(self, settings: SGCNNSettings, input_size: Sequence[int]) -> None:
         self.settings = settings

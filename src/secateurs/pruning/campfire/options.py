@@ -1,22 +1,29 @@
-"""The options of ``secateurs campfire`` (and of the Python API's Campfire run), declared once."""
+"""The options of Campfire as a training-time method (``secateurs campfire``, and
+``prune_while_training(method="campfire", ...)``), declared once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from secateurs.errors import SecateursError
-from secateurs.pruning.campfire.callback import (
-    DEFAULT_INTERVAL,
-    GRANULARITIES,
-    CampfireSettings,
-)
-from secateurs.pruning.campfire.method import CampfireMethod
-from secateurs.runs.options import count, fraction, option
-from secateurs.runs.training_time_run import TrainingJob
+from secateurs.options import count, fraction, option
+from secateurs.pruning.campfire.callback import DEFAULT_INTERVAL, GRANULARITIES
 
 LR_SCHEDULES = ("cosine", "step", "constant")
+
+DESCRIPTION = """Train a saved model with Campfire (Gamboa et al. 2020): magnitude masks inside
+every kernel (window), per filter (kernel) or of whole filters, raised on the AGP cubic ramp from
+--prune-start to --prune-end, then frozen while training continues sparse; no regularisation.
+Compacts the result (filters removed; kernel-level layers as gathered group convolutions where
+measured faster; window layers kept dense, packed in window.safetensors, their sparse path timed)
+and writes the model with report.json, report.md and report.png to OUT.
+
+examples:
+  secateurs campfire runs/r20/model --data ../shared/data/cifar10 --granularity window \\
+      --sparsity 0.7 --epochs 10 -o runs/r20-campfire-w70
+  secateurs campfire runs/r20/model --data ../shared/data/cifar10 --granularity kernel \\
+      --target-macs 0.5 -o runs/r20-campfire-k
+"""
 
 
 def parse_layer_sparsity(text: str | None) -> dict[str, float] | None:
@@ -38,8 +45,8 @@ def _non_negative(value: float) -> str | None:
 
 
 @dataclass(kw_only=True)
-class CampfireJob(TrainingJob):
-    """Train a saved model with Campfire's gradual structured sparsity, then compact it."""
+class CampfireOptions:
+    """Campfire's own options (the run's --target-macs, --epochs and --seed are shared)."""
 
     granularity: str = option(
         "window",
@@ -69,21 +76,3 @@ class CampfireJob(TrainingJob):
         False, help="prune the first convolution and the last layer too (exempt by default)"
     )
     schedule: str = option("cosine", help="learning-rate schedule of the run", choices=LR_SCHEDULES)
-
-    def make_method(self, input_size: Sequence[int]) -> CampfireMethod:
-        layers = parse_layer_sparsity(self.layer_sparsity)
-        settings = CampfireSettings(
-            self.granularity,
-            target_macs=None if self.sparsity is not None or layers else self.target_macs,
-            sparsity=self.sparsity,
-            layer_sparsity=layers,
-            start_epoch=self.prune_start,
-            end_epoch=self.prune_end,
-            interval=self.interval,
-            epochs=self.epochs,
-            exempt_ends=not self.prune_first_last,
-        )
-        return CampfireMethod(settings, input_size)
-
-    def recipe_settings(self) -> dict[str, Any]:
-        return {"schedule": self.schedule}

@@ -1,16 +1,17 @@
-"""Each option of a run declared once: its field, default, help and check, in the run's job
-dataclass. The command line is built from these declarations (:func:`add_options`) and read back
-into the job (:func:`job_from_args`); the Python API fills the same dataclass; :func:`check_fields`
-applies every field's check, whichever way the job was made.
+"""Each option declared once: its field, default, help, parser and check, on a dataclass (a run's
+job, a training-time method's options). The command line is built from these declarations
+(:mod:`secateurs.cli.options`); the Python API fills the same dataclasses; :func:`check_fields`
+applies every field's check, whichever way the dataclass was made.
 
 A field's ``metadata["option"]`` is an :class:`Option`. Its flag is the field's name with dashes
-(``finetune_epochs`` -> ``--finetune-epochs``) unless ``flag`` says otherwise; booleans that
-default to False are switches.
+(``finetune_epochs`` -> ``--finetune-epochs``) unless ``flags`` says otherwise; booleans that
+default to False are switches. Parsers here are plain functions (text -> value, raising
+ValueError with a message); the command line turns them into argparse types. This module sits
+at the bottom of the package's layers: it imports nothing of secateurs but its errors.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ Check = Callable[[Any], str | None]  # a problem with the value, in words, or No
 @dataclass(frozen=True)
 class Option:
     help: str
-    parse: Callable[[str], Any] | None = None  # argparse type (one item)
+    parse: Callable[[str], Any] | None = None  # text -> value (one item); ValueError if bad
     check: Check | None = None
     flags: tuple[str, ...] = ()  # default: --field-name
     positional: bool = False
@@ -35,6 +36,7 @@ class Option:
     group: str | None = None  # options of one group are mutually exclusive on the command line
     convert: Callable[[Any], Any] | None = None  # from the parsed flag value to the field's
     cli: bool = True  # False: Python API only
+    deprecated: tuple[str, ...] = ()  # old flags still accepted for one release, with a warning
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", **spec: Any) -> Any:
@@ -48,17 +50,45 @@ def option(default: Any = dataclasses.MISSING, help: str = "", **spec: Any) -> A
 
 def count(default: int | None, help: str, least: int = 1, **spec: Any) -> Any:
     """A whole-number option of at least ``least`` (a batch size, epochs, threads; 0: off)."""
-    from secateurs.cli.parser import non_negative_int, positive_int
-
     parse = positive_int if least >= 1 else non_negative_int
     return option(default, help, parse=parse, check=at_least(least), **spec)
 
 
 def fraction(default: float | None, help: str, **spec: Any) -> Any:
     """A ratio strictly between 0 and 1 (a MACs target)."""
-    from secateurs.cli.parser import ratio
-
     return option(default, help, parse=ratio, check=in_unit_interval, **spec)
+
+
+# parsers: text -> value, ValueError with a message a user can act on
+def ratio(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise ValueError(f"a ratio must be between 0 and 1 exclusive, not {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (a batch size, a count of threads)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of at least 0 (0 usually meaning "off")."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < least:
+        raise ValueError(f"must be at least {least}, not {value}")
+    return value
 
 
 # checks shared by many options
@@ -91,83 +121,25 @@ def check_fields(job: Any) -> None:
         value = getattr(job, f.name)
         problem = spec.check(value) if spec.check is not None else None
         if problem:
-            raise SecateursError(f"{_flag(f, spec)} {problem}")
+            raise SecateursError(f"{flag_of(f, spec)} {problem}")
 
 
-def _flag(f: dataclasses.Field, spec: Option) -> str:
+def flag_of(f: dataclasses.Field, spec: Option) -> str:
+    """The option's name on the command line (its first flag, or its positional name)."""
     if spec.positional:
         return f.name.upper()
     return spec.flags[0] if spec.flags else "--" + f.name.replace("_", "-")
 
 
-def add_options(parser: argparse.ArgumentParser, job_type: type) -> None:
-    """One argument per declared option of ``job_type``, with its help and default."""
-    groups: dict[str, Any] = {}
-    for f, spec in declared(job_type):
-        if not spec.cli:
-            continue
-        target: Any = parser
-        if spec.group is not None:
-            if spec.group not in groups:
-                groups[spec.group] = parser.add_mutually_exclusive_group()
-            target = groups[spec.group]
-        target.add_argument(*_names(f, spec), **_argument(f, spec))
-
-
-def _names(f: dataclasses.Field, spec: Option) -> tuple[str, ...]:
-    if spec.positional:
-        return (f.name,)
-    return spec.flags or ("--" + f.name.replace("_", "-"),)
-
-
-def _argument(f: dataclasses.Field, spec: Option) -> dict[str, Any]:
-    default = None if f.default is dataclasses.MISSING else f.default
-    if f.default_factory is not dataclasses.MISSING:
-        default = f.default_factory()
-    argument: dict[str, Any] = {"help": spec.help}
-    if not spec.positional:
-        argument["dest"] = f.name
-    if default is False and spec.parse is None:
-        argument["action"] = "store_true"
-        return argument
-    # repeatable flags collect into a fresh list; the field's default applies when none is given
-    argument["default"] = None if spec.action == "append" else default
-    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-        if not spec.positional:
-            argument["required"] = True
-        argument.pop("default")
-    for key in ("nargs", "action", "choices", "metavar"):
-        if getattr(spec, key) is not None:
-            argument[key] = getattr(spec, key)
-    if spec.parse is not None:
-        argument["type"] = spec.parse
-    return argument
-
-
-def job_from_args(job_type: type, args: argparse.Namespace, **fixed: Any) -> Any:
-    """The job the parsed command line describes (``fixed``: fields set by the command)."""
-    values = dict(fixed)
-    for f, spec in declared(job_type):
-        if not spec.cli or f.name in values:
-            continue
-        value = getattr(args, f.name)
-        if spec.convert is not None:
-            value = spec.convert(value) if value is not None else _field_default(f)
-        values[f.name] = value
-    return job_type(**values)
-
-
-def _field_default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None if f.default is dataclasses.MISSING else f.default
-
-
 def job_settings(job: Any) -> dict[str, Any]:
-    """The job's options as plain JSON values (its config.json)."""
+    """The job's options as plain JSON values (its config.json); a field holding another
+    dataclass of declared options (a training-time method's) contributes its options flat."""
     values = {}
     for f, _ in declared(type(job)):
         value = getattr(job, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            values.update(job_settings(value))
+            continue
         if isinstance(value, tuple):
             value = list(value)
         plain = isinstance(value, int | float | str | bool | list | dict | None)

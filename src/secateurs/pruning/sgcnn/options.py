@@ -1,21 +1,33 @@
-"""The options of ``secateurs sgcnn``, declared once."""
+"""The options of SG-CNN as a training-time method (``secateurs sgcnn``, and
+``prune_while_training(method="sgcnn", ...)``), declared once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from secateurs.pruning.sgcnn.callback import IMPORTANCES, SGCNNSettings
-from secateurs.pruning.sgcnn.method import SGCNNMethod
+from secateurs.options import count, option
+from secateurs.pruning.sgcnn.callback import IMPORTANCES
 from secateurs.pruning.sgcnn.schedule import SCHEMES
 from secateurs.pruning.sgcnn.unread import UNREAD_POLICIES
-from secateurs.runs.options import count, option
-from secateurs.runs.training_time_run import TrainingJob
+
+DESCRIPTION = """Train a saved model with SG-CNN (Guo et al., Neural Networks 2020): in stages of
+rising connection sparsity (10%, 20%, ... up to what the MACs target needs), each convolution's
+filters are clustered by the input channels they read (k-means), and each group keeps the inputs
+its centroid ranks highest. Afterwards, input channels no group reads are removed, and each
+grouped layer runs as one grouped convolution over gathered inputs, one convolution per group,
+or stays dense: whichever was measured fastest. Writes the model with report.json, report.md
+and report.png to OUT.
+
+examples:
+  secateurs sgcnn runs/r20/model --data ../shared/data/cifar10 --target-macs 0.5 --epochs 10 \\
+      -o runs/r20-sgcnn
+  secateurs sgcnn runs/r20/model --data ../shared/data/cifar10 --scheme G --groups 8 -o runs/g8
+"""
 
 
 @dataclass(kw_only=True)
-class SGCNNJob(TrainingJob):
-    """Train a saved model with SG-CNN, then run its grouped layers as diverse group convs."""
+class SGCNNOptions:
+    """SG-CNN's own options (the run's --target-macs, --epochs and --seed are shared)."""
 
     groups: int = count(16, "groups per layer (k-means clusters of filters; capped by its filters)")
     scheme: str = option(
@@ -31,43 +43,27 @@ class SGCNNJob(TrainingJob):
         check=lambda v: None if 0 < v < 1 else f"must be in (0, 1), not {v}",
     )
     stage_epochs: int = count(1, "scheme LG: epochs of fine-tuning after each stage")
-    balance: bool = option(
+    balanced: bool = option(
         False,
         help="equal groups, each reading equally many channels: the grouped form needs no "
         "padding (measured faster on this CPU; docs/results/sgcnn.md)",
+        deprecated=("--balance",),
     )
-
     importance: str = option(
         "weight",
         help="what groups the filters: weight (sum of |W| over each kernel, the paper's) or "
         "taylor (|W dL/dW| over 8 training batches at each stage: first-order Taylor)",
         choices=IMPORTANCES,
     )
-
     unread: str = option(
         "if-faster",
         help="input channels no group reads: removed if-faster (the whole model timed with and "
         "without them, in onnxruntime when installed; removed when untimed), always, or never",
         choices=UNREAD_POLICIES,
     )
-
-    fc: bool = option(
+    linear: bool = option(
         False,
-        help="group the fully connected layers too (all but the last; at most 60%% of their "
-        "connections pruned; they stay dense layers with zeros)",
+        help="group the fully connected (linear) layers too (all but the last; at most 60%% of "
+        "their connections pruned; they stay dense layers with zeros)",
+        deprecated=("--fc",),
     )
-
-    def make_method(self, input_size: Sequence[int]) -> SGCNNMethod:
-        schedule = {"scheme": self.scheme, "step": self.step, "stage_epochs": self.stage_epochs}
-        settings = SGCNNSettings(
-            self.target_macs,
-            self.groups,
-            epochs=self.epochs,
-            seed=self.seed,
-            balanced=self.balance,
-            importance=self.importance,
-            linear=self.fc,
-            unread=self.unread,
-            **schedule,
-        )
-        return SGCNNMethod(settings, input_size)

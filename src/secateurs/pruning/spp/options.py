@@ -1,25 +1,30 @@
-"""The options of ``secateurs spp`` (and of the Python API's SPP run), declared once."""
+"""The options of SPP as a training-time method (``secateurs spp``, and
+``prune_while_training(method="spp", ...)``), declared once."""
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import nn
-
-from secateurs.data import LabelledData
-from secateurs.device import model_device
 from secateurs.errors import SecateursError
+from secateurs.options import count, fraction, option
 from secateurs.pruning.spp.callback import DEFAULT_INTERVAL
-from secateurs.pruning.spp.groups import GRANULARITIES, find_layers
-from secateurs.pruning.spp.method import SPPMethod
+from secateurs.pruning.spp.groups import GRANULARITIES
 from secateurs.pruning.spp.schedule import DEFAULT_A, DEFAULT_U
-from secateurs.pruning.spp.sensitivity import ratios_from_scan, sensitivity_scan
-from secateurs.runs.options import count, fraction, option
-from secateurs.runs.training_time_run import TrainingJob
+
+DESCRIPTION = """Train a saved model with SPP (Wang et al., BMVC 2018): per-group pruning
+probabilities, a Monte Carlo mask every iteration, groups pruned for good at probability 1, then
+retraining with the fixed mask. Compacts the result (dead channels removed, column-sparse layers
+run as compact convolutions where measured faster) and writes the model with report.json,
+report.md and report.png to OUT.
+
+examples:
+  secateurs spp runs/r20/model --data ../shared/data/cifar10 --target-macs 0.5 --epochs 10 \\
+      -o runs/r20-spp
+  secateurs spp runs/r20/model --data ../shared/data/cifar10 --granularity channel -o runs/r20-sppc
+  secateurs spp runs/r20/model --data ../shared/data/cifar10 --oneshot -o runs/r20-l1-columns
+"""
 
 
 def parse_spp_ratios(items: list[str]) -> dict[str, float]:
@@ -47,8 +52,8 @@ def parse_spp_ratios(items: list[str]) -> dict[str, float]:
 
 
 @dataclass(kw_only=True)
-class SPPJob(TrainingJob):
-    """Train a saved model with SPP, then compact it."""
+class SPPOptions:
+    """SPP's own options (the run's --target-macs, --epochs and --seed are shared)."""
 
     granularity: str = option(
         "column",
@@ -76,7 +81,6 @@ class SPPJob(TrainingJob):
         metavar="LAYER=RATIO|FILE.json",
         convert=parse_spp_ratios,
     )
-
     sensitivity: float | None = option(
         None,
         help="per-layer ratios from a sensitivity scan instead of --target-macs: each layer "
@@ -85,31 +89,3 @@ class SPPJob(TrainingJob):
         parse=float,
         check=lambda v: None if v is None or v >= 0 else f"must be at least 0, not {v}",
     )
-
-    def prepare(self, model: nn.Module, data: LabelledData, input_size: Sequence[int]) -> None:
-        if self.sensitivity is None:
-            return
-        if self.layer_ratios is not None:
-            raise SecateursError("give --layer-ratios or --sensitivity, not both")
-        scanned = copy.deepcopy(model)
-        layers = find_layers(scanned, input_size, self.granularity)
-        batches = data.sample(512, 128, self.seed, model_device(scanned))
-        base, scan = sensitivity_scan(scanned, layers, batches)
-        self.layer_ratios = ratios_from_scan(base, scan, self.sensitivity)
-        record = {"top1": base, "max_drop": self.sensitivity, "scan": scan}
-        record["ratios"] = self.layer_ratios
-        (self.out / "sensitivity.json").write_text(json.dumps(record, indent=2) + "\n")
-
-    def make_method(self, input_size: Sequence[int]) -> SPPMethod:
-        return SPPMethod(
-            self.granularity,
-            input_size,
-            self.epochs,
-            target_macs=None if self.layer_ratios is not None else self.target_macs,
-            layer_ratios=self.layer_ratios,
-            A=self.A,
-            u=self.u,
-            interval=self.interval,
-            seed=self.seed,
-            oneshot=self.oneshot,
-        )
