@@ -25,11 +25,23 @@ def readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+def pinned(code: str) -> str:
+    """The README's example with every setting that involves timing pinned: exact widths, so the
+    example and its command-line twin make the same plan whatever the defaults become."""
+    if "round_to=" in code:
+        return code
+    return code.replace("target_macs=0.5,", "target_macs=0.5, round_to=1,", 1)
+
+
 @pytest.mark.slow
-def test_the_readme_example_runs_as_written(
-    cifar10_root: Path, monkeypatch: pytest.MonkeyPatch, both_cores: None
+def test_the_readme_example_runs_as_written_and_matches_its_command_line_twin(
+    cifar10_root: Path, monkeypatch: pytest.MonkeyPatch, run_secateurs, tmp_path: Path
 ) -> None:
-    code = readme_example()
+    """The README's Python example, then the same prune on the command line (same seed, data
+    subsets and epochs): the same channels removed, bitwise-identical weights after the
+    fine-tuning, the same pruning record."""
+    code = pinned(readme_example())
+    assert "round_to=1" in code
     assert len([line for line in code.splitlines() if line.strip()]) < 15
     monkeypatch.chdir(ROOT)
     saved = ROOT / "runs" / "r20-taylor-api"
@@ -51,6 +63,22 @@ def test_the_readme_example_runs_as_written(
         assert weights_digest(namespace["model"]) == weights_digest(kept)
     finally:
         shutil.rmtree(saved, ignore_errors=True)
+    twin = tmp_path / "cli"
+    done = run_secateurs(
+        "prune", ROOT / "benchmarks/baselines/resnet20-cifar10", "--method", "taylor",
+        "--target-macs", "0.5", "--round-to", "1", "--data", cifar10_root,
+        "--train-subset", "2048", "--test-subset", "1000", "--finetune-epochs", "1",
+        "--latency-repeats", "0", "-o", twin,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cli_model, cli_manifest = secateurs.load(twin)
+    mine, theirs = pruned.model.state_dict(), cli_model.state_dict()
+    assert list(mine) == list(theirs)
+    different = [name for name in mine if not torch.equal(mine[name], theirs[name])]
+    assert different == []
+    recorded = cli_manifest.pruning
+    for key in ("method", "target", "achieved", "plans", "round_to"):
+        assert pruned.record[key] == recorded[key], key
 
 
 class SmallNet(nn.Module):

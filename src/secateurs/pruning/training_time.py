@@ -66,9 +66,9 @@ class Compaction:
 
 class TrainingTimeMethod(ABC):
     """A pruning method that runs inside training: :meth:`callback` for the trainer, then
-    :meth:`compact` on the trained model. Subclasses set ``name``, ``title``, ``summary``, ``usage`` (the
-    command line that runs it, for ``secateurs methods``), ``description`` (its command's
-    ``--help`` text, with examples) and ``Options``, and implement :meth:`build`."""
+    :meth:`compact` on the trained model. Subclasses set ``name``, ``title``, ``summary``,
+    ``usage`` (the command line that runs it, for ``secateurs methods``), ``description`` (its
+    command's ``--help`` text, with examples) and ``Options``, and implement :meth:`build`."""
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""  # the method's name as its paper writes it ("SG-CNN")
@@ -128,6 +128,7 @@ BUILT_IN = (
     "secateurs.pruning.campfire.method",
     "secateurs.pruning.taylor_gradual_method",
 )
+BUILT_IN_NAMES = ("spp", "sgcnn", "campfire", "taylor-gradual")
 
 
 def register_training_time(cls: type[TrainingTimeMethod]) -> type[TrainingTimeMethod]:
@@ -163,3 +164,10 @@ def training_time_method(name: str) -> type[TrainingTimeMethod]:
             f"training-time methods are {', '.join(_REGISTRY)}, not {name!r}{hint}"
         )
     return _REGISTRY[name]
+
+
+def unregister_training_time(name: str) -> None:
+    """Forget the method called ``name`` (a test's own, registered for the test)."""
+    if name in BUILT_IN_NAMES:
+        raise ValueError(f"{name!r} is built in")
+    _REGISTRY.pop(name, None)
