@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from secateurs.cli.main import main
-from secateurs.pruning.spp import CompactConv2d
+from secateurs.pruning.compaction.compact_conv import CompactConv2d
 from secateurs.report import read_report
 from secateurs.store import load_model
 from secateurs.train.config import TrainConfig

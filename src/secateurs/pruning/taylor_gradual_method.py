@@ -10,8 +10,8 @@ from typing import Any
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings
+from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.methods.base import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.taylor_gradual import GradualSchedule, GradualTaylor
 from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from secateurs.pruning.compaction.unread import UNREAD_POLICIES
 from secateurs.pruning.sgcnn.callback import IMPORTANCES, SGCNNSettings
 from secateurs.pruning.sgcnn.method import SGCNNMethod
 from secateurs.pruning.sgcnn.schedule import SCHEMES
-from secateurs.pruning.sgcnn.unread import UNREAD_POLICIES
 from secateurs.runs.options import count, option
 from secateurs.runs.training_time_run import TrainingJob
 

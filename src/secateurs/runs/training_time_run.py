@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from secateurs.data import LabelledData
+from secateurs.pruning.compaction.dead_channels import max_relative_difference
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.spp.compact import max_relative_difference
 from secateurs.pruning.training_time import Compaction, TrainingTimeMethod
 from secateurs.report import Cost, Report
 from secateurs.runs.data import load_run_data

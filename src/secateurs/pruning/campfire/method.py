@@ -21,7 +21,7 @@ from secateurs.pruning.campfire.compaction import (
     time_sparse_path,
 )
 from secateurs.pruning.campfire.window_store import save_windows
-from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
+from secateurs.pruning.compaction.diverse_conv import diverse_convs_record
 from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
 from secateurs.report import PruningRecord
 
