@@ -32,11 +32,11 @@ from secateurs.pruning.spp import (
 from secateurs.pruning.spp.cost import ratios_for_macs
 from secateurs.pruning.spp.groups import ConvColumns, find_layers
 from secateurs.pruning.spp.method import SPPMethod
+from secateurs.runs.train_run import run_training
 from secateurs.store import load_model
 from secateurs.train.callback import Callback
 from secateurs.train.config import TrainConfig
 from secateurs.train.distributed import DistributedContext
-from secateurs.train.run import run_training
 
 A, U = 0.05, 0.25
 FAST = LatencySettings(batch_sizes=(1, 4), threads=1, warmup=1, repeats=3)
