@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings, compare
-from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
+from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
 
 SHAPES = [(64, 8), (32, 16), (16, 32)]  # (channels, feature map side): ResNet-20's stages
 GROUPS = (4, 8, 16)

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from bench_common import add_run_arguments, run_then_summarise
-from secateurs.pruning.sgcnn.unread import UNREAD_POLICIES
+from secateurs.pruning.compaction.unread import UNREAD_POLICIES
 from secateurs.report import Report, read_report
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings, compare
-from secateurs.pruning.spp import CompactConv2d
+from secateurs.pruning.compaction.compact_conv import CompactConv2d
 
 SHAPES = [(16, 32), (32, 16), (64, 8)]  # (channels, feature map side): ResNet-20's stages
 KEPT = (0.25, 0.5, 0.75)

@@ -78,7 +78,7 @@ def test_kernel_sparsity_runs_as_gathered_convolutions(trained: Path, tmp_path: 
     assert report.pruning.target_ratio == 0.5
     assert report.cost_after.macs / report.cost_before.macs == pytest.approx(0.5, abs=0.02)
     model, _ = load_model(out)
-    from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
+    from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
 
     assert any(isinstance(m, DiverseGroupConv2d) for m in model.modules())
     assert _same_outputs(out) <= 1e-4

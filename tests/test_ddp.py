@@ -78,9 +78,9 @@ def test_every_run_kind_trains_with_ddp_and_both_ranks_agree(
     tmp_path: Path, child_env: dict[str, str], kind: str
 ) -> None:
     from secateurs.report import read_report
+    from secateurs.runs.train_run import run_training
     from secateurs.runs.training import RANKS_FILE
     from secateurs.train.config import TrainConfig
-    from secateurs.train.run import run_training
 
     config = TrainConfig(
         data="digits", epochs=1, batch_size=64, train_subset=256, test_subset=64, threads=1

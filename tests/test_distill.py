@@ -15,6 +15,7 @@ from secateurs.data import Augmentation, BatchLoader, LabelledData
 from secateurs.data.digits import read_digits
 from secateurs.errors import SecateursError
 from secateurs.models import create_model
+from secateurs.runs.train_run import load_teacher
 from secateurs.store import Manifest, save_model
 from secateurs.train.config import TrainConfig
 from secateurs.train.distill import (
@@ -24,7 +25,6 @@ from secateurs.train.distill import (
     Teacher,
     distillation_loss,
 )
-from secateurs.train.run import load_teacher
 from secateurs.train.trainer import Trainer, weights_digest
 
 
@@ -211,7 +211,7 @@ def test_distillation_settings_are_checked(settings: dict, message: str) -> None
 def test_run_training_loads_the_teacher_it_names(tmp_path: Path) -> None:
     """``secateurs train --teacher DIR``: the saved teacher reaches the loss. Weight 0 is bitwise
     the run without it; weight 1 ends elsewhere."""
-    from secateurs.train.run import run_training
+    from secateurs.runs.train_run import run_training
 
     base = {"data": "digits", "epochs": 1, "batch_size": 64, "threads": 1, "train_subset": 128}
     base["test_subset"] = 32

@@ -19,7 +19,7 @@ from secateurs.errors import SecateursError
 from secateurs.measure import count_cost
 from secateurs.models import create_model
 from secateurs.pruning import ChannelGraph
-from secateurs.pruning.sgcnn.diverse_conv import (
+from secateurs.pruning.compaction.diverse_conv import (
     DiverseGroupConv2d,
     DiverseSpec,
     diverse_convs_record,

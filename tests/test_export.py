@@ -12,9 +12,9 @@ import torch
 
 from ci_guard import require
 from secateurs.cli.main import main
+from secateurs.runs.train_run import run_training
 from secateurs.store import load_model
 from secateurs.train.config import TrainConfig
-from secateurs.train.run import run_training
 
 onnx = require("onnx")
 onnxruntime = require("onnxruntime")

@@ -133,8 +133,8 @@ def test_mobilenet_width_that_leaves_no_channels_is_refused(width: object) -> No
 
 
 def test_a_model_too_deep_for_the_images_is_refused_before_training(tmp_path: Path) -> None:
+    from secateurs.runs.train_run import run_training
     from secateurs.train.config import TrainConfig
-    from secateurs.train.run import run_training
 
     config = TrainConfig(model="vgg16_bn", data="digits", epochs=1, threads=1)
     with pytest.raises(SecateursError, match=r"vgg16_bn cannot take \(1, 8, 8\) images"):

@@ -443,7 +443,7 @@ def test_same_padding_scores_like_the_numbers_it_stands_for() -> None:
 
 
 def test_a_certificate_whose_error_exceeds_its_bound_is_reported_violated() -> None:
-    from secateurs.pruning.methods.pfp_certificate import violations
+    from secateurs.report.certificate import violations
 
     row = {"group": "g", "channels": 4, "kept": 3, "eps": 0.1, "delta": 1e-16, "m": 10, "k": 3}
     row |= {"S_l": 1.0, "sample_images": 1, "held_out_images": 1, "vacuous": False}

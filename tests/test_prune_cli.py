@@ -9,8 +9,8 @@ import pytest
 
 from secateurs.cli.main import main
 from secateurs.report import read_report
+from secateurs.runs.train_run import run_training
 from secateurs.train.config import TrainConfig
-from secateurs.train.run import run_training
 
 
 @pytest.fixture(scope="module")

@@ -188,7 +188,7 @@ def test_a_model_with_nothing_to_group_is_refused_naming_each_convolution() -> N
 
 
 def test_balanced_groups_are_equal_and_read_equally_many_channels() -> None:
-    from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
+    from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
     from secateurs.pruning.sgcnn.grouping import balanced_labels
 
     generator = torch.Generator().manual_seed(5)

@@ -107,7 +107,7 @@ def test_balanced_groups_run_end_to_end(trained: Path, tmp_path: Path) -> None:
     assert report.pruning.method_params["balanced"] is True
     assert report.pruning.details["compacted_vs_masked_max_rel_diff"] <= 1e-4
     model, _ = load_model(out)
-    from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
+    from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
 
     diverse = [m for m in model.modules() if isinstance(m, DiverseGroupConv2d)]
     assert diverse  # untimed: every grouped layer is diverse

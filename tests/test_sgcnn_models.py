@@ -14,8 +14,8 @@ from pruning_helpers import randomise_batchnorm, relative_difference
 from secateurs.measure import count_cost
 from secateurs.measure.latency import LatencySettings
 from secateurs.models import create_model, list_models
+from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
 from secateurs.pruning.sgcnn.callback import SGCNNSettings
-from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
 from secateurs.pruning.sgcnn.method import SGCNNMethod
 from secateurs.store import Manifest, load_model, save_model
 

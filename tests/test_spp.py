@@ -18,8 +18,9 @@ from ci_guard import require
 from secateurs.measure.cost import count_cost
 from secateurs.measure.latency import LatencySettings
 from secateurs.models import create_model
+from secateurs.pruning.compaction.compact_conv import CompactConv2d
+from secateurs.pruning.compaction.dead_channels import max_relative_difference
 from secateurs.pruning.spp import (
-    CompactConv2d,
     SPPCallback,
     SPPState,
     compact_conv,
@@ -28,15 +29,14 @@ from secateurs.pruning.spp import (
     increments,
     spp_macs,
 )
-from secateurs.pruning.spp.compact import max_relative_difference
 from secateurs.pruning.spp.cost import ratios_for_macs
 from secateurs.pruning.spp.groups import ConvColumns, find_layers
 from secateurs.pruning.spp.method import SPPMethod
+from secateurs.runs.train_run import run_training
 from secateurs.store import load_model
 from secateurs.train.callback import Callback
 from secateurs.train.config import TrainConfig
 from secateurs.train.distributed import DistributedContext
-from secateurs.train.run import run_training
 
 A, U = 0.05, 0.25
 FAST = LatencySettings(batch_sizes=(1, 4), threads=1, warmup=1, repeats=3)

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from secateurs.cli.main import main
-from secateurs.pruning.spp import CompactConv2d
+from secateurs.pruning.compaction.compact_conv import CompactConv2d
 from secateurs.report import read_report
+from secateurs.runs.train_run import run_training
 from secateurs.store import load_model
 from secateurs.train.config import TrainConfig
-from secateurs.train.run import run_training
 
 
 @pytest.fixture(scope="module")

@@ -138,8 +138,8 @@ def test_a_plan_leaving_a_layer_under_a_tenth_of_its_width_is_warned_about(caplo
     """BatchNorm scales 100x smaller in the first group: at 10% of the MACs, global ranking
     takes 15 of its 16 channels (1/16 < 10%) and the warning names the group, 1 of 16 kept."""
     from secateurs.pruning import Allocation, Target
+    from secateurs.pruning.channel_scores import thin_groups
     from secateurs.pruning.methods import create_method
-    from secateurs.pruning.methods.base import thin_groups
 
     torch.manual_seed(0)
     model = nn.Sequential(

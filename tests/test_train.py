@@ -14,13 +14,13 @@ import torch
 from secateurs.data import LabelledData
 from secateurs.data.digits import read_digits
 from secateurs.errors import SecateursError
+from secateurs.runs.train_run import run_training
 from secateurs.store import load_model
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import load_checkpoint
 from secateurs.train.config import TrainConfig, load_config
 from secateurs.train.curves import CURVES_FILE, training_figure
 from secateurs.train.layout import channels_last_crashes
-from secateurs.train.run import run_training
 from secateurs.train.schedule import warmup_cosine, warmup_step
 from secateurs.train.trainer import (
     CHECKPOINT_FILE,

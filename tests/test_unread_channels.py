@@ -10,9 +10,9 @@ from torch import nn
 
 from secateurs.errors import SecateursError
 from secateurs.measure.latency import LatencySettings
-from secateurs.pruning.sgcnn import unread
+from secateurs.pruning.compaction import unread
+from secateurs.pruning.compaction.layer_groups import LayerGroups
 from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
-from secateurs.pruning.sgcnn.grouping import LayerGroups
 
 TIMED, UNTIMED = LatencySettings(repeats=3), LatencySettings(repeats=0)
 

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings
-from secateurs.pruning.sgcnn import compaction
-from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
-from secateurs.pruning.sgcnn.grouping import LayerGroups
+from secateurs.pruning.compaction import fastest_form as compaction
+from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
+from secateurs.pruning.compaction.layer_groups import LayerGroups
 
 
 def _model_and_groups() -> tuple[nn.Module, dict[str, LayerGroups]]:

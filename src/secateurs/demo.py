@@ -14,8 +14,8 @@ from secateurs.errors import SecateursError
 from secateurs.report import Report
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
+from secateurs.runs.train_run import CONFIG_FILE, read_run_config, run_training
 from secateurs.train.config import TrainConfig
-from secateurs.train.run import CONFIG_FILE, read_run_config, run_training
 from secateurs.train.trainer import CHECKPOINT_FILE
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from secateurs.cli.parser import add_command, non_negative_int, positive_int
+from secateurs.runs.train_run import CONFIG_FILE, read_run_config, run_training
 from secateurs.train.config import TrainConfig, load_config
-from secateurs.train.run import CONFIG_FILE, read_run_config, run_training
 
 log = logging.getLogger(__name__)
 

@@ -58,13 +58,8 @@ def _steps_of(allocator: Allocator, model: LatencyModel) -> list[list[int]]:
 
 def greedy_path(allocator: Allocator, model: LatencyModel) -> list[PathPoint]:
     """The dense state, then one state after each step, least importance per ms saved first."""
-    from secateurs.pruning.allocation import _normalised
-
-    groups, settings = allocator.groups, allocator.settings
-    ranked = [
-        torch.sort(_normalised(allocator.scores[g.root], settings.normalize)).values.tolist()
-        for g in groups
-    ]
+    groups = allocator.groups
+    ranked = [torch.sort(allocator.normalised_scores(g)).values.tolist() for g in groups]
     widths = _steps_of(allocator, model)
     position = [0] * len(groups)  # index into widths[g] of the kept width
     masks = {g.root: first_removed(g.size, g.size) for g in groups}
@@ -118,9 +113,7 @@ def meet_latency(allocator: Allocator, target: Target) -> tuple[PruningPlan, flo
     path = greedy_path(allocator, model)
     asked, lowest = target.ratio, path[-1].predicted_ms / model.dense_ms
     if lowest > asked * (1 + LATENCY_TOLERANCE):  # predicted out of reach: measure before refusing
-        measured = source.measured_ratio(
-            allocator.graph, allocator._plan_from_counts(path[-1].kept)
-        )
+        measured = source.measured_ratio(allocator.graph, allocator.plan_from_counts(path[-1].kept))
         if measured > asked * (1 + LATENCY_TOLERANCE):
             raise SecateursError(
                 f"a latency ratio of {asked:g} cannot be met without emptying a layer: the most "
@@ -129,7 +122,7 @@ def meet_latency(allocator: Allocator, target: Target) -> tuple[PruningPlan, flo
     internal, best = asked, None
     for correction in range(allocator.settings.max_corrections):
         point = within_budget(path, internal * model.dense_ms)
-        plan = allocator._plan_from_counts(point.kept)
+        plan = allocator.plan_from_counts(point.kept)
         measured = source.measured_ratio(allocator.graph, plan)
         error = abs(measured / asked - 1)
         log.info("latency allocation %d: predicted %.3f, measured %.3f, asked %.3f",

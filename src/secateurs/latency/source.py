@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secateurs.latency import cache
+from secateurs.latency.allocate import LATENCY_TOLERANCE, meet_latency
 from secateurs.latency.backends import Backend, Timing, create_backend
 from secateurs.latency.calibration import calibration_plans, fit
 from secateurs.latency.layers import GRID, TabledLayer, tabled_layers
 from secateurs.latency.predict import LatencyModel, model_signature, removal_masks
 from secateurs.progress import progress_bar
+from secateurs.pruning.allocation import Allocator, Target
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.surgery import remove_channels
@@ -39,7 +41,10 @@ class LatencySpec:
 
 class LatencySource:
     """Latency models and measured ratios for one :class:`LatencySpec` (``backend``: an
-    instance to use instead of the registered one, e.g. a scripted one in tests)."""
+    instance to use instead of the registered one, e.g. a scripted one in tests). It is the
+    allocator's :class:`~secateurs.pruning.latency_targets.LatencyTargets`."""
+
+    tolerance = LATENCY_TOLERANCE  # relative error allowed on a measured latency ratio
 
     def __init__(self, spec: LatencySpec, backend: Backend | None = None) -> None:
         self.spec = spec
@@ -60,6 +65,14 @@ class LatencySource:
         if signature not in self._models:
             self._models[signature] = self._build(graph, signature)
         return self._models[signature]
+
+    def efficient_widths(self, graph: ChannelGraph) -> dict[str, list[int]]:
+        """Per group root, the widths the backend runs faster than any wider one."""
+        return self.model_for(graph).efficient_widths(graph)
+
+    def meet(self, allocator: Allocator, target: Target) -> tuple[PruningPlan, float]:
+        """A plan meeting the latency ``target`` and its measured ratio (:func:`meet_latency`)."""
+        return meet_latency(allocator, target)
 
     def _build(self, graph: ChannelGraph, signature: str) -> LatencyModel:
         timings = cache.load(self.directory, self.key)

@@ -10,7 +10,9 @@ Channel counts kept are rounded up to a multiple (``round_to``), or with ``auto_
 next width the latency tables found efficient (:mod:`secateurs.latency`), and a group never keeps
 fewer than ``min_channels`` (so a layer is never emptied). The prediction (:class:`CostModel`) is
 then checked by real surgery on a copy and the internal target corrected until the achieved ratio
-is within ``tolerance`` of the asked one. Latency targets: :mod:`secateurs.latency.allocate`.
+is within ``tolerance`` of the asked one. Latency targets are met by the allocation's latency
+source (:class:`~secateurs.pruning.latency_targets.LatencyTargets`, implemented in
+:mod:`secateurs.latency`, which the engine never imports).
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -32,6 +33,9 @@ from secateurs.pruning.cost_model import CostModel
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.surgery import remove_channels
+
+if TYPE_CHECKING:
+    from secateurs.pruning.latency_targets import LatencyTargets
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("global", "uniform")
@@ -66,7 +70,7 @@ class Allocation:
     tolerance: float = 0.01  # relative error allowed on the achieved ratio
     max_corrections: int = 6
     auto_widths: bool = False  # kept counts rounded up to the latency tables' efficient widths
-    latency: Any = None  # a secateurs.latency.LatencySource: latency targets and auto widths
+    latency: LatencyTargets | None = None  # latency targets and auto widths (a LatencySource)
 
 
 def check_scores(graph: ChannelGraph, scores: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -127,17 +131,22 @@ class Allocator:
         if settings.auto_widths:
             if settings.latency is None:
                 raise SecateursError("automatic widths need a latency source (a backend)")
-            self.allowed = settings.latency.model_for(graph).efficient_widths(graph)
+            self.allowed = settings.latency.efficient_widths(graph)
         # global order: (normalised score, group position, channel) ascending
         entries = []
         for position, group in enumerate(self.groups):
-            normalised = _normalised(self.scores[group.root], settings.normalize)
+            normalised = self.normalised_scores(group)
             entries += [(float(v), position, c) for c, v in enumerate(normalised.tolist())]
         entries.sort()
         self.global_order = [(position, channel) for _, position, channel in entries]
 
+    def normalised_scores(self, group: ChannelGroup) -> Tensor:
+        """The group's scores, normalised as the settings say (the global ranking's values)."""
+        return _normalised(self.scores[group.root], self.settings.normalize)
+
     # -- plans from one scalar knob ---------------------------------------------------------------
-    def _plan_from_counts(self, kept: list[int]) -> PruningPlan:
+    def plan_from_counts(self, kept: list[int]) -> PruningPlan:
+        """Each group (in ``groups`` order) keeps its ``kept`` highest-scoring channels."""
         removals = {}
         for group, keep in zip(self.groups, kept, strict=True):
             if keep < group.size:
@@ -152,7 +161,7 @@ class Allocator:
             kept_count(group, round(fraction * group.size), self.settings, allowed.get(group.root))
             for group in self.groups
         ]
-        return self._plan_from_counts(kept)
+        return self.plan_from_counts(kept)
 
     def plan_global(self, removed_total: int) -> PruningPlan:
         removed = [0] * len(self.groups)
@@ -162,7 +171,7 @@ class Allocator:
             kept_count(group, group.size - removed[i], self.settings, self.allowed.get(group.root))
             for i, group in enumerate(self.groups)
         ]
-        return self._plan_from_counts(kept)
+        return self.plan_from_counts(kept)
 
     def predicted_ratio(self, plan: PruningPlan, kind: str) -> float:
         masks = {}
@@ -212,14 +221,17 @@ class Allocator:
         achieved ratio more than ``ROUNDING_SLACK`` from it, the multiple is halved (16, 8, 4, 2,
         1) until it fits: the target is kept, the CPU-friendly widths are given up only as far as
         needed. ``self.settings.round_to`` says which multiple was used. A latency target is met
-        by :func:`secateurs.latency.allocate.meet_latency`, the multiple halved the same way while
-        it cannot get fast enough or lands further than ``LATENCY_TOLERANCE`` from the target.
+        by the latency source (:meth:`LatencyTargets.meet`), the multiple halved the same way
+        while it cannot get fast enough or lands further than its ``tolerance`` from the target.
         """
         slack, attempt = ROUNDING_SLACK, self._meet_with_rounding
         if target.kind == "latency":
-            from secateurs.latency.allocate import LATENCY_TOLERANCE, meet_latency
-
-            slack, attempt = LATENCY_TOLERANCE, partial(meet_latency, self)
+            source = self.settings.latency
+            if source is None:
+                raise SecateursError(
+                    "a latency target needs a latency source (backend, batch size)"
+                )
+            slack, attempt = source.tolerance, lambda target: source.meet(self, target)
         while True:
             try:
                 plan, achieved = attempt(target)

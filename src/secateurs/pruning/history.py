@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from secateurs.errors import SecateursError
-from secateurs.pruning.modules import recorded_conv, swap_module
+from secateurs.pruning.compaction.compact_conv import replace_compact_convs
 from secateurs.pruning.tracing import groups_of, trace
 
 
@@ -35,34 +34,7 @@ def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequen
             raise SecateursError(f"cannot replay the recorded pruning: {error}") from None
     replace_compact_convs(model, pruning.get("compact_columns") or {})
     if pruning.get("diverse_groups"):  # SG-CNN's grouped layers, after any channel pruning
-        from secateurs.pruning.sgcnn.diverse_conv import replace_diverse_convs
+        from secateurs.pruning.compaction.diverse_conv import replace_diverse_convs
 
         replace_diverse_convs(model, pruning["diverse_groups"])
     model.train(was_training)
-
-
-def compact_columns_record(model: nn.Module) -> dict[str, list[int]]:
-    """{name: kept column indices (flattened (C_in, kh, kw))} of every compact convolution in
-    ``model``: what :func:`replace_compact_convs` needs to rebuild them."""
-    from secateurs.pruning.spp.compact_conv import CompactConv2d
-
-    return {
-        name: torch.nonzero(module.column_keep().flatten()).flatten().tolist()
-        for name, module in model.named_modules()
-        if isinstance(module, CompactConv2d)
-    }
-
-
-def replace_compact_convs(model: nn.Module, record: dict[str, list[int]]) -> None:
-    """Replace each named convolution by a :class:`CompactConv2d` of its recorded columns (the
-    weights are loaded afterwards, like every other parameter)."""
-    from secateurs.pruning.spp.compact_conv import CompactConv2d
-
-    for name, kept in record.items():
-        conv = recorded_conv(model, name, "compact")
-        keep = torch.zeros(conv.weight[0].numel(), dtype=torch.bool)
-        try:
-            keep[torch.tensor(kept, dtype=torch.long)] = True
-        except IndexError:
-            raise SecateursError(f"the recorded columns of {name!r} do not fit it") from None
-        swap_module(model, name, CompactConv2d(conv, keep.view_as(conv.weight[0])))

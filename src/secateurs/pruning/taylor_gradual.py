@@ -35,11 +35,10 @@ from torch import Tensor, nn
 
 from secateurs.device import model_device
 from secateurs.errors import SecateursError
+from secateurs.pruning.channel_scores import gate_gradient, producing_layers, scatter, tied_mean
 from secateurs.pruning.cost_model import CostModel
 from secateurs.pruning.graph import OUT, ChannelGraph, ChannelGroup, Member
 from secateurs.pruning.masks import MASKED_TYPES
-from secateurs.pruning.methods.base import producing_layers, scatter, tied_mean
-from secateurs.pruning.methods.taylor import _gate_gradient
 from secateurs.pruning.plan import PruningPlan
 from secateurs.train.callback import Callback
 
@@ -162,7 +161,7 @@ class GradualTaylor(Callback):
             gate = torch.zeros(group.size, dtype=torch.float64, device=self.device_)
             for member in _gates(group):
                 if member.module.weight.grad is not None:
-                    gate += scatter(group, member, _gate_gradient(member.module))
+                    gate += scatter(group, member, gate_gradient(member.module))
             self.sums_[group.root] += gate.pow(2)
 
     def after_step(self, trainer: Trainer | None = None) -> None:

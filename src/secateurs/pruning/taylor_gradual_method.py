@@ -12,8 +12,8 @@ from torch import nn
 
 from secateurs.measure.latency import LatencySettings
 from secateurs.options import count, option
+from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.methods.base import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.taylor_gradual import (
     DEFAULT_INTERVAL,

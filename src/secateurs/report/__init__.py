@@ -1,5 +1,5 @@
 """A run's report: the typed record (:mod:`.schema`), ``report.md`` (:mod:`.markdown`) and
-``report.png`` (:mod:`secateurs.plot`), written together by :func:`write_report`."""
+``report.png`` (:mod:`secateurs.report.plot`), written together by :func:`write_report`."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ __all__ = [
 def write_report(report: Report, directory: Path) -> None:
     """``report.json``, ``report.md`` and ``report.png`` in ``directory`` (json written last,
     through a temporary file: a run directory with a report.json holds a finished run)."""
-    from secateurs.plot import plot_report
+    from secateurs.report.plot import plot_report
 
     (directory / "report.md").write_text(markdown(report))
     plot_report(report, directory / "report.png")

@@ -168,7 +168,7 @@ def certificate_table(rows: list[dict[str, Any]]) -> list[str]:
     images next to its bound (randomized selection only), with what the bound is worth."""
     if not rows:
         return []
-    from secateurs.pruning.methods.pfp_certificate import violations
+    from secateurs.report.certificate import violations
 
     first = rows[0]
     lines = [

@@ -60,7 +60,7 @@ def _check_directory(job: RunJob) -> None:
 
 def _write_config(kind: str, job: RunJob) -> None:
     """config.json: the run kind and every option; a resumed run names the options it changed."""
-    from secateurs.train.run import versions
+    from secateurs.runs.train_run import versions
 
     path = job.out / CONFIG_FILE
     settings = job_settings(job)

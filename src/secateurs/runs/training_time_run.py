@@ -29,8 +29,8 @@ from secateurs.data import LabelledData
 from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.options import check_fields, count, declared, fraction, option, positive
+from secateurs.pruning.compaction.dead_channels import max_relative_difference
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.spp.compact import max_relative_difference
 from secateurs.pruning.training_time import (
     Compaction,
     TrainingRun,

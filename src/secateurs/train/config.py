@@ -17,7 +17,7 @@ class TrainConfig:
     model: str = "resnet20"  # a registered name, or a saved model directory to start from
     model_args: dict[str, Any] = field(default_factory=dict)
     # a saved or imported model directory to transfer: its classifier is replaced for the data's
-    # classes (train/transfer.py); ``model`` is then unused
+    # classes (runs/transfer.py); ``model`` is then unused
     start_from: str | None = None
     data: str = "digits"  # "digits", an ImageFolder root, or a cifar-10-batches-py folder
     image_size: int | None = None  # resize ImageFolder images to this (ImageNet layout)

@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.campfire.structures import structure_size
-from secateurs.pruning.spp.cost import conv_output_sizes
-from secateurs.pruning.spp.groups import input_layers
+from secateurs.pruning.compaction.layers import input_layers, macs_per_weight
 
 MAX_SPARSITY = 0.95  # of any one layer's weights
 
@@ -59,15 +58,6 @@ def eligible_layers(
             continue
         found[name] = module
     return found
-
-
-def macs_per_weight(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]:
-    sizes = conv_output_sizes(model, input_size)
-    uses = {name: h * w for name, (h, w) in sizes.items()}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            uses[name] = 1
-    return uses
 
 
 def _counts(

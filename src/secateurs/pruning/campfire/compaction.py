@@ -22,12 +22,12 @@ from torch import Tensor, nn
 
 from secateurs.measure.latency import LatencySettings, compare
 from secateurs.pruning.campfire.sparse_conv import CSRConv2d
+from secateurs.pruning.compaction.fastest_form import make_diverse_if_faster
+from secateurs.pruning.compaction.layer_groups import LayerGroups
+from secateurs.pruning.compaction.layers import conv_input_sizes
+from secateurs.pruning.compaction.unread import remove_unread_if_faster
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.plan import PruningPlan
-from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster
-from secateurs.pruning.sgcnn.grouping import LayerGroups
-from secateurs.pruning.sgcnn.unread import remove_unread_if_faster
-from secateurs.pruning.spp.compact import conv_input_sizes
 from secateurs.pruning.surgery import remove_channels
 
 log = logging.getLogger(__name__)

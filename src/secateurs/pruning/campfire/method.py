@@ -22,7 +22,7 @@ from secateurs.pruning.campfire.compaction import (
 )
 from secateurs.pruning.campfire.options import DESCRIPTION, CampfireOptions, parse_layer_sparsity
 from secateurs.pruning.campfire.window_store import save_windows
-from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
+from secateurs.pruning.compaction.diverse_conv import diverse_convs_record
 from secateurs.pruning.training_time import (
     Compaction,
     TrainingRun,

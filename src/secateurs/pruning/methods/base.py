@@ -18,19 +18,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
-import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.allocation import Allocation, Allocator, Target, allocate_layer_ratios
-from secateurs.pruning.graph import ChannelGraph, ChannelGroup, Member
+from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
+from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.surgery import remove_channels
 
 log = logging.getLogger(__name__)
-THIN_WIDTH = 0.1  # a plan leaving a group under this fraction of its channels is warned about
 
 
 @dataclass
@@ -128,52 +127,12 @@ class PruningMethod(abc.ABC):
         return {key: value for key, value in vars(self).items() if not key.endswith("_")}
 
 
-def thin_groups(
-    graph: ChannelGraph, plan: PruningPlan, fraction: float = THIN_WIDTH
-) -> list[tuple[str, int, int]]:
-    """(root, kept, size) of every group ``plan`` leaves under ``fraction`` of its channels."""
-    thin = []
-    for group in graph.prunable_groups:
-        kept = group.size - len(set(plan.removals.get(group.root, [])))
-        if kept < fraction * group.size:
-            thin.append((group.root, kept, group.size))
-    return thin
-
-
-def describe_thin(thin: list[tuple[str, int, int]]) -> str:
-    """``root kept/size`` of each group :func:`thin_groups` found, for a warning."""
-    return ", ".join(f"{root} {kept}/{size}" for root, kept, size in thin)
-
-
 def measured_ratio(graph: ChannelGraph, plan: PruningPlan, kind: str = "macs") -> float:
     """The cost ratio after / before ``plan`` that real surgery on a copy of the model gives."""
     model = copy.deepcopy(graph.model)
     remove_channels(ChannelGraph(model, graph.input_size), plan)
     after = count_cost(model, graph.input_size)[kind]
     return after / count_cost(graph.model, graph.input_size)[kind]
-
-
-def scatter(group: ChannelGroup, member: Member, per_channel: Tensor) -> Tensor:
-    """Values given per channel of ``member``'s layer, summed onto the group's channels."""
-    device = per_channel.device  # the model's: scores stay where the weights are
-    out = torch.zeros(group.size, dtype=torch.float64, device=device)
-    index = torch.tensor(member.indices, dtype=torch.long, device=device)
-    root = torch.tensor(member.root_indices, dtype=torch.long, device=device)
-    out.index_add_(0, root, per_channel.detach().double()[index])
-    return out
-
-
-def tied_mean(total: Tensor, members: Sequence[Member]) -> Tensor:
-    """A tied group's score on the scale of one member: its total over the ``k`` members that
-    produce (or gate) its channels, divided by ``k``. Every method that adds up members uses it
-    (docs/decisions.md, "Issue 30: one aggregation for tied groups"): a residual stream scored by
-    seven BatchNorms is then ranked against a channel scored by one, not seven times above it."""
-    return total / max(1, len(members))
-
-
-def producing_layers(group: ChannelGroup) -> list[Member]:
-    """Members whose output channels are the group's channels: convolutions and linear layers."""
-    return group.layers("out", (nn.modules.conv._ConvNd, nn.Linear))
 
 
 _METHODS: dict[str, type[PruningMethod]] = {}

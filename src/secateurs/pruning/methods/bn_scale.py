@@ -15,14 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from secateurs.device import model_device
+from secateurs.pruning.channel_scores import scatter, tied_mean
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.methods.base import (
-    PruningMethod,
-    ScoringData,
-    register_method,
-    scatter,
-    tied_mean,
-)
+from secateurs.pruning.methods.base import PruningMethod, ScoringData, register_method
 from secateurs.pruning.methods.norm import filter_norms
 
 

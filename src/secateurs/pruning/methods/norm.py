@@ -15,15 +15,9 @@ import torch
 from torch import Tensor
 
 from secateurs.device import model_device
+from secateurs.pruning.channel_scores import producing_layers, scatter, tied_mean
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.methods.base import (
-    PruningMethod,
-    ScoringData,
-    producing_layers,
-    register_method,
-    scatter,
-    tied_mean,
-)
+from secateurs.pruning.methods.base import PruningMethod, ScoringData, register_method
 
 
 def filter_norms(graph: ChannelGraph, power: int) -> dict[str, Tensor]:

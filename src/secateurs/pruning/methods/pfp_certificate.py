@@ -150,15 +150,3 @@ def certificate_rows(
             }
         )
     return rows
-
-
-def violations(rows: list[dict[str, Any]]) -> list[str]:
-    """The groups whose measured error exceeds their bound (rows without a bound or without a
-    measured error are not checked)."""
-    return [
-        row["group"]
-        for row in rows
-        if row.get("bound") is not None
-        and row.get("error_max") is not None
-        and row["error_max"] > row["bound"]
-    ]

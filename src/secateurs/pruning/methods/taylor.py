@@ -18,27 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from secateurs.device import model_device
+from secateurs.pruning.channel_scores import gate_gradient, producing_layers, scatter, tied_mean
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.methods.base import (
-    PruningMethod,
-    ScoringData,
-    producing_layers,
-    register_method,
-    scatter,
-    tied_mean,
-)
-
-
-def _gate_gradient(module: nn.Module) -> Tensor:
-    """g dL/dg for a gate after ``module``, per output channel (gradients must be populated)."""
-    total = (
-        (module.weight * module.weight.grad).flatten(1).sum(1)
-        if module.weight.ndim > 1
-        else (module.weight * module.weight.grad)
-    )
-    if getattr(module, "bias", None) is not None and module.bias.grad is not None:
-        total = total + module.bias * module.bias.grad
-    return total.detach()
+from secateurs.pruning.methods.base import PruningMethod, ScoringData, register_method
 
 
 @register_method
@@ -67,7 +49,7 @@ class Taylor(PruningMethod):
                 for group in graph.prunable_groups:
                     gate = torch.zeros(group.size, dtype=torch.float64, device=device)
                     for member in gates[group.root]:
-                        gate += scatter(group, member, _gate_gradient(member.module))
+                        gate += scatter(group, member, gate_gradient(member.module))
                     sums[group.root] += gate.pow(2)
         model.zero_grad(set_to_none=True)
         model.train(was_training)

@@ -45,15 +45,14 @@ from torch import Tensor, nn
 from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.pruning.allocation import Allocation, Allocator, Target, kept_count
+from secateurs.pruning.channel_scores import producing_layers, scatter
 from secateurs.pruning.graph import IN, OUT, ChannelGraph, ChannelGroup, Member
 from secateurs.pruning.methods.base import (
     MethodPlan,
     PlanRequest,
     PruningMethod,
     ScoringData,
-    producing_layers,
     register_method,
-    scatter,
 )
 from secateurs.pruning.methods.norm import filter_norms
 from secateurs.pruning.plan import PruningPlan

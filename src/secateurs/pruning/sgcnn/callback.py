@@ -17,12 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
+from secateurs.pruning.compaction.layer_groups import LayerGroups, expand_keep
+from secateurs.pruning.compaction.unread import check_policy
 from secateurs.pruning.fixed_masks import mask_gradients, zero_masked
-from secateurs.pruning.sgcnn.grouping import LayerGroups, expand_keep, regroup
+from secateurs.pruning.sgcnn.grouping import regroup
 from secateurs.pruning.sgcnn.layers import final_sparsity, groupable_layers, layer_sparsity
 from secateurs.pruning.sgcnn.schedule import stage_epochs, stage_sparsities
 from secateurs.pruning.sgcnn.taylor import taylor_vectors
-from secateurs.pruning.sgcnn.unread import check_policy
 from secateurs.train.callback import Callback
 
 if TYPE_CHECKING:

@@ -19,46 +19,19 @@ several initialisations) and the labels numbered by each group's first filter in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from torch import Tensor
 
 from secateurs.errors import SecateursError
-
-
-@dataclass
-class LayerGroups:
-    """One layer's grouping: ``labels[i]`` is filter i's group, ``keep[i, c]`` whether filter i
-    reads input channel c (equal rows within a group)."""
-
-    labels: list[int]
-    keep: Tensor  # bool (C_out, C_in)
-
-    @property
-    def sparsity(self) -> float:
-        """Share of the layer's connections pruned."""
-        return 1.0 - float(self.keep.float().mean())
-
-    def to_json(self) -> dict:
-        return {"labels": self.labels, "keep": self.keep.int().tolist()}
-
-    @classmethod
-    def from_json(cls, data: dict) -> LayerGroups:
-        return cls(list(data["labels"]), torch.tensor(data["keep"], dtype=torch.bool))
+from secateurs.pruning.compaction.layer_groups import LayerGroups
 
 
 def importance_vectors(weight: Tensor) -> Tensor:
     """V[i, c] = sum over the kernel of |W[i, c]| (float64); |W[i, c]| for a linear layer."""
     magnitude = weight.detach().abs().double()
     return magnitude if magnitude.ndim == 2 else magnitude.flatten(2).sum(2)
-
-
-def expand_keep(keep: Tensor, weight: Tensor) -> Tensor:
-    """A (C_out, C_in) keep as a 0/1 mask of ``weight``'s dtype broadcasting over it."""
-    return keep.reshape(*keep.shape, *([1] * (weight.ndim - 2))).to(weight.dtype)
 
 
 def cluster_filters(vectors: Tensor, groups: int, seed: int, inits: int = 10) -> list[int]:

@@ -16,9 +16,8 @@ from torch import nn
 
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
-from secateurs.pruning.campfire.budget import macs_per_weight
+from secateurs.pruning.compaction.layers import input_layers, is_depthwise, macs_per_weight
 from secateurs.pruning.sgcnn.schedule import MAX_SPARSITY
-from secateurs.pruning.spp.groups import input_layers, is_depthwise
 
 log = logging.getLogger(__name__)
 FC_CAP = 0.6  # most of a fully connected layer's connections SG-CNN prunes

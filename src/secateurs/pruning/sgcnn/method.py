@@ -12,13 +12,13 @@ from torch import nn
 
 from secateurs.measure import count_cost
 from secateurs.measure.latency import LatencySettings
-from secateurs.pruning.campfire.budget import macs_per_weight
+from secateurs.pruning.compaction.diverse_conv import diverse_convs_record
+from secateurs.pruning.compaction.fastest_form import make_diverse_if_faster
+from secateurs.pruning.compaction.layer_groups import LayerGroups
+from secateurs.pruning.compaction.layers import macs_per_weight
+from secateurs.pruning.compaction.unread import remove_unread_if_faster
 from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
-from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster
-from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
-from secateurs.pruning.sgcnn.grouping import LayerGroups
 from secateurs.pruning.sgcnn.options import DESCRIPTION, SGCNNOptions
-from secateurs.pruning.sgcnn.unread import remove_unread_if_faster
 from secateurs.pruning.training_time import (
     Compaction,
     TrainingRun,

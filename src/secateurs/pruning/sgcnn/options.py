@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from secateurs.options import count, option
+from secateurs.pruning.compaction.unread import UNREAD_POLICIES
 from secateurs.pruning.sgcnn.callback import IMPORTANCES
 from secateurs.pruning.sgcnn.schedule import SCHEMES
-from secateurs.pruning.sgcnn.unread import UNREAD_POLICIES
 
 DESCRIPTION = """Train a saved model with SG-CNN (Guo et al., Neural Networks 2020): in stages of
 rising connection sparsity (10%, 20%, ... up to what the MACs target needs), each convolution's

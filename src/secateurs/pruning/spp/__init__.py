@@ -5,18 +5,17 @@
 - :mod:`.state`: probabilities, pruned groups, the update;
 - :mod:`.callback`: the trainer callback (Monte Carlo masks, checkpointed state);
 - :mod:`.cost`: MACs counting kept columns, per-layer ratios for a MACs target;
-- :mod:`.compact_conv`, :mod:`.compact`: compaction after training.
+- :mod:`.compact`: compaction after training (the compact convolution itself is
+  :mod:`secateurs.pruning.compaction.compact_conv`).
 """
 
 from secateurs.pruning.spp.callback import SPPCallback
 from secateurs.pruning.spp.compact import CompactionReport, compact_conv, compact_model
-from secateurs.pruning.spp.compact_conv import CompactConv2d
 from secateurs.pruning.spp.cost import spp_macs
 from secateurs.pruning.spp.schedule import increment, increments
 from secateurs.pruning.spp.state import SPPState
 
 __all__ = [
-    "CompactConv2d",
     "CompactionReport",
     "SPPCallback",
     "SPPState",

@@ -25,17 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from secateurs.device import model_device
 from secateurs.measure.latency import LatencySettings, compare
-from secateurs.pruning.graph import IN, ChannelGraph
-from secateurs.pruning.modules import swap_module
-from secateurs.pruning.plan import PruningPlan
-from secateurs.pruning.spp.compact_conv import CompactConv2d
-from secateurs.pruning.spp.groups import probe
-from secateurs.pruning.surgery import remove_channels
+from secateurs.models.modules import swap_module
+from secateurs.pruning.compaction.compact_conv import CompactConv2d
+from secateurs.pruning.compaction.dead_channels import max_relative_difference, remove_dead_channels
+from secateurs.pruning.compaction.layers import conv_input_sizes
 
 log = logging.getLogger(__name__)
-CONSUMER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 EQUALITY_TOLERANCE = 1e-5  # max |compact - dense| / max |dense|
 
 
@@ -57,61 +53,6 @@ class CompactionReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def dead_channels(graph: ChannelGraph, column_keeps: Mapping[str, Tensor]) -> PruningPlan:
-    """The group channels every consumer has dropped (all their columns pruned).
-
-    ``column_keeps[name]``: (C_in, kh, kw) bool of a ``groups=1`` convolution; a consumer without
-    one (a linear layer, a layer SPP did not prune) keeps every channel it reads alive.
-    """
-    removals = {}
-    for group in graph.prunable_groups:
-        consumers = [m for m in group.layers(IN, CONSUMER_TYPES)]
-        if not consumers:
-            continue
-        dead = torch.ones(group.size, dtype=torch.bool)
-        for member in consumers:
-            keep = column_keeps.get(member.name)
-            if keep is None or getattr(member.module, "groups", 1) != 1:
-                dead[:] = False
-                break
-            channel_alive = keep.flatten(1).any(1)
-            for index, root in zip(member.indices, member.root_indices, strict=True):
-                if channel_alive[index]:
-                    dead[root] = False
-        indices = torch.nonzero(dead).flatten().tolist()
-        if len(indices) == group.size:
-            indices = indices[1:]  # never empty a layer: one dead channel stays (exact anyway)
-        if indices:
-            removals[group.root] = indices
-    return PruningPlan(removals)
-
-
-def remove_dead_channels(
-    model: nn.Module, input_size: Sequence[int], column_keeps: Mapping[str, Tensor]
-) -> tuple[PruningPlan, list[list[Any]], dict[str, Tensor]]:
-    """Remove :func:`dead_channels` physically; returns the plan, the history and the column
-    masks re-indexed to the layers' new input channels."""
-    graph = ChannelGraph(model, input_size)
-    plan = dead_channels(graph, column_keeps)
-    kept_inputs = {
-        name: torch.ones(len(keep), dtype=torch.bool) for name, keep in column_keeps.items()
-    }
-    for group in graph.groups:
-        removed = set(plan.removals.get(group.root, []))
-        for member in group.layers(IN, CONSUMER_TYPES):
-            if member.name in kept_inputs and removed:
-                for index, root in zip(member.indices, member.root_indices, strict=True):
-                    if root in removed:
-                        kept_inputs[member.name][index] = False
-    history = remove_channels(graph, plan) if plan.removals else []
-    remaining = {name: keep[kept_inputs[name]] for name, keep in column_keeps.items()}
-    return plan, history, remaining
-
-
-def max_relative_difference(a: Tensor, b: Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
 def compact_conv(
@@ -146,20 +87,6 @@ def compact_conv(
     record.choice = "compact" if mean_log > 0 else "dense"
     conv.train(was_training)
     return (compact.train(was_training) if record.choice == "compact" else conv), record
-
-
-def conv_input_sizes(model: nn.Module, input_size: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    names = {module: name for name, module in model.named_modules()}
-    found: dict[str, tuple[int, ...]] = {}
-
-    def hook(module, inputs) -> None:
-        found[names[module]] = tuple(inputs[0].shape[1:])
-
-    handles = [
-        m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)
-    ]
-    probe(model, torch.zeros(1, *input_size, device=model_device(model)), handles)
-    return found
 
 
 def compact_model(

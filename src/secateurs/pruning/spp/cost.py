@@ -24,26 +24,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
+from secateurs.pruning.compaction.layers import conv_output_sizes
 from secateurs.pruning.cost_model import CostModel
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.spp.groups import ConvColumns, CoupledChannels, WeightGroups, probe
-
-
-def conv_output_sizes(model: nn.Module, input_size: Sequence[int]) -> dict[str, tuple[int, int]]:
-    """(H_out, W_out) of every 2-D convolution of ``model`` for one input of ``input_size``."""
-    names = {module: name for name, module in model.named_modules()}
-    found: dict[str, tuple[int, int]] = {}
-
-    def hook(module, inputs, output) -> None:
-        found[names[module]] = (int(output.shape[-2]), int(output.shape[-1]))
-
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) or hasattr(m, "kept_columns")]
-    handles = [m.register_forward_hook(hook) for m in convs]
-    probe(model, torch.zeros(1, *input_size, device=model_device(model)), handles)
-    return found
+from secateurs.pruning.spp.groups import ConvColumns, CoupledChannels, WeightGroups
 
 
 def dense_conv_macs(weight_shape: Sequence[int], output_size: tuple[int, int]) -> int:

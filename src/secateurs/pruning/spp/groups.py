@@ -24,11 +24,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from secateurs.device import model_device
 from secateurs.errors import SecateursError
+from secateurs.pruning.channel_scores import producing_layers, scatter
+from secateurs.pruning.compaction.layers import input_layers, is_depthwise
 from secateurs.pruning.graph import OUT, ChannelGraph, ChannelGroup
 from secateurs.pruning.masks import MASKED_TYPES
-from secateurs.pruning.methods.base import producing_layers, scatter
 
 GRANULARITIES = ("column", "input_channel", "channel")
 ParameterMask = tuple[nn.Parameter, Tensor]  # a parameter and a mask broadcasting over it
@@ -53,10 +53,6 @@ class WeightGroups:
         keep per entry: a masked channel's statistics must not learn from the zeros it outputs
         while masked. Empty unless a group is a whole channel."""
         return []
-
-
-def is_depthwise(conv: nn.Conv2d) -> bool:
-    return conv.groups > 1 and conv.in_channels == conv.groups
 
 
 class ConvColumns(WeightGroups):
@@ -133,33 +129,6 @@ class CoupledChannels(WeightGroups):
             channel = channel.to(module.running_mean.device)
             found += [(module.running_mean, channel), (module.running_var, channel)]
         return found
-
-
-def probe(model: nn.Module, images: Tensor, handles: list) -> None:
-    """One eval-mode forward pass of ``images`` for the given hooks; the hooks are removed and
-    the model's training mode restored afterwards, whatever happens."""
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(images)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-
-
-def input_layers(model: nn.Module, input_size: Sequence[int]) -> set[nn.Module]:
-    """Convolutions that read the model's input directly (the image)."""
-    images = torch.zeros(1, *input_size, device=model_device(model))
-    found: set[nn.Module] = set()
-
-    def hook(module, inputs, output) -> None:
-        if inputs[0] is images:
-            found.add(module)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    probe(model, images, handles)
-    return found
 
 
 def find_layers(

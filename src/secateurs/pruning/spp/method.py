@@ -16,8 +16,8 @@ from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.measure import count_cost
 from secateurs.measure.latency import LatencySettings
+from secateurs.pruning.compaction.compact_conv import compact_columns_record
 from secateurs.pruning.graph import ChannelGraph
-from secateurs.pruning.history import compact_columns_record
 from secateurs.pruning.spp.callback import SPPCallback
 from secateurs.pruning.spp.compact import compact_model
 from secateurs.pruning.spp.cost import spp_macs

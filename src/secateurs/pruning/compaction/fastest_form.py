@@ -1,4 +1,5 @@
-"""After SG-CNN: the grouped layers made real. Every grouped convolution becomes a
+"""The fastest form of each grouped layer (SG-CNN, Campfire's kernel level), and the whole-model
+check. Every grouped convolution becomes a
 :class:`DiverseGroupConv2d` (one grouped convolution over the gathered inputs, or one convolution
 per group) or stays a dense convolution with zeros, whichever runs faster where it was timed
 (the input channels no group reads are removed first, :mod:`.unread`)."""
@@ -16,10 +17,10 @@ import torch
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings, compare
-from secateurs.pruning.modules import swap_module
-from secateurs.pruning.sgcnn.diverse_conv import DiverseGroupConv2d
-from secateurs.pruning.sgcnn.grouping import LayerGroups, expand_keep
-from secateurs.pruning.spp.compact import conv_input_sizes
+from secateurs.models.modules import swap_module
+from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
+from secateurs.pruning.compaction.layer_groups import LayerGroups, expand_keep
+from secateurs.pruning.compaction.layers import conv_input_sizes
 
 log = logging.getLogger(__name__)
 CONVS = (nn.Conv2d,)

@@ -79,7 +79,7 @@ def build_start_model(config: TrainConfig, train_set: ImageSet) -> tuple[nn.Modu
     """A fresh registered architecture, the model saved in a directory (to fine-tune it), or one
     transferred to this data set's classes (``start_from``)."""
     if config.start_from:
-        from secateurs.train.transfer import transfer_model
+        from secateurs.runs.transfer import transfer_model
 
         return transfer_model(config.start_from, train_set)
     if Path(config.model).is_dir():

@@ -18,7 +18,7 @@ from torch import nn
 from secateurs.data import ImageSet
 from secateurs.device import model_device
 from secateurs.errors import SecateursError, first_line
-from secateurs.pruning.modules import swap_module
+from secateurs.models.modules import swap_module
 from secateurs.store import Manifest, build_model, load_model
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
-    from secateurs.report import Report
+    from secateurs.report.schema import Report
 
 COST_COLOUR = "#4c72b0"
 BACKEND_COLOURS = {"eager": "#dd8452", "onnxruntime": "#55a868"}

@@ -20,10 +20,10 @@ from torch import nn
 
 from secateurs.errors import SecateursError
 from secateurs.measure.latency import LatencySettings
+from secateurs.pruning.compaction.dead_channels import dead_channels
+from secateurs.pruning.compaction.fastest_form import CONVS, timed_speedups
+from secateurs.pruning.compaction.layer_groups import LayerGroups
 from secateurs.pruning.graph import IN, OUT, ChannelGraph
-from secateurs.pruning.sgcnn.compaction import CONVS, timed_speedups
-from secateurs.pruning.sgcnn.grouping import LayerGroups
-from secateurs.pruning.spp.compact import dead_channels
 from secateurs.pruning.surgery import remove_channels
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
-from secateurs.pruning.modules import recorded_conv, swap_module
+from secateurs.models.modules import recorded_conv, swap_module
 
 FORMS = ("grouped", "per_group")
 AUTO_PADDING_LIMIT = 1.25  # "auto" accepts the grouped form's padding up to 25% more work

@@ -1,4 +1,4 @@
-"""A convolution that computes only its kept im2col columns.
+"""A convolution that computes only its kept im2col columns, and its record in a saved model.
 
 A column is one (input channel, ky, kx) of a ``groups=1`` convolution. :class:`CompactConv2d`
 splits the kept columns in two parts and adds their results:
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
+from secateurs.models.modules import recorded_conv, swap_module
 
 
 class CompactConv2d(nn.Module):
@@ -132,3 +133,26 @@ class CompactConv2d(nn.Module):
             ]
             pieces.append(window.index_select(1, getattr(self, f"channels_{position}")))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
+
+
+def compact_columns_record(model: nn.Module) -> dict[str, list[int]]:
+    """{name: kept column indices (flattened (C_in, kh, kw))} of every compact convolution in
+    ``model``: what :func:`replace_compact_convs` needs to rebuild them."""
+    return {
+        name: torch.nonzero(module.column_keep().flatten()).flatten().tolist()
+        for name, module in model.named_modules()
+        if isinstance(module, CompactConv2d)
+    }
+
+
+def replace_compact_convs(model: nn.Module, record: dict[str, list[int]]) -> None:
+    """Replace each named convolution by a :class:`CompactConv2d` of its recorded columns (the
+    weights are loaded afterwards, like every other parameter)."""
+    for name, kept in record.items():
+        conv = recorded_conv(model, name, "compact")
+        keep = torch.zeros(conv.weight[0].numel(), dtype=torch.bool)
+        try:
+            keep[torch.tensor(kept, dtype=torch.long)] = True
+        except IndexError:
+            raise SecateursError(f"the recorded columns of {name!r} do not fit it") from None
+        swap_module(model, name, CompactConv2d(conv, keep.view_as(conv.weight[0])))
