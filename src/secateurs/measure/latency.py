@@ -16,13 +16,11 @@ from torch import nn
 
 from secateurs.device import model_device
 from secateurs.measure.backends import create_backend
-from secateurs.measure.backends.eager import prepare_input as _prepare
 from secateurs.measure.backends.eager import torch_threads
 from secateurs.measure.timing import LatencySettings, summarise
 
 __all__ = [
     "LatencySettings",
-    "_prepare",
     "compare",
     "measure_latency",
     "summarise",
