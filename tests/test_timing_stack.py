@@ -199,3 +199,20 @@ def test_a_backend_times_a_table_entry_with_the_same_loop_and_warm_rule(fake) ->
     # no warm-up round (it would run right before the first round's untimed run: 2 in a row)
     assert backend.time([(conv, (1, 3, 2, 2))], Timing(1, 0, 2)) == [pytest.approx(_ms(conv))]
     assert _assert_warm_rule(fake.log) == 2
+
+
+def test_the_measure_layer_imports_nothing_above_it() -> None:
+    import ast
+    from pathlib import Path
+
+    above = ("secateurs.latency", "secateurs.pruning", "secateurs.runs", "secateurs.cli")
+    for path in Path(timing.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            assert not [n for n in names if n.startswith(above)], (path, names)
