@@ -1,8 +1,9 @@
 """Benchmark: does this CPU prefer channel counts that are multiples of 4, 8 or 16?
 
 Times a 3x3 convolution (stride 1, padding 1) at CIFAR resolutions for every channel count in a
-range, interleaved (all widths in one round, many rounds), and prints the time per channel so
-that the cost of "odd" widths shows. The answer sets ``--round-to``'s default.
+range, interleaved (all widths in one round, many rounds; the one timing loop,
+:mod:`secateurs.measure.timing`, in the eager backend), and prints the time per channel so that
+the cost of "odd" widths shows. The answer sets ``--round-to``'s default.
 
     python benchmarks/channel_multiple.py --threads 2 --batch 64
 """
@@ -10,11 +11,10 @@ that the cost of "odd" widths shows. The answer sets ``--round-to``'s default.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
-import torch
 from torch import nn
+
+from secateurs.measure.backends import Timing, create_backend
 
 
 def main() -> None:
@@ -26,25 +26,16 @@ def main() -> None:
     parser.add_argument("--high", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     widths = list(range(args.low, args.high + 1))
-    convs = {w: nn.Conv2d(w, w, 3, padding=1, bias=False).eval() for w in widths}
-    inputs = {w: torch.randn(args.batch, w, args.size, args.size) for w in widths}
-    times: dict[int, list[float]] = {w: [] for w in widths}
-    with torch.inference_mode():
-        for w in widths:
-            for _ in range(3):
-                convs[w](inputs[w])
-        for _ in range(args.rounds):
-            for w in widths:
-                started = time.perf_counter()
-                convs[w](inputs[w])
-                times[w].append((time.perf_counter() - started) * 1000)
+    items = [
+        (nn.Conv2d(w, w, 3, padding=1, bias=False), (args.batch, w, args.size, args.size))
+        for w in widths
+    ]
+    medians = create_backend("eager").time(items, Timing(args.threads, 3, args.rounds))
     print(f"3x3 conv, batch {args.batch}, {args.size}x{args.size}, {args.threads} threads")
     print("| channels | median ms | ms per (channel^2) x 1000 |")
     print("|---:|---:|---:|")
-    for w in widths:
-        median = statistics.median(times[w])
+    for w, median in zip(widths, medians, strict=True):
         print(f"| {w} | {median:.3f} | {median / (w * w) * 1000:.3f} |")
 
 

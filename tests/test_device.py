@@ -50,13 +50,14 @@ def test_a_device_that_is_not_there_is_one_line() -> None:
 
 def test_batches_and_timing_inputs_go_to_the_models_device() -> None:
     from secateurs.data import BatchLoader, load_split
-    from secateurs.measure.latency import _prepare, synchronised
+    from secateurs.measure.backends.eager import prepare_input
+    from secateurs.measure.latency import synchronised
 
     digits = load_split("digits", "test").subset(10)
     images, labels = next(iter(BatchLoader(digits, 4, [0.5], [0.25]).to("meta")))
     assert (images.device.type, labels.device.type, images.shape) == ("meta", "meta", (4, 1, 8, 8))
     model = torch.nn.Conv2d(1, 2, 3).to("meta")
-    assert _prepare(model, (1, 8, 8), 2, False)[1].device.type == "meta"
+    assert prepare_input(model, (1, 8, 8), 2, False)[1].device.type == "meta"
     assert not synchronised(torch.nn.Conv2d(1, 2, 3))  # a CPU needs no synchronisation
 
 

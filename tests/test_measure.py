@@ -18,10 +18,10 @@ from secateurs.measure import (
     compare,
     count_cost,
     evaluate,
-    latency,
     measure_latency,
+    timing,
 )
-from secateurs.measure.latency import summarise
+from secateurs.measure.timing import summarise
 from secateurs.models import create_model
 from secateurs.store import Manifest, save_model
 
@@ -139,8 +139,8 @@ def test_summarise_known_values() -> None:
 
 # -- the latency figures users read, from a timer whose readings are known --------------------
 class FakeClock:
-    """Stands in for ``time.perf_counter`` in secateurs.measure.latency: time moves only when a
-    :class:`Scripted` model runs."""
+    """Stands in for ``time.perf_counter`` in secateurs.measure.timing (the one timing loop):
+    time moves only when a :class:`Scripted` model runs."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -150,13 +150,20 @@ class FakeClock:
         return self.now
 
 
+def warmed(timed: list[float], warmup: int = 1, untimed: float = 500.0) -> list[float]:
+    """Durations of every run of a model at one batch size: ``warmup`` warm-up rounds, then
+    each timed duration after the untimed run that precedes it in its round (all 500 ms)."""
+    return [untimed] * warmup + [d for ms in timed for d in (untimed, ms)]
+
+
 class Scripted(nn.Module):
-    """A model that takes, at each batch size, the next of its scripted durations (ms)."""
+    """A model that takes, at each batch size, the next of its scripted durations (ms); the
+    timed durations are given, the untimed runs around them take 500 ms (:func:`warmed`)."""
 
     def __init__(self, name: str, clock: FakeClock, durations: dict[int, list[float]]) -> None:
         super().__init__()
         self.name, self.clock = name, clock
-        self.durations = {batch: list(values) for batch, values in durations.items()}
+        self.durations = {batch: warmed(values) for batch, values in durations.items()}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self.clock.now += self.durations[images.shape[0]].pop(0) / 1000
@@ -166,10 +173,10 @@ class Scripted(nn.Module):
 
 def test_compare_speedup_is_the_ratio_of_medians_of_interleaved_runs(monkeypatch) -> None:
     clock = FakeClock()
-    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=clock.perf_counter))
-    # the first run of each model at each batch size is the warm-up: 500 ms, never counted
-    before = Scripted("before", clock, {1: [500, 4, 1, 9, 2, 8], 4: [500, 10, 12, 11, 30, 13]})
-    after = Scripted("after", clock, {1: [500, 1, 0.25, 7, 1.5, 3], 4: [500, 6, 3, 4, 5, 40]})
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    # the warm-up and the untimed run before each timed one take 500 ms, never counted
+    before = Scripted("before", clock, {1: [4, 1, 9, 2, 8], 4: [10, 12, 11, 30, 13]})
+    after = Scripted("after", clock, {1: [1, 0.25, 7, 1.5, 3], 4: [6, 3, 4, 5, 40]})
     settings = LatencySettings(batch_sizes=(1, 4), threads=1, warmup=1, repeats=5)
     results = compare([before, after], (3, 2, 2), settings)
     # batch 1: medians of [4, 1, 9, 2, 8] and [1, 0.25, 7, 1.5, 3] are 4 and 1.5: 2.67x faster
@@ -184,8 +191,8 @@ def test_compare_speedup_is_the_ratio_of_medians_of_interleaved_runs(monkeypatch
         assert rows[0]["repeats"] == rows[1]["repeats"] == 5
     assert results[1][1]["min"] == pytest.approx(0.25, abs=1e-6)  # the warm-up is not timed
     assert results[4][1]["max"] == pytest.approx(40.0, abs=1e-6)
-    # interleaved: warm-up, then before, after, before, after... at each batch size
-    per_batch = ["before", "after"] + ["before", "after"] * 5
+    # interleaved: warm-up, then before (untimed, timed), after (untimed, timed)... per batch
+    per_batch = ["before", "after"] + ["before", "before", "after", "after"] * 5
     assert clock.calls == per_batch * 2
 
 
@@ -201,7 +208,7 @@ def test_measure_command_prints_the_median_and_iqr_of_its_timings(
         for duration in durations[batch]:
             start = 10.0 * len(readings)  # when a run starts does not matter, only its duration
             readings += [start, start + duration / 1000]
-    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=iter(readings).__next__))
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=iter(readings).__next__))
     argv = ["measure", str(tmp_path / "model"), "--batch-sizes", "1", "4", "--repeats", "5"]
     assert main([*argv, "--threads", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -220,9 +227,9 @@ def test_run_latency_is_the_median_speedup_and_its_share_of_the_macs_reduction(
     from secateurs.runs.measuring import latency as run_latency
 
     clock = FakeClock()
-    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=clock.perf_counter))
-    before = Scripted("before", clock, {1: [500, 4, 1, 9, 2, 8], 4: [500, 10, 12, 11, 30, 13]})
-    after = Scripted("after", clock, {1: [500, 1, 0.25, 7, 1.5, 3], 4: [500, 6, 3, 4, 5, 40]})
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    before = Scripted("before", clock, {1: [4, 1, 9, 2, 8], 4: [10, 12, 11, 30, 13]})
+    after = Scripted("after", clock, {1: [1, 0.25, 7, 1.5, 3], 4: [6, 3, 4, 5, 40]})
     settings = LatencySettings(batch_sizes=(1, 4), threads=1, warmup=1, repeats=5)
     figures = run_latency((before, after), (3, 2, 2), settings, ["eager"], macs_reduction=3.0)
     assert list(figures) == ["eager"] and list(figures["eager"]) == ["1", "4"]
@@ -233,4 +240,5 @@ def test_run_latency_is_the_median_speedup_and_its_share_of_the_macs_reduction(
     assert (one.speedup, one.realisation) == pytest.approx((2.6667, 0.8889), abs=1e-4)
     assert (four.before_ms, four.after_ms) == pytest.approx((12.0, 5.0), abs=1e-4)
     assert (four.speedup, four.realisation) == pytest.approx((2.4, 0.8), abs=1e-4)
-    assert clock.calls == (["before", "after"] * 6) * 2  # interleaved, warm-up included
+    rounds = ["before", "before", "after", "after"] * 5  # each timed run after an untimed one
+    assert clock.calls == ["before", "after", *rounds] * 2  # interleaved, warm-up included

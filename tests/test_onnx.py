@@ -46,6 +46,8 @@ def test_sessions_do_not_spin_between_runs() -> None:
     session = onnx_session(export_onnx(create_model("resnet20", num_classes=10), INPUT), threads=2)
     options = session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
 
 
 def test_channels_last_timing_leaves_the_model_exportable() -> None:

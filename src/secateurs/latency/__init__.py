@@ -2,9 +2,9 @@
 by CPU, threads, backend, versions and batch size), a whole pruned model's latency predicted from
 a plan, and the allocation that meets a latency target (docs/latency.md)."""
 
-from secateurs.latency.backends import Backend, Timing, backend_names, create_backend
 from secateurs.latency.predict import LatencyModel
 from secateurs.latency.source import LatencySource, LatencySpec
+from secateurs.measure.backends import Backend, Timing, backend_names, create_backend
 
 __all__ = [
     "Backend",

@@ -2,23 +2,33 @@
 
 PyTorch eager latency is what a researcher sees; an engineer shipping to a CPU or an edge device
 runs an exported graph. Export uses the TorchScript-based exporter (no extra dependencies), with a
-dynamic batch dimension; timing follows :mod:`secateurs.measure.latency` (warm-up, interleaved
-repeats, median).
+dynamic batch dimension; timing is the ``onnxruntime`` backend's, through the one loop of
+:mod:`secateurs.measure.timing` (warm-up, interleaved repeats, median). Every session is made by
+:func:`onnx_session`, the one place its thread and spinning settings are set.
 """
 
 from __future__ import annotations
 
 import io
-import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from secateurs.errors import SecateursError, first_line
-from secateurs.measure.latency import LatencySettings, summarise
+from secateurs.measure.backends.base import create_backend
+from secateurs.measure.timing import LatencySettings
+
+INTER_OP_THREADS = 1  # operators run one after another (sequential execution)
+# Spinning off: without it each session's thread pool busy-waits after a run; with several
+# sessions timed interleaved (A B A B), the idle pools spin on the cores the running one needs.
+ALLOW_SPINNING = "0"
+SESSION_CONFIG = {
+    "session.intra_op.allow_spinning": ALLOW_SPINNING,
+    "session.inter_op.allow_spinning": ALLOW_SPINNING,
+}
 
 
 def export_onnx(model: nn.Module, input_size: Sequence[int]) -> bytes:
@@ -56,7 +66,8 @@ def onnx_top1(graph: bytes, data, threads: int = 2) -> float:
     return round(100.0 * correct / seen, 2)
 
 
-def onnx_session(graph: bytes, threads: int):
+def onnx_session(graph: bytes, threads: int) -> Any:
+    """A CPU session of ``graph`` on ``threads`` threads, with :data:`SESSION_CONFIG`."""
     try:
         import onnxruntime
     except ImportError:
@@ -65,10 +76,9 @@ def onnx_session(graph: bytes, threads: int):
         ) from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # Without this each session's thread pool busy-waits after a run; with several sessions timed
-    # interleaved (A B A B), the idle pools spin on the cores the running one needs.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.inter_op_num_threads = INTER_OP_THREADS
+    for key, value in SESSION_CONFIG.items():
+        options.add_session_config_entry(key, value)
     return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
@@ -77,35 +87,15 @@ def compare_onnx(
     input_size: Sequence[int],
     settings: LatencySettings | None = None,
 ) -> dict[int, list[dict[str, float]]]:
-    """Like :func:`secateurs.measure.latency.compare`, in onnxruntime."""
-    graphs = [export_onnx(m, input_size) for m in models]
-    return compare_graphs(graphs, input_size, settings)
+    """Like :func:`secateurs.measure.latency.compare`, in onnxruntime (each model exported once,
+    a CPU copy of one on another device)."""
+    return compare_graphs(models, input_size, settings)
 
 
 def compare_graphs(
-    graphs: Sequence[bytes],
+    graphs: Sequence[bytes | nn.Module],
     input_size: Sequence[int],
     settings: LatencySettings | None = None,
 ) -> dict[int, list[dict[str, float]]]:
-    """ONNX graphs timed in onnxruntime in interleaved rounds, as :func:`compare_onnx`."""
-    settings = settings or LatencySettings()
-    sessions = [onnx_session(graph, settings.threads) for graph in graphs]
-    results: dict[int, list[dict[str, float]]] = {}
-    for batch in settings.batch_sizes:
-        feed = {
-            "images": np.random.default_rng(0).standard_normal((batch, *input_size), np.float32)
-        }
-        for _ in range(settings.warmup):
-            for session in sessions:
-                session.run(None, feed)
-        times: list[list[float]] = [[] for _ in sessions]
-        for _ in range(settings.repeats):
-            for index, session in enumerate(sessions):
-                started = time.perf_counter()
-                session.run(None, feed)
-                times[index].append((time.perf_counter() - started) * 1000)
-        summaries = [summarise(t) for t in times]
-        for summary in summaries:
-            summary["ratio"] = summaries[0]["median"] / summary["median"]
-        results[batch] = summaries
-    return results
+    """ONNX graphs (or models, exported) timed in onnxruntime in interleaved rounds."""
+    return create_backend("onnxruntime").compare(graphs, input_size, settings or LatencySettings())

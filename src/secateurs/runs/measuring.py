@@ -1,9 +1,9 @@
 """Measuring a run's models: accuracy on the test split, and cost and latency before and after,
-the two models timed interleaved (before, after, before, ...) in each backend."""
+the two models timed interleaved (before, after, before, ...) in each backend of the registry
+(:mod:`secateurs.measure.backends`), all through the one timing loop."""
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 
@@ -12,7 +12,7 @@ from torch import nn
 from secateurs.data import LabelledData
 from secateurs.device import model_device
 from secateurs.errors import SecateursError
-from secateurs.measure import LatencySettings, compare, count_cost, evaluate
+from secateurs.measure import LatencySettings, count_cost, create_backend, evaluate
 from secateurs.measure.cost import params_by_layer_type
 from secateurs.report import Accuracy, Cost, Latency
 from secateurs.runs.job import RunJob
@@ -34,12 +34,8 @@ def cost(model: nn.Module, input_size: Sequence[int]) -> Cost:
 
 
 def _timings(backend: str, models: list[nn.Module], input_size, settings: LatencySettings):
-    if backend == "eager":
-        return compare(models, input_size, settings)
-    from secateurs.measure.onnx_runtime import compare_onnx
-
-    on_cpu = [m if model_device(m).type == "cpu" else copy.deepcopy(m).cpu() for m in models]
-    return compare_onnx(on_cpu, input_size, settings)  # onnxruntime runs a CPU export
+    """``models`` timed interleaved in the registered backend called ``backend``."""
+    return create_backend(backend).compare(models, input_size, settings)
 
 
 def medians(
