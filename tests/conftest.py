@@ -78,3 +78,12 @@ def cifar10_root() -> Path:
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         unavailable(f"CIFAR-10 not found at {root} (set SECATEURS_CIFAR10)")
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-20 trained one epoch on the digits (label smoothing 0.1), shared by the test
+    modules that only need some trained model to prune."""
+    from digits_model import train_digits
+
+    return train_digits(tmp_path_factory.mktemp("digits-one-epoch"), epochs=1)

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import secateurs
-from digits_model import train_digits
 from secateurs.pruning.training_time import training_time_methods
 from secateurs.train.callback import Callback
 
@@ -27,8 +26,8 @@ OPTIONS = {  # each method's quickest settings that still prune during the one e
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_digits(tmp_path_factory.mktemp("digits-device"), epochs=1)
+def trained(digits_model: Path) -> Path:
+    return digits_model
 
 
 def _under_meta(hook):

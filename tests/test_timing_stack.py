@@ -156,7 +156,6 @@ def test_reports_time_through_the_registry_and_the_one_loop(fake) -> None:
 def test_compaction_decisions_time_through_the_one_loop(fake_everywhere) -> None:
     fake = fake_everywhere
     from secateurs.pruning.compaction.fastest_form import timed_speedups
-
     from secateurs.pruning.spp.compact import compact_conv
 
     dense, narrow = _pair()

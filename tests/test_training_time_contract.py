@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 import secateurs
-from digits_model import train_digits
 from secateurs.cli.main import main
 from secateurs.errors import SecateursError
 from secateurs.measure.latency import LatencySettings
@@ -115,8 +114,8 @@ def toy() -> Iterator[type[ToyMethod]]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_digits(tmp_path_factory.mktemp("digits-toy"), epochs=1)
+def trained(digits_model: Path) -> Path:
+    return digits_model
 
 
 def widths(model: nn.Module) -> dict[str, int]:
