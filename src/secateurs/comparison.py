@@ -33,7 +33,7 @@ class RunSummary:
     top1_before: float | None
     top1_oneshot: float | None
     top1_after: float | None
-    finetune_epochs: int | None
+    training_epochs: int | None  # every epoch the run trained (report.settings.training_epochs)
     test_images: int | None
     speedup: dict[str, float] = field(default_factory=dict)  # eager, by batch size
     onnx_speedup: dict[str, float] = field(default_factory=dict)  # onnxruntime, by batch size
@@ -94,7 +94,7 @@ def _summary(name: str, report: Report) -> RunSummary:
         top1_oneshot=report.top1("oneshot"),
         # a pruning run without fine-tuning has no "after" beyond its one-shot accuracy
         top1_after=report.top1("after") if tuned else None,
-        finetune_epochs=report.settings.training_epochs,
+        training_epochs=report.settings.training_epochs,
         test_images=after.images if after else None,
         speedup=_speedups(report, "eager"),
         onnx_speedup=_speedups(report, "onnxruntime"),
@@ -134,7 +134,7 @@ def unequal_terms(runs: list[RunSummary]) -> list[str]:
     properties = {
         "model": lambda run: run.model,
         "unpruned top-1": lambda run: run.top1_before,
-        "fine-tuning epochs": lambda run: run.finetune_epochs,
+        "fine-tuning epochs": lambda run: run.training_epochs,
         "test images": lambda run: run.test_images,
     }
     lines = []

@@ -206,8 +206,9 @@ class CampfireCallback(Callback):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state["settings"] != self._settings_json():
-            saved, now = json.loads(state["settings"]), json.loads(self._settings_json())
+        saved = _renamed(json.loads(state["settings"]))
+        if saved != json.loads(self._settings_json()):
+            now = json.loads(self._settings_json())
             differ = sorted(k for k in now if saved.get(k) != now[k])
             raise SecateursError(
                 f"the checkpoint was trained with other Campfire settings ({', '.join(differ)}): "
@@ -225,3 +226,12 @@ class CampfireCallback(Callback):
         if self.filters is not None:
             self.filters.load(json.loads(state["removed"]))
         self._masks = None
+
+
+def _renamed(saved: dict[str, Any]) -> dict[str, Any]:
+    """Settings a checkpoint written before 0.2 recorded under their old name:
+    ``exempt_ends`` (True: the ends exempt) is ``prune_first_last`` inverted."""
+    if "exempt_ends" in saved:
+        saved = dict(saved)
+        saved["prune_first_last"] = not saved.pop("exempt_ends")
+    return saved
