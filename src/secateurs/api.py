@@ -27,6 +27,7 @@ from secateurs.models.user_factory import allow_factory as allow_factory_spec
 from secateurs.pruning.allocation import Allocation, Target
 from secateurs.pruning.methods import ScoringData, create_method
 from secateurs.pruning.prune import PruneSettings, prune_model
+from secateurs.pruning.record import ManifestPruning
 from secateurs.report import Cost, Latency
 from secateurs.runs import measuring
 from secateurs.runs.training import Training, inherited_recipe, train_model
@@ -40,7 +41,7 @@ class Pruned:
 
     model: nn.Module
     achieved: float
-    record: dict[str, Any]
+    record: ManifestPruning
     input_size: tuple[int, ...]
 
 
@@ -261,8 +262,7 @@ def save(
     if manifest is None:
         manifest = _custom_manifest(module, pruned, example_input)
     if pruned is not None:
-        earlier = list((manifest.pruning or {}).get("rounds", []))
-        record = {**pruned.record, "rounds": earlier + pruned.record["rounds"]}
+        record = pruned.record.after(manifest.pruning)
         manifest = replace(manifest, pruning=record)
     return save_model(module, directory, manifest)
 

@@ -81,4 +81,4 @@ def prune_while_training(
     compaction = pruning.compact(trained, input_size, LatencySettings(repeats=0))
     after = compaction.macs or count_cost(trained, input_size)["macs"]
     achieved = after / count_cost(model, input_size)["macs"]
-    return Pruned(trained, achieved, pruning.manifest_record({}, compaction), input_size)
+    return Pruned(trained, achieved, pruning.manifest_record(None, compaction), input_size)

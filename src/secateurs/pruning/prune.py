@@ -21,6 +21,7 @@ from secateurs.pruning.bias_fold import fold_removed_channels
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import PruningMethod, ScoringData
 from secateurs.pruning.plan import PruningPlan
+from secateurs.pruning.record import ChannelRounds, ManifestPruning, OneShotPrune
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.trial import verify_groups
 
@@ -65,18 +66,20 @@ class PruneOutcome:
     selection: str = "deterministic"  # how the method chose channels (MethodPlan.selection)
     protected: list[dict[str, str]] = field(default_factory=list)  # {root, reason}: kept whole
 
-    def record(self, method: PruningMethod, target: Target | None) -> dict[str, Any]:
+    def record(self, method: PruningMethod, target: Target | None) -> ManifestPruning:
         """The manifest's ``pruning`` entry."""
-        return {
-            "method": method.name,
-            "method_params": method.params(),
-            "target": None if target is None else {"kind": target.kind, "ratio": target.ratio},
-            "achieved": self.achieved,
-            "rounds": self.rounds,
-            "plans": [plan.to_json() for plan in self.plans],
-            "selection": self.selection,
-            "protected": self.protected,
-        }
+        return ManifestPruning(
+            method=method.name,
+            rounds=ChannelRounds(list(self.rounds)),
+            oneshot=OneShotPrune(
+                method_params=method.params(),
+                target=None if target is None else {"kind": target.kind, "ratio": target.ratio},
+                achieved=self.achieved,
+                plans=[plan.to_json() for plan in self.plans],
+                selection=self.selection,
+                protected=self.protected,
+            ),
+        )
 
 
 def step_targets(ratio: float, steps: int) -> list[float]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import THIN_WIDTH, describe_thin, thin_groups
+from secateurs.pruning.record import ChannelRounds, ManifestPruning, TaylorGradualRecord
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.taylor_gradual import GradualSchedule, GradualTaylor
 from secateurs.pruning.training_time import TRAINING_TIME_METHODS, Compaction, TrainingTimeMethod
@@ -70,9 +70,11 @@ class GradualTaylorMethod(TrainingTimeMethod):
             details={"taylor_gradual": self._callback.record()},
         )
 
-    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
-        return {
-            "method": self.name,
-            "rounds": [*previous.get("rounds", []), compaction.history],
-            "taylor_gradual": self._callback.record(),
-        }
+    def manifest_record(
+        self, previous: ManifestPruning | None, compaction: Compaction
+    ) -> ManifestPruning:
+        return ManifestPruning(
+            method=self.name,
+            rounds=ChannelRounds([compaction.history]),
+            taylor_gradual=TaylorGradualRecord(self._callback.record()),
+        ).after(previous)

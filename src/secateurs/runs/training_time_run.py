@@ -104,7 +104,7 @@ def run_training_time(kind: str, job: TrainingJob) -> Report | None:
             training_epochs=len(training.history),
             training_seconds=training.seconds,
         )
-        pruning = method.manifest_record(manifest.pruning or {}, compaction)
+        pruning = method.manifest_record(manifest.pruning, compaction)
         return finish(run, model, replace(manifest, pruning=pruning), report)
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
 
 from torch import nn
 
 from secateurs.measure import count_cost
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.campfire.budget import macs_per_weight
+from secateurs.pruning.record import ChannelRounds, DiverseGroups, ManifestPruning, SGCNNRecord
 from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
 from secateurs.pruning.sgcnn.compaction import make_diverse_if_faster
 from secateurs.pruning.sgcnn.diverse_conv import diverse_convs_record
@@ -91,10 +91,12 @@ class SGCNNMethod(TrainingTimeMethod):
             details=details,
         )
 
-    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
-        return {
-            "method": self.name,
-            "rounds": [*previous.get("rounds", []), compaction.history],
-            "diverse_groups": compaction.record["diverse_groups"],
-            "sgcnn": self._callback.record(),
-        }
+    def manifest_record(
+        self, previous: ManifestPruning | None, compaction: Compaction
+    ) -> ManifestPruning:
+        return ManifestPruning(
+            method=self.name,
+            rounds=ChannelRounds([compaction.history]),
+            diverse_groups=DiverseGroups(compaction.record["diverse_groups"]),
+            sgcnn=SGCNNRecord(self._callback.record()),
+        ).after(previous)
