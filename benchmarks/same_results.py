@@ -28,6 +28,7 @@ from typing import Any
 MODEL = "benchmarks/baselines/resnet20-cifar10"
 SMALL = ["--train-subset", "512", "--test-subset", "500", "--seed", "0"]
 UNTIMED = ["--latency-repeats", "0", "--threads", "1"]
+BUSY = ["--batch-size", "32", "--interval", "1"]  # 32 iterations, a pruning update each
 RUNS: dict[str, list[str]] = {
     "prune-taylor": [
         "prune",
@@ -53,6 +54,9 @@ RUNS: dict[str, list[str]] = {
         "2",
     ],
     "taylor-gradual": ["taylor-gradual", "--target-macs", "0.5", "--epochs", "2"],
+    # the two above prune nothing in 8 iterations (update intervals 10 and 30): these do
+    "spp-column-busy": ["spp", "--granularity", "column", "--epochs", "2", *BUSY],
+    "taylor-gradual-busy": ["taylor-gradual", "--target-macs", "0.5", "--epochs", "2", *BUSY],
 }
 DEMO = ("l1", "taylor")  # the demo's methods
 # keys whose values are timings or depend on the clock: never compared
