@@ -116,10 +116,10 @@ def probe_secateurs(name: str, size: int, target: float) -> dict[str, Any]:
                 "seconds": time.perf_counter() - started}  # fmt: skip
     row["seconds"] = time.perf_counter() - started
     record, pruned_model = pruned.record, pruned.model
-    row["protected"] = record.get("protected", [])
+    row["protected"] = record.oneshot.protected
     row["outcome"] = "protected" if row["protected"] else "pruned"
     row["macs"] = pruned.achieved
-    plan = PruningPlan.from_json(record["plans"][0])
+    plan = PruningPlan.from_json(record.oneshot.plans[0])
     masked = copy.deepcopy(model).eval()
     apply_masks(ChannelGraph(masked, input_size), plan)
     images = torch.randn(2, *input_size)

@@ -133,7 +133,7 @@ def test_prune_model_records_what_the_method_plan_says(settings: PruneSettings) 
     assert method.allocations and len(method.allocations) == steps
     assert outcome.selection == "randomized"
     assert outcome.certificate == [{"step": s + 1, "group": "3", "k": 4} for s in range(steps)]
-    assert outcome.record(method, settings.target)["selection"] == "randomized"
+    assert outcome.record(method, settings.target).oneshot.selection == "randomized"
 
 
 def test_prune_settings_refuse_what_cannot_be_done() -> None:

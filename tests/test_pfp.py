@@ -399,7 +399,7 @@ def test_iterative_schedule_records_each_step(resnet20, cifar_data) -> None:
     outcome = prune_model(model, CIFAR, method, settings, data=cifar_data)
     assert abs(outcome.achieved / 0.5 - 1) <= 0.02
     assert {row["step"] for row in outcome.certificate} == {1, 2}
-    assert outcome.record(method, Target("macs", 0.5))["selection"] == "deterministic"
+    assert outcome.record(method, Target("macs", 0.5)).oneshot.selection == "deterministic"
 
 
 def test_engine_budget_ranks_by_sensitivity_with_the_engines_allocation(

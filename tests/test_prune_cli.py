@@ -116,7 +116,7 @@ def test_fold_bias_is_recorded_and_reloads(trained: Path, tmp_path: Path, capsys
     assert code == 0
     report = read_report(out)
     assert report.pruning.bias_fold is True
-    (fold,) = json.loads((out / "manifest.json").read_text())["pruning"]["bias_fold"]
+    (fold,) = json.loads((out / "manifest.json").read_text())["pruning"]["bias_fold"]["steps"]
     # ResNet-20's consumers are bias-free convolutions followed by BN, and the classifier
     assert fold["skipped"] == [] and "fc" in fold["folded"] and len(fold["folded"]) > 5
     code, stdout, _ = _run(["eval", str(out), "--data", "digits", "--json"], capsys)

@@ -57,7 +57,7 @@ def test_diverse_model_equals_masked_model(model_name: str, tmp_path: Path) -> N
         [0.5] * 3,
         [0.25] * 3,
     )
-    manifest.pruning = method.manifest_record({}, compaction)
+    manifest.pruning = method.manifest_record(None, compaction)
     save_model(model, tmp_path / "m", manifest)
     again, _ = load_model(tmp_path / "m")
     with torch.no_grad():

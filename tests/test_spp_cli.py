@@ -65,7 +65,7 @@ def test_spp_prunes_compacts_saves_and_reloads(trained: Path, tmp_path: Path, gr
     reloaded, manifest = load_model(out)
     compact = [m for m in reloaded.modules() if isinstance(m, CompactConv2d)]
     if granularity == "column":
-        assert compact and manifest.pruning["compact_columns"]
+        assert compact and manifest.pruning.compact_columns.layers
         assert {c["choice"] for c in details["compact_layers"]} == {"compact-untimed"}
     else:
         assert not compact and report.cost_after.params < report.cost_before.params

@@ -20,6 +20,7 @@ from secateurs.measure.latency import LatencySettings
 from secateurs.options import count
 from secateurs.pruning.graph import OUT, ChannelGraph
 from secateurs.pruning.plan import PruningPlan
+from secateurs.pruning.record import ChannelRounds, ManifestPruning
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.training_time import (
     Compaction,
@@ -102,8 +103,11 @@ class ToyMethod(TrainingTimeMethod):
     def pruning_record(self, compaction: Compaction) -> PruningRecord:
         return PruningRecord(method=self.name, details={"steps": self._callback.steps})
 
-    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
-        return {"method": self.name, "rounds": [*previous.get("rounds", []), compaction.history]}
+    def manifest_record(
+        self, previous: ManifestPruning | None, compaction: Compaction
+    ) -> ManifestPruning:
+        rounds = ChannelRounds([compaction.history])
+        return ManifestPruning(method=self.name, rounds=rounds).after(previous)
 
 
 @pytest.fixture
@@ -139,7 +143,7 @@ def test_a_method_registered_in_a_test_file_runs_through_the_command_line(
     # ResNet-20 on the digits: the stem and every block's first conv lose 3 of their channels
     assert before["conv1"] - after["conv1"] == 3
     assert before["layer2.0.conv1"] - after["layer2.0.conv1"] == 3
-    assert manifest.pruning["method"] == "toy-last-channels"
+    assert manifest.pruning.method == "toy-last-channels"
     report = read_report(out / "report.json")
     # 1,437 training digits (80% of 1,797) // 64 per batch: the last partial batch is dropped
     assert report.pruning.details["steps"] == 22

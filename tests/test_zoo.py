@@ -75,12 +75,12 @@ def test_timm_family_is_pruned_or_its_structures_kept_whole(name: str) -> None:
     started = time.perf_counter()
     model, pruned = _pruned(name, target)
     assert time.perf_counter() - started < SECONDS
-    protected = pruned.record["protected"]
+    protected = pruned.record.oneshot.protected
     if FAMILIES[name]:
         assert any(FAMILIES[name] in row["reason"] for row in protected), protected
     else:
         assert not protected, protected
-    plan = PruningPlan.from_json(pruned.record["plans"][0])
+    plan = PruningPlan.from_json(pruned.record.oneshot.plans[0])
     masked_model = copy.deepcopy(model).eval()
     apply_masks(ChannelGraph(masked_model, INPUT), plan)
     images = torch.randn(2, *INPUT)

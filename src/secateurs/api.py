@@ -24,6 +24,7 @@ from secateurs.errors import SecateursError
 from secateurs.measure import LatencySettings
 from secateurs.models.registry import FACTORY_PREFIX
 from secateurs.models.user_factory import allow_factory as allow_factory_spec
+from secateurs.pruning.record import ManifestPruning
 from secateurs.report import Cost, Latency
 from secateurs.runs import measuring
 from secateurs.runs.torch_state import preserved_torch_state
@@ -38,7 +39,7 @@ class Pruned:
 
     model: nn.Module
     achieved: float
-    record: dict[str, Any]
+    record: ManifestPruning
     input_size: tuple[int, ...]
 
 
@@ -169,8 +170,9 @@ def prune(
         torch.manual_seed(job.seed)
         done = prune_copy(job, model.eval(), _custom_manifest(model, None, example_input), data,
                           model_device(model))  # fmt: skip
-    record = dict(done.manifest.pruning or {})
-    return Pruned(done.model, float(record.get("achieved", 1.0)), record, input_size)
+    record = done.manifest.pruning
+    assert record is not None and record.oneshot is not None  # prune_copy always records
+    return Pruned(done.model, float(record.oneshot.achieved), record, input_size)
 
 
 def fine_tune(
@@ -287,8 +289,7 @@ def save(
     if manifest is None:
         manifest = _custom_manifest(module, pruned, example_input)
     if pruned is not None:
-        earlier = list((manifest.pruning or {}).get("rounds", []))
-        record = {**pruned.record, "rounds": earlier + pruned.record["rounds"]}
+        record = pruned.record.after(manifest.pruning)
         manifest = replace(manifest, pruning=record)
     return save_model(module, directory, manifest)
 

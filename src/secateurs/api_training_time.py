@@ -70,5 +70,5 @@ def prune_while_training(
     input_size = tuple(example_input.shape[1:])
     after = done.compaction.macs or count_cost(done.model, input_size)["macs"]
     achieved = after / count_cost(model, input_size)["macs"]
-    record = done.method.manifest_record({}, done.compaction)
+    record = done.method.manifest_record(None, done.compaction)
     return Pruned(done.model, achieved, record, input_size)

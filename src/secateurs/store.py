@@ -23,6 +23,7 @@ from torch import nn
 from secateurs import __version__
 from secateurs.errors import SecateursError
 from secateurs.models import create_model
+from secateurs.pruning.record import ManifestPruning
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -38,7 +39,7 @@ class Manifest:
     mean: list[float]
     std: list[float]
     metrics: dict[str, Any] = field(default_factory=dict)
-    pruning: dict[str, Any] | None = None
+    pruning: ManifestPruning | None = None  # a JSON object is read as one (any version)
     training: dict[str, Any] = field(default_factory=dict)  # the recipe it was trained with
     secateurs_version: str = __version__
     format: int = MANIFEST_FORMAT
@@ -47,13 +48,26 @@ class Manifest:
     # after the other, so a crash between could pair them wrongly; loading checks (when present)
     weights_sha256: str | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.pruning, dict):  # JSON (this version's or an older shape)
+            self.pruning = ManifestPruning.from_json(self.pruning)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as JSON (the pruning record in its current version)."""
+        data = asdict(replace(self, pruning=None))
+        data["pruning"] = self.pruning.to_json() if self.pruning is not None else None
+        return data
+
     @classmethod
     def from_json(cls, data: dict[str, Any], source: Path) -> Manifest:
         known = set(cls.__dataclass_fields__)
         if not isinstance(data, dict):
             raise SecateursError(f"{source} is not a secateurs manifest: not a JSON object")
+        values = {key: value for key, value in data.items() if key in known}
+        if isinstance(values.get("pruning"), dict):
+            values["pruning"] = ManifestPruning.from_json(values["pruning"], str(source))
         try:
-            manifest = cls(**{key: value for key, value in data.items() if key in known})
+            manifest = cls(**values)
         except TypeError as error:
             raise SecateursError(f"{source} is not a secateurs manifest: {error}") from None
         problem = manifest._problem()
@@ -89,7 +103,7 @@ class Manifest:
         for name in ("metrics", "training"):
             if not isinstance(getattr(self, name), dict):
                 return f"{name} must be an object"
-        if self.pruning is not None and not isinstance(self.pruning, dict):
+        if self.pruning is not None and not isinstance(self.pruning, ManifestPruning):
             return "pruning must be an object or null"
         if self.weights_sha256 is not None and not isinstance(self.weights_sha256, str):
             return "weights_sha256 must be a hex digest or null"
@@ -114,7 +128,7 @@ def build_model(manifest: Manifest, base: nn.Module | None = None) -> nn.Module:
         )
     else:
         model = create_model(manifest.architecture, **manifest.arguments)
-    if manifest.pruning:
+    if manifest.pruning is not None:
         from secateurs.pruning.history import replay_pruning
 
         replay_pruning(model, manifest.pruning, manifest.input_size)
@@ -130,7 +144,7 @@ def save_model(model: nn.Module, directory: str | Path, manifest: Manifest) -> P
     save_file(state, weights_tmp)
     record = replace(manifest, weights_sha256=_sha256(weights_tmp))
     manifest_tmp = directory / (MANIFEST_FILE + ".tmp")
-    manifest_tmp.write_text(json.dumps(asdict(record), indent=2) + "\n")
+    manifest_tmp.write_text(json.dumps(record.to_json(), indent=2) + "\n")
     os.replace(weights_tmp, directory / WEIGHTS_FILE)
     os.replace(manifest_tmp, directory / MANIFEST_FILE)
     return directory

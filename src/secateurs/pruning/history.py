@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from torch import nn
 
 from secateurs.errors import SecateursError
 from secateurs.pruning.compaction.compact_conv import replace_compact_convs
+from secateurs.pruning.record import ManifestPruning
 from secateurs.pruning.tracing import groups_of, trace
 
 
-def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequence[int]) -> None:
-    """Apply ``pruning["history"]`` (Torch-Pruning's history lists) to ``model`` in place.
+def replay_pruning(model: nn.Module, pruning: ManifestPruning, input_size: Sequence[int]) -> None:
+    """Apply a manifest's pruning record to ``model`` in place: the rounds of removed channels
+    (Torch-Pruning's history lists), then compact and grouped convolutions.
 
     Several rounds (iterative pruning) are replayed in order, each on a graph of the shapes the
     previous round left.
     """
-    rounds = pruning.get("rounds") or [pruning.get("history", [])]
+    rounds = pruning.rounds.histories
     was_training = model.training
     for history in rounds:
         if not history:
@@ -32,9 +33,10 @@ def replay_pruning(model: nn.Module, pruning: dict[str, Any], input_size: Sequen
                 graph.load_pruning_history(recorded)
         except (AttributeError, ValueError, IndexError, RuntimeError) as error:
             raise SecateursError(f"cannot replay the recorded pruning: {error}") from None
-    replace_compact_convs(model, pruning.get("compact_columns") or {})
-    if pruning.get("diverse_groups"):  # SG-CNN's grouped layers, after any channel pruning
+    if pruning.compact_columns is not None:
+        replace_compact_convs(model, pruning.compact_columns.layers)
+    if pruning.diverse_groups is not None:  # grouped layers, after any channel pruning
         from secateurs.pruning.compaction.diverse_conv import replace_diverse_convs
 
-        replace_diverse_convs(model, pruning["diverse_groups"])
+        replace_diverse_convs(model, pruning.diverse_groups.layers)
     model.train(was_training)

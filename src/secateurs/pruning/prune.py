@@ -21,6 +21,7 @@ from secateurs.pruning.bias_fold import fold_removed_channels
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods.base import PruningMethod, ScoringData
 from secateurs.pruning.plan import PruningPlan
+from secateurs.pruning.record import ChannelRounds, ManifestPruning, OneShotPrune
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.trial import verify_groups
 
@@ -66,19 +67,21 @@ class PruneOutcome:
     protected: list[dict[str, str]] = field(default_factory=list)  # {root, reason}: kept whole
     round_to: int | None = None  # the channel multiple the allocation settled on (last step)
 
-    def record(self, method: PruningMethod, target: Target | None) -> dict[str, Any]:
+    def record(self, method: PruningMethod, target: Target | None) -> ManifestPruning:
         """The manifest's ``pruning`` entry."""
-        return {
-            "method": method.name,
-            "method_params": method.params(),
-            "target": None if target is None else {"kind": target.kind, "ratio": target.ratio},
-            "achieved": self.achieved,
-            "rounds": self.rounds,
-            "plans": [plan.to_json() for plan in self.plans],
-            "selection": self.selection,
-            "protected": self.protected,
-            "round_to": self.round_to,
-        }
+        return ManifestPruning(
+            method=method.name,
+            rounds=ChannelRounds(list(self.rounds)),
+            oneshot=OneShotPrune(
+                method_params=method.params(),
+                target=None if target is None else {"kind": target.kind, "ratio": target.ratio},
+                achieved=self.achieved,
+                plans=[plan.to_json() for plan in self.plans],
+                selection=self.selection,
+                protected=self.protected,
+                round_to=self.round_to,
+            ),
+        )
 
 
 def step_targets(ratio: float, steps: int) -> list[float]:

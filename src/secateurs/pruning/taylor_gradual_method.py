@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
@@ -14,6 +13,7 @@ from secateurs.measure.latency import LatencySettings
 from secateurs.options import count, option
 from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.record import ChannelRounds, ManifestPruning, TaylorGradualRecord
 from secateurs.pruning.surgery import remove_channels
 from secateurs.pruning.taylor_gradual import (
     DEFAULT_INTERVAL,
@@ -132,9 +132,11 @@ class GradualTaylorMethod(TrainingTimeMethod):
             details={"taylor_gradual": self._callback.record()},
         )
 
-    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
-        return {
-            "method": self.name,
-            "rounds": [*previous.get("rounds", []), compaction.history],
-            "taylor_gradual": self._callback.record(),
-        }
+    def manifest_record(
+        self, previous: ManifestPruning | None, compaction: Compaction
+    ) -> ManifestPruning:
+        return ManifestPruning(
+            method=self.name,
+            rounds=ChannelRounds([compaction.history]),
+            taylor_gradual=TaylorGradualRecord(self._callback.record()),
+        ).after(previous)

@@ -28,6 +28,7 @@ from torch import nn
 
 from secateurs.errors import SecateursError
 from secateurs.measure.latency import LatencySettings
+from secateurs.pruning.record import ManifestPruning
 from secateurs.report import PruningRecord
 from secateurs.train.callback import Callback
 
@@ -110,7 +111,9 @@ class TrainingTimeMethod(ABC):
         """The report's record of what was pruned and how (after :meth:`compact`)."""
 
     @abstractmethod
-    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
+    def manifest_record(
+        self, previous: ManifestPruning | None, compaction: Compaction
+    ) -> ManifestPruning:
         """The manifest's ``pruning`` entry: what to replay on the base architecture to rebuild
         the compact model (``previous``: the entry of the model the run started from)."""
 

@@ -23,6 +23,7 @@ from secateurs.pruning.bn_recalibration import recalibrate_batchnorm
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods import ScoringData, create_method
 from secateurs.pruning.prune import prune_model
+from secateurs.pruning.record import BiasFold, Certificate, ManifestPruning, OneShotPrune
 from secateurs.report import Accuracy, PruningRecord, Report
 from secateurs.runs.data import load_run_data
 from secateurs.runs.fine_tuning import fine_tune
@@ -97,7 +98,7 @@ def _prune_or_resume(
             saved,
             saved.metrics.get("pruning_seconds", 0.0),
             None if uncalibrated is None else Accuracy(uncalibrated),
-            (saved.pruning or {}).get("certificate", []),
+            saved.pruning.certificate_rows() if saved.pruning is not None else [],
             saved.metrics.get("step_epochs", 0),
         )
     pruned = _prune(run, original, manifest, data)
@@ -143,12 +144,11 @@ def prune_copy(
         else []
     )
     outcome = prune_model(model, manifest.input_size, method, job.settings(), scoring, after_step)
-    record = outcome.record(method, job.target)
-    record["rounds"] = list((manifest.pruning or {}).get("rounds", [])) + record["rounds"]
+    record = outcome.record(method, job.target).after(manifest.pruning)
     if outcome.certificate:
-        record["certificate"] = outcome.certificate
+        record.certificate = Certificate(outcome.certificate)
     if outcome.folds:
-        record["bias_fold"] = outcome.folds
+        record.bias_fold = BiasFold(outcome.folds)
     pruned = Pruned(model, manifest, outcome.seconds, certificate=outcome.certificate)
     pruned.step_epochs = sum(step_epochs)
     metrics: dict[str, Any] = {"pruning_seconds": round(outcome.seconds, 3)}
@@ -192,15 +192,15 @@ def _fine_tune(
 
 def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord:
     """The report's pruning record: the job's settings, the method's own, the channels kept."""
-    recorded = pruned.manifest.pruning or {}
+    recorded = (pruned.manifest.pruning or ManifestPruning()).oneshot or OneShotPrune()
     target = job.target
     return PruningRecord(
         method=job.method,
         target_kind=target.kind if target else "macs",
         target_ratio=target.ratio if target else None,
-        method_params=recorded.get("method_params", {}),
+        method_params=recorded.method_params,
         layer_ratios=job.layer_ratios,
-        selection=str(recorded.get("selection", "deterministic")),
+        selection=str(recorded.selection),
         strategy=job.strategy,
         normalize=job.normalize,
         round_to=_round_to_used(job, recorded),
@@ -208,18 +208,18 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         bias_fold=job.fold_bias,
         channels=_channels(original, pruned),
         certificate=pruned.certificate,
-        protected=list(recorded.get("protected", [])),
-        achieved_ratio=float(recorded.get("achieved", 1.0)),
+        protected=list(recorded.protected),
+        achieved_ratio=float(recorded.achieved),
         details=_latency_details(job),
     )
 
 
-def _round_to_used(job: PruneJob, recorded: dict[str, Any]) -> int | str:
+def _round_to_used(job: PruneJob, recorded: OneShotPrune) -> int | str:
     """The channel multiple the allocation settled on (it halves the one asked for when that
     cannot meet the target); ``auto`` when widths came from a latency table."""
     if job.round_to == "auto":
         return "auto"
-    used = recorded.get("round_to")
+    used = recorded.round_to
     return job.round_to if used is None else int(used)
 
 

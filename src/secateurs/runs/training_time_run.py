@@ -180,7 +180,7 @@ def run_training_time(job: TrainingJob) -> Report | None:
             training_epochs=len(done.training.history),
             training_seconds=done.training.seconds,
         )
-        pruning = done.method.manifest_record(manifest.pruning or {}, done.compaction)
+        pruning = done.method.manifest_record(manifest.pruning, done.compaction)
         return finish(run, done.model, replace(manifest, pruning=pruning), report)
 
 

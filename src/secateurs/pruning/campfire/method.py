@@ -23,6 +23,7 @@ from secateurs.pruning.campfire.compaction import (
 from secateurs.pruning.campfire.options import DESCRIPTION, CampfireOptions, parse_layer_sparsity
 from secateurs.pruning.campfire.window_store import save_windows
 from secateurs.pruning.compaction.diverse_conv import diverse_convs_record
+from secateurs.pruning.record import CampfireRecord, ChannelRounds, DiverseGroups, ManifestPruning
 from secateurs.pruning.training_time import (
     Compaction,
     TrainingRun,
@@ -129,14 +130,16 @@ class CampfireMethod(TrainingTimeMethod):
             details=details,
         )
 
-    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
-        found = {
-            "method": self.name,
-            "granularity": self.settings.granularity,
-            "rounds": [*previous.get("rounds", []), compaction.history],
-        }
+    def manifest_record(
+        self, previous: ManifestPruning | None, compaction: Compaction
+    ) -> ManifestPruning:
+        found = ManifestPruning(
+            method=self.name,
+            rounds=ChannelRounds([compaction.history]),
+            campfire=CampfireRecord(self.settings.granularity),
+        ).after(previous)
         if compaction.record.get("diverse_groups"):
-            found["diverse_groups"] = compaction.record["diverse_groups"]
+            found.diverse_groups = DiverseGroups(compaction.record["diverse_groups"])
         return found
 
     def write_files(self, out: Path) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
 
 from torch import nn
 
@@ -17,6 +16,7 @@ from secateurs.pruning.compaction.fastest_form import make_diverse_if_faster
 from secateurs.pruning.compaction.layer_groups import LayerGroups
 from secateurs.pruning.compaction.layers import macs_per_weight
 from secateurs.pruning.compaction.unread import remove_unread_if_faster
+from secateurs.pruning.record import ChannelRounds, DiverseGroups, ManifestPruning, SGCNNRecord
 from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings
 from secateurs.pruning.sgcnn.options import DESCRIPTION, SGCNNOptions
 from secateurs.pruning.training_time import (
@@ -122,10 +122,12 @@ class SGCNNMethod(TrainingTimeMethod):
             details=details,
         )
 
-    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
-        return {
-            "method": self.name,
-            "rounds": [*previous.get("rounds", []), compaction.history],
-            "diverse_groups": compaction.record["diverse_groups"],
-            "sgcnn": self._callback.record(),
-        }
+    def manifest_record(
+        self, previous: ManifestPruning | None, compaction: Compaction
+    ) -> ManifestPruning:
+        return ManifestPruning(
+            method=self.name,
+            rounds=ChannelRounds([compaction.history]),
+            diverse_groups=DiverseGroups(compaction.record["diverse_groups"]),
+            sgcnn=SGCNNRecord(self._callback.record()),
+        ).after(previous)

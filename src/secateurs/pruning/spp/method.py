@@ -18,6 +18,7 @@ from secateurs.measure import count_cost
 from secateurs.measure.latency import LatencySettings
 from secateurs.pruning.compaction.compact_conv import compact_columns_record
 from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.record import ChannelRounds, CompactColumns, ManifestPruning, SPPRecord
 from secateurs.pruning.spp.callback import SPPCallback
 from secateurs.pruning.spp.compact import compact_model
 from secateurs.pruning.spp.cost import spp_macs
@@ -161,12 +162,12 @@ class SPPMethod(TrainingTimeMethod):
             details={"spp": callback.record(), "compact_layers": compaction.layers},
         )
 
-    def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
-        return {
-            "method": self.name,
-            "granularity": self.granularity,
-            "rounds": [*previous.get("rounds", []), compaction.history],
-            "compact_columns": compaction.record.get("compact_columns", {}),
-            "spp": self._callback.record(),
-            "layers": compaction.layers,
-        }
+    def manifest_record(
+        self, previous: ManifestPruning | None, compaction: Compaction
+    ) -> ManifestPruning:
+        return ManifestPruning(
+            method=self.name,
+            rounds=ChannelRounds([compaction.history]),
+            compact_columns=CompactColumns(compaction.record.get("compact_columns", {})),
+            spp=SPPRecord(self.granularity, self._callback.record(), compaction.layers),
+        ).after(previous)
