@@ -161,7 +161,7 @@ def test_the_python_api_prunes_to_a_latency_target(tmp_path) -> None:
     measured = scripted_ms(pruned.model, (1, *INPUT), 1) / scripted_ms(model, (1, *INPUT), 1)
     assert measured == pytest.approx(pruned.achieved, rel=1e-9)
     assert abs(measured / 0.5 - 1) <= 0.03
-    assert pruned.record["target"] == {"kind": "latency", "ratio": 0.5}
+    assert pruned.record.oneshot.target == {"kind": "latency", "ratio": 0.5}
 
 
 class InGraphBackend(ScriptedBackend):
