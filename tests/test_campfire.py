@@ -194,3 +194,12 @@ def test_the_csr_path_computes_the_dense_convolution() -> None:
     images = torch.randn(2, 6, 9, 9)
     with torch.no_grad():
         assert torch.allclose(CSRConv2d(conv)(images), conv(images), atol=1e-5)
+
+
+def test_a_ramp_spanning_no_step_says_what_to_change() -> None:
+    """One epoch of one step: the default ramp (to half the run) rounds to no step at all."""
+    from secateurs.pruning.campfire.schedule import AGPSchedule
+
+    with pytest.raises(SecateursError, match=r"from epoch 0 to 0.5 spans no training step \(1 a"):
+        AGPSchedule.from_epochs(0.0, 0.5, steps_per_epoch=1, interval=1)
+    assert AGPSchedule.from_epochs(0.0, 0.5, steps_per_epoch=4, interval=1).end == 2

@@ -94,3 +94,14 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys, monkeypatch, argv, mes
     assert _export(trained, *argv) == 2
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_file_is_refused_unless_forced(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"mine")
+    assert _export(trained, "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"secateurs: error: {out} exists; choose another -o (or --force)"
+    assert out.read_bytes() == b"mine"
+    assert _export(trained, "-o", str(out), "--force") == 0
+    assert out.read_bytes()[:4] != b"mine"

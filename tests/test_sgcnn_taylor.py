@@ -66,6 +66,22 @@ def test_groups_built_on_taylor_drop_the_silent_channel_first() -> None:
     assert bool(by_weight.keep[:, 2].all())
 
 
+def test_taylor_vectors_of_a_linear_layer_are_one_product_a_connection() -> None:
+    """``--linear --importance taylor`` groups a fully connected layer: its V[i, c] is
+    |W[i, c] dL/dW[i, c]| summed over the batches (no kernel to sum over; this crashed)."""
+    net = _net()
+    linear = net[6]
+    vectors = taylor_vectors(net, {"6": linear}, _batches(), count=3)["6"]
+    net.eval()
+    expected = torch.zeros(3, 6, dtype=torch.float64)
+    for images, labels in _batches():
+        net.zero_grad()
+        F.cross_entropy(net(images), labels).backward()
+        expected += (linear.weight * linear.weight.grad).abs().double()
+    assert vectors.shape == (3, 6)
+    assert torch.allclose(vectors, expected.detach(), rtol=1e-6)
+
+
 def test_sgcnn_runs_with_taylor_importance(tmp_path: Path) -> None:
     from secateurs.cli.main import main
     from secateurs.report import read_report

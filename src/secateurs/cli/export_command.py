@@ -53,6 +53,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--repeats", type=positive_int, default=30, help="int8: timed runs per batch size"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite OUT (and its .int8.onnx) if they exist"
+    )
     parser.set_defaults(run=run)
 
 
@@ -66,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
         raise SecateursError(
             "--int8 calibrates on training images and scores on test images: pass --data"
         )
+    written = (
+        [args.out, args.out.with_name(args.out.stem + ".int8.onnx")] if args.int8 else [args.out]
+    )
+    existing = [str(path) for path in written if path.exists()]
+    if existing and not args.force:
+        raise SecateursError(f"{', '.join(existing)} exists; choose another -o (or --force)")
     model, manifest = load_model(args.model)
     data = _data(args, manifest)
     images = _check_images(args, manifest, data)

@@ -47,10 +47,17 @@ class AGPSchedule:
     def from_epochs(
         cls, start_epoch: float, end_epoch: float, steps_per_epoch: int, interval: int
     ) -> AGPSchedule:
-        """Epochs (fractions allowed) turned into steps of ``steps_per_epoch``."""
-        return cls(
-            round(start_epoch * steps_per_epoch), round(end_epoch * steps_per_epoch), interval
-        )
+        """Epochs (fractions allowed) turned into steps of ``steps_per_epoch``; a ramp that
+        spans no step is refused with what to change."""
+        start, end = round(start_epoch * steps_per_epoch), round(end_epoch * steps_per_epoch)
+        if not start < end:
+            raise SecateursError(
+                f"the pruning ramp from epoch {start_epoch:g} to {end_epoch:g} spans no training "
+                f"step ({steps_per_epoch} a epoch): train longer (--epochs), on more images "
+                "(--train-subset, --batch-size), or ramp over more of the run (--prune-start, "
+                "--prune-end)"
+            )
+        return cls(start, end, interval)
 
     def updates_at(self, step: int) -> bool:
         """Whether the masks are recomputed after ``step`` steps."""

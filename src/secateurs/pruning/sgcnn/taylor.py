@@ -24,7 +24,7 @@ DEFAULT_BATCHES = 8
 
 def taylor_vectors(
     model: nn.Module,
-    layers: Mapping[str, nn.Conv2d],
+    layers: Mapping[str, nn.Conv2d | nn.Linear],
     batches: Iterable[tuple[Tensor, Tensor]],
     count: int = DEFAULT_BATCHES,
     context: DistributedContext | None = None,
@@ -42,7 +42,10 @@ def taylor_vectors(
                 loss = F.cross_entropy(model(images), labels)
                 gradients = torch.autograd.grad(loss, weights)
             for total, weight, gradient in zip(totals, weights, gradients, strict=True):
-                total += (weight.detach() * gradient).abs().flatten(2).sum(2).double()
+                change = (weight.detach() * gradient).abs()
+                if change.dim() > 2:  # a convolution: summed over its kernel; a linear layer
+                    change = change.flatten(2).sum(2)  # (--linear) has one weight a connection
+                total += change.double()
     finally:
         model.train(was_training)
     if context is not None and context.enabled:
