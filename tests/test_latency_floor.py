@@ -1,0 +1,90 @@
+"""Latency targets where the per-layer table cannot price the steps (batch 1 in onnxruntime: a
+layer timed alone is mostly its call and layout conversion) while the whole model still gets
+faster when narrowed: the allocation reaches the thinnest model the floor allows, refuses a
+target only after timing that model, and records its latency."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from latency_helpers import CALL_MS, ScriptedBackend, scripted_ms
+from secateurs.errors import SecateursError
+from secateurs.latency import LatencySource, LatencySpec
+from secateurs.models import create_model
+from secateurs.pruning import Allocation, ChannelGraph, Target, remove_channels
+from secateurs.pruning.methods import create_method
+
+INPUT = (3, 32, 32)
+FLAT_MS = 2.0  # a layer timed alone never runs under this (ResNet-20's 3x3 convolutions: 2.36)
+
+
+class OverheadBoundBackend(ScriptedBackend):
+    """A model of more than one layer runs as :func:`scripted_ms` says; a layer timed alone (a
+    table entry) costs at least ``FLAT_MS``, so the table prices narrowing it only in its top
+    ~15% of compute and not at all below."""
+
+    name = "scripted-overhead-bound"
+
+    def time(self, items, timing):
+        found = super().time(items, timing)
+        layers = [sum(isinstance(m, nn.Conv2d | nn.Linear) for m in module.modules())
+                  for module, _ in items]  # fmt: skip
+        return [
+            ms if count > 1 else CALL_MS + max(ms - CALL_MS, FLAT_MS)
+            for ms, count in zip(found, layers, strict=True)
+        ]
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    torch.manual_seed(0)
+
+
+def _allocation(tmp_path, min_channels: int = 1) -> Allocation:
+    spec = LatencySpec(backend="scripted", grid=16, cache=tmp_path)
+    source = LatencySource(spec, OverheadBoundBackend())
+    return Allocation(latency=source, min_channels=min_channels)
+
+
+def _measured(model: nn.Module, plan) -> float:
+    pruned = copy.deepcopy(model)
+    remove_channels(ChannelGraph(pruned, INPUT), plan)
+    return scripted_ms(pruned, (1, *INPUT), 1) / scripted_ms(model, (1, *INPUT), 1)
+
+
+def _floor_ratio(model: nn.Module, min_channels: int) -> float:
+    """The whole-model ratio of every prunable group at ``min_channels``."""
+    graph = ChannelGraph(model, INPUT)
+    from secateurs.pruning import PruningPlan
+
+    plan = PruningPlan({g.root: list(range(g.size - min_channels)) for g in graph.prunable_groups})
+    return _measured(model, plan)
+
+
+def test_a_target_the_table_cannot_price_is_met_by_measurement(tmp_path) -> None:
+    model = create_model("resnet20").eval()
+    graph = ChannelGraph(model, INPUT)
+    allocation = _allocation(tmp_path)
+    result = create_method("l1").plan(graph, None, Target("latency", 0.6), allocation)
+    measured = _measured(model, result.plan)
+    assert measured == pytest.approx(result.achieved, rel=1e-9)
+    assert abs(measured / 0.6 - 1) <= 0.03
+    floor = allocation.latency.floor
+    assert floor is not None and floor["ratio"] == pytest.approx(_floor_ratio(model, 1))
+
+
+def test_a_target_below_the_measured_floor_is_refused_with_that_floor(tmp_path) -> None:
+    model = create_model("resnet20").eval()
+    graph = ChannelGraph(model, INPUT)
+    floor = _floor_ratio(model, 8)
+    assert 0.1 < floor < 0.3  # 8 channels per group kept: an eighth to a half of each layer
+    with pytest.raises(SecateursError) as refused:
+        create_method("l1").plan(graph, None, Target("latency", 0.05), _allocation(tmp_path, 8))
+    message = str(refused.value)
+    assert "latency ratio of 0.05 cannot be met" in message
+    assert f"the thinnest model the floor allows measures {floor:.3f}" in message
+    assert "at batch 1" in message and "ask for" in message
