@@ -14,14 +14,16 @@ from torch import nn
 from latency_helpers import CALL_MS, ScriptedBackend, scripted_ms
 from secateurs.errors import SecateursError
 from secateurs.latency import LatencySource, LatencySpec
+from secateurs.measure.backends import register_backend
 from secateurs.models import create_model
-from secateurs.pruning import Allocation, ChannelGraph, Target, remove_channels
+from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
 from secateurs.pruning.methods import create_method
 
 INPUT = (3, 32, 32)
 FLAT_MS = 2.0  # a layer timed alone never runs under this (ResNet-20's 3x3 convolutions: 2.36)
 
 
+@register_backend  # the API and the job find it by name
 class OverheadBoundBackend(ScriptedBackend):
     """A model of more than one layer runs as :func:`scripted_ms` says; a layer timed alone (a
     table entry) costs at least ``FLAT_MS``, so the table prices narrowing it only in its top
@@ -59,8 +61,6 @@ def _measured(model: nn.Module, plan) -> float:
 def _floor_ratio(model: nn.Module, min_channels: int) -> float:
     """The whole-model ratio of every prunable group at ``min_channels``."""
     graph = ChannelGraph(model, INPUT)
-    from secateurs.pruning import PruningPlan
-
     plan = PruningPlan({g.root: list(range(g.size - min_channels)) for g in graph.prunable_groups})
     return _measured(model, plan)
 
@@ -88,3 +88,24 @@ def test_a_target_below_the_measured_floor_is_refused_with_that_floor(tmp_path) 
     assert "latency ratio of 0.05 cannot be met" in message
     assert f"the thinnest model the floor allows measures {floor:.3f}" in message
     assert "at batch 1" in message and "ask for" in message
+
+
+def test_the_floor_latency_is_recorded_beside_the_achieved_ratio(tmp_path) -> None:
+    import secateurs
+    from secateurs.runs.prune_job import PruneJob
+    from secateurs.runs.prune_run import _latency_details
+
+    model = create_model("resnet20").eval()
+    options = {"target_latency": 0.6, "backend": OverheadBoundBackend.name}
+    pruned = secateurs.prune(
+        model, method="l1", example_input=torch.zeros(1, *INPUT), latency_cache=tmp_path, **options
+    )
+    floor = pruned.record["latency_floor"]
+    assert floor["ratio"] == pytest.approx(_floor_ratio(model, 1))
+    assert floor["ratio"] < pruned.achieved and abs(pruned.achieved / 0.6 - 1) <= 0.03
+    assert floor["ms"] == pytest.approx(floor["ratio"] * floor["dense_ms"])
+    assert (floor["min_channels"], floor["round_to"]) == (1, 1)
+    # the report's pruning record carries it in its details, beside the latency model's settings
+    job = PruneJob(model=tmp_path, out=tmp_path / "o", method="l1", **options)
+    details = _latency_details(job, pruned.record)
+    assert details["latency_floor"] == floor and details["latency_model"]["batch"] == 1

@@ -142,8 +142,12 @@ def prune_copy(
         if data
         else []
     )
-    outcome = prune_model(model, manifest.input_size, method, job.settings(), scoring, after_step)
+    settings = job.settings()
+    outcome = prune_model(model, manifest.input_size, method, settings, scoring, after_step)
     record = outcome.record(method, job.target)
+    floor = getattr(settings.allocation.latency, "floor", None)  # a latency target's, measured
+    if floor is not None:
+        record["latency_floor"] = floor
     record["rounds"] = list((manifest.pruning or {}).get("rounds", [])) + record["rounds"]
     if outcome.certificate:
         record["certificate"] = outcome.certificate
@@ -210,7 +214,7 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         certificate=pruned.certificate,
         protected=list(recorded.get("protected", [])),
         achieved_ratio=float(recorded.get("achieved", 1.0)),
-        details=_latency_details(job),
+        details=_latency_details(job, recorded),
     )
 
 
@@ -223,13 +227,17 @@ def _round_to_used(job: PruneJob, recorded: dict[str, Any]) -> int | str:
     return job.round_to if used is None else int(used)
 
 
-def _latency_details(job: PruneJob) -> dict[str, Any]:
-    """Where and how pruning timed the models, when it did (a latency target, auto widths)."""
+def _latency_details(job: PruneJob, recorded: dict[str, Any]) -> dict[str, Any]:
+    """Where and how pruning timed the models, when it did (a latency target, auto widths), and
+    for a latency target the measured latency of the thinnest model the floor allows."""
     if not job.uses_latency:
         return {}
     spec = job.latency_spec()
-    return {"latency_model": {"backend": spec.backend, "batch": spec.batch,
-                              "threads": spec.threads, "grid": spec.grid}}  # fmt: skip
+    details: dict[str, Any] = {"latency_model": {"backend": spec.backend, "batch": spec.batch,
+                               "threads": spec.threads, "grid": spec.grid}}  # fmt: skip
+    if recorded.get("latency_floor") is not None:
+        details["latency_floor"] = recorded["latency_floor"]
+    return details
 
 
 def _channels(original: nn.Module, pruned: Pruned) -> dict[str, dict[str, int]]:
