@@ -109,3 +109,22 @@ def test_the_floor_latency_is_recorded_beside_the_achieved_ratio(tmp_path) -> No
     job = PruneJob(model=tmp_path, out=tmp_path / "o", method="l1", **options)
     details = _latency_details(job, pruned.record)
     assert details["latency_floor"] == floor and details["latency_model"]["batch"] == 1
+
+
+def test_report_md_shows_the_floor_beside_the_achieved_ratio() -> None:
+    from secateurs.report import Cost, PruningRecord, Report, RunSettings, markdown
+
+    floor = {"ratio": 0.62, "ms": 0.62, "dense_ms": 1.0, "min_channels": 1, "round_to": 1}
+    record = PruningRecord("l1", "latency", 0.7, 0.71, details={"latency_floor": floor})
+    report = Report(
+        settings=RunSettings("prune", "resnet20", "m"),
+        pruning=record,
+        cost_before=Cost(40_000_000, 270_000),
+        cost_after=Cost(20_000_000, 140_000),
+    )
+    text = markdown(report)
+    assert "achieved latency ratio 0.7100 (the thinnest model the floor allows measures 0.620)" in (
+        text
+    )
+    record.details = {}
+    assert "floor allows" not in markdown(report)
