@@ -128,3 +128,42 @@ def test_report_md_shows_the_floor_beside_the_achieved_ratio() -> None:
     )
     record.details = {}
     assert "floor allows" not in markdown(report)
+
+
+def _flat_path(states: int) -> list:
+    """States whose prediction says nothing (flat after the dense one) and whose MACs fall
+    evenly from 1 to 0: the search has only measurement to go on."""
+    from secateurs.latency.allocate import PathPoint
+
+    return [PathPoint([], 1.0 if i == 0 else 0.95, 1 - i / (states - 1)) for i in range(states)]
+
+
+def test_the_search_meets_a_target_the_prediction_cannot_see() -> None:
+    from secateurs.latency.allocate import LATENCY_TOLERANCE, search
+
+    path = _flat_path(301)
+    tried: list[int] = []
+
+    def measure(index: int) -> float:  # latency falls slowly at first, fast near the floor
+        tried.append(index)
+        return 0.02 + 0.98 * path[index].macs ** 4
+
+    floor = measure(300)
+    measured = search(path, measure, 0.5, 6, {0: 1.0, 300: floor})
+    assert len(tried) <= 1 + 6
+    assert any(abs(measured[i] / 0.5 - 1) <= LATENCY_TOLERANCE for i in tried[1:])
+
+
+def test_a_search_on_noisy_measurements_stops_within_its_tries() -> None:
+    from secateurs.latency.allocate import search
+
+    path = _flat_path(51)
+    noise = torch.Generator().manual_seed(3)
+    tried: list[int] = []
+
+    def measure(index: int) -> float:  # not monotone along the path
+        tried.append(index)
+        return path[index].macs * 0.8 + 0.2 + 0.1 * float(torch.rand(1, generator=noise))
+
+    search(path, measure, 0.33, 6, {0: 1.0, 50: measure(50)})
+    assert 1 < len(tried) <= 7 and len(set(tried)) == len(tried)  # never the same state twice

@@ -170,17 +170,21 @@ def within_budget(path: list[PathPoint], budget_ms: float) -> int:
     return len(path) - 1
 
 
-def next_index(path: list[PathPoint], measured: dict[int, float], asked: float) -> int | None:
+def next_index(
+    path: list[PathPoint], measured: dict[int, float], asked: float, halve: bool = False
+) -> int | None:
     """An unmeasured state between the nearest measured ones either side of ``asked`` (the last
     measured slower, the first measured faster after it), where the line through their measured
-    ratios over their multiply-accumulates crosses it; None when no state lies between."""
+    ratios over their multiply-accumulates crosses it (``halve``: half-way between their
+    multiply-accumulates, for when the line keeps landing on one side); None when no state lies
+    between."""
     slower = max(i for i, ratio in measured.items() if ratio > asked)
     faster = min(
         (i for i, ratio in measured.items() if i > slower and ratio <= asked), default=None
     )
     if faster is None or faster - slower < 2:
         return None
-    share = (measured[slower] - asked) / (measured[slower] - measured[faster])
+    share = 0.5 if halve else (measured[slower] - asked) / (measured[slower] - measured[faster])
     macs = path[slower].macs + share * (path[faster].macs - path[slower].macs)
     return min(range(slower + 1, faster), key=lambda i: abs(path[i].macs - macs))
 
@@ -194,13 +198,14 @@ def search(
 ) -> dict[int, float]:
     """``measured`` (state index: measured ratio; the dense state's and the floor's at least)
     with the states tried added (``measure(index)``): the first state predicted within
-    ``asked``, then :func:`next_index`, until one is within ``LATENCY_TOLERANCE`` of ``asked``
-    or ``tries`` are spent."""
+    ``asked``, then :func:`next_index` (half-way after two misses on the same side), until one
+    is within ``LATENCY_TOLERANCE`` of ``asked`` or ``tries`` are spent."""
     last = len(path) - 1
     index: int | None = within_budget(path, asked * path[0].predicted_ms)
+    sides: list[bool] = []  # per state tried: measured slower than asked
     for attempt in range(tries):
         if index is None or index in measured:
-            index = next_index(path, measured, asked)
+            index = next_index(path, measured, asked, halve=sides[-2:] in ([True] * 2, [False] * 2))
         if index is None:
             break
         measured[index] = measure(index)
@@ -209,6 +214,7 @@ def search(
                  measured[index], asked)  # fmt: skip
         if abs(measured[index] / asked - 1) <= LATENCY_TOLERANCE:
             break
+        sides.append(measured[index] > asked)
         index = None
     return measured
 
