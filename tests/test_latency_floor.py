@@ -149,9 +149,10 @@ def test_the_search_meets_a_target_the_prediction_cannot_see() -> None:
         return 0.02 + 0.98 * path[index].macs ** 4
 
     floor = measure(300)
-    measured = search(path, measure, 0.5, 6, {0: 1.0, 300: floor})
+    measured = search(path, measure, 0.2, 6, {0: 1.0, 300: floor})
     assert len(tried) <= 1 + 6
-    assert any(abs(measured[i] / 0.5 - 1) <= LATENCY_TOLERANCE for i in tried[1:])
+    # the line through the two ends keeps landing above 0.2: half-way steps get there
+    assert any(abs(measured[i] / 0.2 - 1) <= LATENCY_TOLERANCE for i in tried[1:])
 
 
 def test_a_search_on_noisy_measurements_stops_within_its_tries() -> None:
