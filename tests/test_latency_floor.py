@@ -91,23 +91,25 @@ def test_a_target_below_the_measured_floor_is_refused_with_that_floor(tmp_path) 
 
 
 def test_the_floor_latency_is_recorded_beside_the_achieved_ratio(tmp_path) -> None:
-    import secateurs
+    from secateurs.api import _custom_manifest
     from secateurs.runs.prune_job import PruneJob
-    from secateurs.runs.prune_run import _latency_details
+    from secateurs.runs.prune_run import _latency_details, prune_copy
 
     model = create_model("resnet20").eval()
     options = {"target_latency": 0.6, "backend": OverheadBoundBackend.name}
-    pruned = secateurs.prune(
-        model, method="l1", example_input=torch.zeros(1, *INPUT), latency_cache=tmp_path, **options
+    job = PruneJob(
+        model=tmp_path, out=tmp_path / "o", method="l1", latency_cache=tmp_path, **options
     )
-    floor = pruned.record["latency_floor"]
+    manifest = _custom_manifest(model, None, torch.zeros(1, *INPUT))
+    pruned = prune_copy(job, model, manifest, None, torch.device("cpu"))
+    floor = pruned.manifest.metrics["latency_floor"]  # the pruning step's measurements
+    achieved = scripted_ms(pruned.model, (1, *INPUT), 1) / scripted_ms(model, (1, *INPUT), 1)
     assert floor["ratio"] == pytest.approx(_floor_ratio(model, 1))
-    assert floor["ratio"] < pruned.achieved and abs(pruned.achieved / 0.6 - 1) <= 0.03
+    assert floor["ratio"] < achieved and abs(achieved / 0.6 - 1) <= 0.03
     assert floor["ms"] == pytest.approx(floor["ratio"] * floor["dense_ms"])
     assert (floor["min_channels"], floor["round_to"]) == (1, 1)
     # the report's pruning record carries it in its details, beside the latency model's settings
-    job = PruneJob(model=tmp_path, out=tmp_path / "o", method="l1", **options)
-    details = _latency_details(job, pruned.record)
+    details = _latency_details(job, pruned.manifest.metrics)
     assert details["latency_floor"] == floor and details["latency_model"]["batch"] == 1
 
 

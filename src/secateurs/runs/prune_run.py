@@ -142,12 +142,8 @@ def prune_copy(
         if data
         else []
     )
-    settings = job.settings()
-    outcome = prune_model(model, manifest.input_size, method, settings, scoring, after_step)
+    outcome = prune_model(model, manifest.input_size, method, job.settings(), scoring, after_step)
     record = outcome.record(method, job.target)
-    floor = getattr(settings.allocation.latency, "floor", None)  # a latency target's, measured
-    if floor is not None:
-        record["latency_floor"] = floor
     record["rounds"] = list((manifest.pruning or {}).get("rounds", [])) + record["rounds"]
     if outcome.certificate:
         record["certificate"] = outcome.certificate
@@ -156,6 +152,8 @@ def prune_copy(
     pruned = Pruned(model, manifest, outcome.seconds, certificate=outcome.certificate)
     pruned.step_epochs = sum(step_epochs)
     metrics: dict[str, Any] = {"pruning_seconds": round(outcome.seconds, 3)}
+    if outcome.latency_floor is not None:  # kept in oneshot/'s manifest: --resume reads it
+        metrics["latency_floor"] = outcome.latency_floor
     if job.recalibrate_bn and data is not None:
         pruned.uncalibrated = accuracy(model, data)
         metrics["top1_oneshot_uncalibrated"] = (
@@ -214,7 +212,7 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         certificate=pruned.certificate,
         protected=list(recorded.get("protected", [])),
         achieved_ratio=float(recorded.get("achieved", 1.0)),
-        details=_latency_details(job, recorded),
+        details=_latency_details(job, pruned.manifest.metrics),
     )
 
 
@@ -227,16 +225,17 @@ def _round_to_used(job: PruneJob, recorded: dict[str, Any]) -> int | str:
     return job.round_to if used is None else int(used)
 
 
-def _latency_details(job: PruneJob, recorded: dict[str, Any]) -> dict[str, Any]:
+def _latency_details(job: PruneJob, metrics: dict[str, Any]) -> dict[str, Any]:
     """Where and how pruning timed the models, when it did (a latency target, auto widths), and
-    for a latency target the measured latency of the thinnest model the floor allows."""
+    for a latency target the measured latency of the thinnest model the floor allows (from the
+    pruning step's ``metrics``)."""
     if not job.uses_latency:
         return {}
     spec = job.latency_spec()
     details: dict[str, Any] = {"latency_model": {"backend": spec.backend, "batch": spec.batch,
                                "threads": spec.threads, "grid": spec.grid}}  # fmt: skip
-    if recorded.get("latency_floor") is not None:
-        details["latency_floor"] = recorded["latency_floor"]
+    if metrics.get("latency_floor") is not None:
+        details["latency_floor"] = metrics["latency_floor"]
     return details
 
 
