@@ -93,7 +93,7 @@ def test_a_target_below_the_measured_floor_is_refused_with_that_floor(tmp_path) 
 def test_the_floor_latency_is_recorded_beside_the_achieved_ratio(tmp_path) -> None:
     from secateurs.api import _custom_manifest
     from secateurs.runs.prune_job import PruneJob
-    from secateurs.runs.prune_run import _latency_details, prune_copy
+    from secateurs.runs.prune_run import _record, prune_copy
 
     model = create_model("resnet20").eval()
     options = {"target_latency": 0.6, "backend": OverheadBoundBackend.name}
@@ -109,7 +109,7 @@ def test_the_floor_latency_is_recorded_beside_the_achieved_ratio(tmp_path) -> No
     assert floor["ms"] == pytest.approx(floor["ratio"] * floor["dense_ms"])
     assert (floor["min_channels"], floor["round_to"]) == (1, 1)
     # the report's pruning record carries it in its details, beside the latency model's settings
-    details = _latency_details(job, pruned.manifest.metrics)
+    details = _record(job, model, pruned).details
     assert details["latency_floor"] == floor and details["latency_model"]["batch"] == 1
 
 

@@ -196,7 +196,7 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
     """The report's pruning record: the job's settings, the method's own, the channels kept."""
     recorded = pruned.manifest.pruning or {}
     target = job.target
-    return PruningRecord(
+    record = PruningRecord(
         method=job.method,
         target_kind=target.kind if target else "macs",
         target_ratio=target.ratio if target else None,
@@ -212,8 +212,12 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         certificate=pruned.certificate,
         protected=list(recorded.get("protected", [])),
         achieved_ratio=float(recorded.get("achieved", 1.0)),
-        details=_latency_details(job, pruned.manifest.metrics),
+        details=_latency_details(job),
     )
+    floor = pruned.manifest.metrics.get("latency_floor")  # a latency target's, measured
+    if floor is not None:  # the thinnest model the floor allows, beside the speed-up
+        record.details["latency_floor"] = floor
+    return record
 
 
 def _round_to_used(job: PruneJob, recorded: dict[str, Any]) -> int | str:
@@ -225,18 +229,13 @@ def _round_to_used(job: PruneJob, recorded: dict[str, Any]) -> int | str:
     return job.round_to if used is None else int(used)
 
 
-def _latency_details(job: PruneJob, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Where and how pruning timed the models, when it did (a latency target, auto widths), and
-    for a latency target the measured latency of the thinnest model the floor allows (from the
-    pruning step's ``metrics``)."""
+def _latency_details(job: PruneJob) -> dict[str, Any]:
+    """Where and how pruning timed the models, when it did (a latency target, auto widths)."""
     if not job.uses_latency:
         return {}
     spec = job.latency_spec()
-    details: dict[str, Any] = {"latency_model": {"backend": spec.backend, "batch": spec.batch,
-                               "threads": spec.threads, "grid": spec.grid}}  # fmt: skip
-    if metrics.get("latency_floor") is not None:
-        details["latency_floor"] = metrics["latency_floor"]
-    return details
+    return {"latency_model": {"backend": spec.backend, "batch": spec.batch,
+                              "threads": spec.threads, "grid": spec.grid}}  # fmt: skip
 
 
 def _channels(original: nn.Module, pruned: Pruned) -> dict[str, dict[str, int]]:
