@@ -91,7 +91,7 @@ class _Walk:
     milliseconds and multiply-accumulates at the current widths."""
 
     def __init__(self, allocator: Allocator, model: LatencyModel) -> None:
-        self.allocator, self.model = allocator, model
+        self.model = model
         self.groups = allocator.groups
         self.ranked = [
             torch.sort(allocator.normalised_scores(g)).values.tolist() for g in self.groups
