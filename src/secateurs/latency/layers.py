@@ -67,6 +67,20 @@ class LayerShape:
     def input_shape(self, batch: int, in_channels: int) -> tuple[int, ...]:
         return (batch, in_channels, *self.spatial)
 
+    def macs(self, in_channels: int, out_channels: int) -> float:
+        """Multiply-accumulates per image at these widths: what narrowing the layer saves inside
+        its model, where no table can price it (the allocation's fallback, and its search axis)."""
+        if self.kind == "linear":
+            return float(in_channels * out_channels)
+        positions = math.prod(
+            (size + 2 * pad - dil * (k - 1) - 1) // step + 1
+            for size, pad, dil, k, step in zip(
+                self.spatial, self.padding, self.dilation, self.kernel, self.stride, strict=False
+            )
+        )
+        per_output = math.prod(self.kernel) * (1 if self.depthwise else in_channels)
+        return float(out_channels * per_output * positions)
+
 
 @dataclass
 class Link:
@@ -111,6 +125,9 @@ class TabledLayer:
         if self.shape.depthwise:  # one set of channels, listed as input and output
             kept_in = kept_out = min(kept_in, kept_out)
         return kept_in, kept_out
+
+    def macs(self, removed: Mapping[str, Tensor]) -> float:
+        return self.shape.macs(*self.widths(removed))
 
 
 def _shape(module: nn.Module, spatial: tuple[int, ...]) -> LayerShape | None:

@@ -8,6 +8,7 @@ import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from secateurs.latency import cache
 from secateurs.latency.allocate import LATENCY_TOLERANCE, meet_latency
@@ -54,6 +55,9 @@ class LatencySource:
         )
         self.directory = spec.cache or cache.default_directory()
         self._models: dict[str, LatencyModel] = {}
+        # the thinnest model the floor allows, as last measured by a latency target (meet):
+        # {"ratio", "ms", "dense_ms", "min_channels", "round_to"}; None before any
+        self.floor: dict[str, Any] | None = None
 
     def timing(self, repeats: int) -> Timing:
         return Timing(self.spec.threads, warmup=max(1, repeats // 5), repeats=repeats)
@@ -146,6 +150,11 @@ class LatencySource:
 
     def measured_ratio(self, graph: ChannelGraph, plan: PruningPlan) -> float:
         """Latency after / before of ``plan``'s surgery on a copy, both timed interleaved."""
+        before, after = self.measured_ms(graph, plan)
+        return after / before
+
+    def measured_ms(self, graph: ChannelGraph, plan: PruningPlan) -> tuple[float, float]:
+        """Milliseconds of the dense model and of ``plan``'s surgery on a copy, interleaved."""
         pruned = copy.deepcopy(graph.model).eval()
         remove_channels(ChannelGraph(pruned, graph.input_size), plan)
         dense = copy.deepcopy(graph.model).eval()
@@ -153,4 +162,4 @@ class LatencySource:
         before, after = self.backend.time(
             [(dense, shape), (pruned, shape)], self.timing(self.spec.model_repeats)
         )
-        return after / before
+        return before, after

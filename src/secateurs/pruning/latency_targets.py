@@ -3,14 +3,14 @@
 The pruning engine never imports :mod:`secateurs.latency` (which sits above it: it traces the
 engine's channel graph and times its surgery). An :class:`~secateurs.pruning.allocation.Allocation`
 is handed an object satisfying :class:`LatencyTargets` (``secateurs.latency.LatencySource``), and
-the :class:`~secateurs.pruning.allocation.Allocator` calls only these three members; in return the
-latency side drives the allocator through its public methods (``normalised_scores``,
+the engine reads only these members (the allocator three, the prune step ``floor``); in return
+the latency side drives the allocator through its public methods (``normalised_scores``,
 ``plan_from_counts``, ``settings``, ``groups``, ``graph``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from secateurs.pruning.allocation import Allocator, Target
@@ -22,6 +22,9 @@ class LatencyTargets(Protocol):
     """A latency source as the allocator sees it."""
 
     tolerance: float  # relative error allowed on a measured latency ratio
+    # the thinnest model the floor allows, as a latency target last measured it ({"ratio",
+    # "ms", "dense_ms", ...}); None before any
+    floor: dict[str, Any] | None
 
     def efficient_widths(self, graph: ChannelGraph) -> dict[str, list[int]]:
         """Per group root, the channel counts the backend runs faster than any wider one."""

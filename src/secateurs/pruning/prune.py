@@ -66,6 +66,7 @@ class PruneOutcome:
     selection: str = "deterministic"  # how the method chose channels (MethodPlan.selection)
     protected: list[dict[str, str]] = field(default_factory=list)  # {root, reason}: kept whole
     round_to: int | None = None  # the channel multiple the allocation settled on (last step)
+    latency_floor: dict[str, Any] | None = None  # a latency target's: the floor's model, measured
 
     def record(self, method: PruningMethod, target: Target | None) -> ManifestPruning:
         """The manifest's ``pruning`` entry."""
@@ -199,6 +200,8 @@ def _prune_step(
     outcome.selection = result.selection
     if result.round_to is not None:
         outcome.round_to = result.round_to
+    if settings.allocation.latency is not None and settings.allocation.latency.floor is not None:
+        outcome.latency_floor = settings.allocation.latency.floor
     if settings.fold_bias:
         outcome.folds.append(fold_removed_channels(graph, result.plan, data.batches).to_json())
     outcome.rounds.append(remove_channels(graph, result.plan))

@@ -52,8 +52,17 @@ def _summary(report: Report) -> str:
         )
     return (
         f"Target: {_target(report)}; achieved {pruning.target_kind} ratio "
-        f"{pruning.achieved_ratio:.4f}. Selection: {pruning.selection}. {training}"
+        f"{pruning.achieved_ratio:.4f}{_floor_note(report)}. Selection: {pruning.selection}. "
+        f"{training}"
     )
+
+
+def _floor_note(report: Report) -> str:
+    """A latency target's measured floor: the thinnest model the floor allows."""
+    floor = report.pruning.details.get("latency_floor")
+    if not floor:
+        return ""
+    return f" (the thinnest model the floor allows measures {floor['ratio']:.3f})"
 
 
 def markdown(report: Report) -> str:

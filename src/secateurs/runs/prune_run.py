@@ -152,6 +152,8 @@ def prune_copy(
     pruned = Pruned(model, manifest, outcome.seconds, certificate=outcome.certificate)
     pruned.step_epochs = sum(step_epochs)
     metrics: dict[str, Any] = {"pruning_seconds": round(outcome.seconds, 3)}
+    if outcome.latency_floor is not None:  # kept in oneshot/'s manifest: --resume reads it
+        metrics["latency_floor"] = outcome.latency_floor
     if job.recalibrate_bn and data is not None:
         pruned.uncalibrated = accuracy(model, data)
         metrics["top1_oneshot_uncalibrated"] = (
@@ -194,7 +196,7 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
     """The report's pruning record: the job's settings, the method's own, the channels kept."""
     recorded = (pruned.manifest.pruning or ManifestPruning()).oneshot or OneShotPrune()
     target = job.target
-    return PruningRecord(
+    record = PruningRecord(
         method=job.method,
         target_kind=target.kind if target else "macs",
         target_ratio=target.ratio if target else None,
@@ -212,6 +214,10 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         achieved_ratio=float(recorded.achieved),
         details=_latency_details(job),
     )
+    floor = pruned.manifest.metrics.get("latency_floor")  # a latency target's, measured
+    if floor is not None:  # the thinnest model the floor allows, beside the speed-up
+        record.details["latency_floor"] = floor
+    return record
 
 
 def _round_to_used(job: PruneJob, recorded: OneShotPrune) -> int | str:
