@@ -84,6 +84,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
             **shared,
             method=what,
             target_macs=budget,
+            round_to=1,  # exact widths, as the published tables were made
             finetune_epochs=args.epochs,
             finetune_lr=args.lr,
         )

@@ -102,6 +102,7 @@ def run(name: str, args: argparse.Namespace, out: Path) -> None:
         **shared,
         method=what,
         target_macs=args.target_macs,
+        round_to=1,  # exact widths, as the published tables were made
         finetune_epochs=args.epochs,
         finetune_lr=args.lr,
     )

@@ -223,10 +223,10 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
 def _round_to_used(job: PruneJob, recorded: OneShotPrune) -> int | str:
     """The channel multiple the allocation settled on (it halves the one asked for when that
     cannot meet the target); ``auto`` when widths came from a latency table."""
-    if job.round_to == "auto":
+    if job.rounding == "auto":
         return "auto"
     used = recorded.round_to
-    return job.round_to if used is None else int(used)
+    return job.rounding if used is None else int(used)
 
 
 def _latency_details(job: PruneJob) -> dict[str, Any]:
