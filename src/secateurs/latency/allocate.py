@@ -40,14 +40,14 @@ class PathPoint:
 
 
 def _steps_of(allocator: Allocator, model: LatencyModel) -> list[list[int]]:
-    """Per group, the widths it may keep, widest first (never below ``min_channels``): the
+    """Per group, the widths it may keep, widest first (never below the group's floor): the
     table's efficient widths, and of those only multiples of ``round_to`` when it is above 1
     (the multiples themselves when the table finds none efficient)."""
     allowed = model.efficient_widths(allocator.graph)
     multiple = allocator.settings.round_to
     steps = []
     for group in allocator.groups:
-        floor = min(group.size, max(allocator.settings.min_channels, 1))
+        floor = allocator.floors[group.root]
         widths = set(allowed.get(group.root, [group.size]))
         if multiple > 1:
             multiples = set(range(multiple, group.size, multiple))

@@ -8,10 +8,12 @@ Two rankings:
   bisection.
 Channel counts kept are rounded up to a multiple (``round_to``), or with ``auto_widths`` to the
 next width the latency tables found efficient (:mod:`secateurs.latency`), and a group never keeps
-fewer than ``min_channels`` (so a layer is never emptied). The prediction (:class:`CostModel`) is
-then checked by real surgery on a copy and the internal target corrected until the achieved ratio
-is within ``tolerance`` of the asked one. Latency targets are met by the allocation's latency
-source (:class:`~secateurs.pruning.latency_targets.LatencyTargets`, implemented in
+fewer than its floor (:mod:`secateurs.pruning.floor`: a fraction of its width, more for the stem
+and the classifier's input, and at least ``min_channels``), so a layer never collapses. The
+prediction (:class:`CostModel`) is then checked by real surgery on a copy and the internal
+target corrected until the achieved ratio is within ``tolerance`` of the asked one. Latency
+targets are met by the allocation's latency source
+(:class:`~secateurs.pruning.latency_targets.LatencyTargets`, implemented in
 :mod:`secateurs.latency`, which the engine never imports).
 """
 
@@ -30,6 +32,7 @@ from torch import Tensor
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.cost_model import CostModel
+from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, Floor, group_floors
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.surgery import remove_channels
@@ -67,10 +70,19 @@ class Allocation:
     # None: the method's own choice
     round_to: int = 1
     min_channels: int = 1
+    min_fraction: float = DEFAULT_FRACTION  # the floor: of each group's channels
+    ends_fraction: float = DEFAULT_ENDS_FRACTION  # of the stem's and the classifier input's
     tolerance: float = 0.01  # relative error allowed on the achieved ratio
     max_corrections: int = 6
     auto_widths: bool = False  # kept counts rounded up to the latency tables' efficient widths
     latency: LatencyTargets | None = None  # latency targets and auto widths (a LatencySource)
+
+    def __post_init__(self) -> None:
+        self.floor()  # checked
+
+    def floor(self) -> Floor:
+        """The fewest channels a group keeps (:mod:`secateurs.pruning.floor`)."""
+        return Floor(self.min_fraction, self.ends_fraction, max(self.min_channels, 1))
 
 
 def check_scores(graph: ChannelGraph, scores: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -100,10 +112,16 @@ def _normalised(score: Tensor, how: str) -> Tensor:
 
 
 def kept_count(
-    group: ChannelGroup, wanted: int, settings: Allocation, allowed: list[int] | None = None
+    group: ChannelGroup,
+    wanted: int,
+    settings: Allocation,
+    allowed: list[int] | None = None,
+    floor: int | None = None,
 ) -> int:
-    """``wanted`` raised to the floor, then to the next ``allowed`` width or multiple."""
-    floor = min(group.size, max(settings.min_channels, 1))
+    """``wanted`` raised to the floor, then to the next ``allowed`` width or multiple.
+    ``floor``: the group's (:func:`~secateurs.pruning.floor.group_floors`); None: the settings'
+    floor for a group that is neither the stem nor the classifier's input."""
+    floor = settings.floor().of(group) if floor is None else floor
     kept = max(floor, wanted)
     if allowed:
         return min([width for width in allowed if width >= kept] or [group.size])
@@ -127,6 +145,7 @@ class Allocator:
         if not self.groups:
             raise SecateursError(f"{type(graph.model).__name__} has no prunable channel groups")
         self.cost_model = CostModel(graph)
+        self.floors = group_floors(graph, settings.floor())  # fewest channels kept, by root
         self.allowed: dict[str, list[int]] = {}  # efficient widths per group (auto_widths)
         if settings.auto_widths:
             if settings.latency is None:
@@ -158,7 +177,13 @@ class Allocator:
         """Every group keeps ``fraction`` of its channels (rounded as the settings say)."""
         allowed = self.allowed
         kept = [
-            kept_count(group, round(fraction * group.size), self.settings, allowed.get(group.root))
+            kept_count(
+                group,
+                round(fraction * group.size),
+                self.settings,
+                allowed.get(group.root),
+                self.floors[group.root],
+            )
             for group in self.groups
         ]
         return self.plan_from_counts(kept)
@@ -168,7 +193,13 @@ class Allocator:
         for position, _ in self.global_order[:removed_total]:
             removed[position] += 1
         kept = [
-            kept_count(group, group.size - removed[i], self.settings, self.allowed.get(group.root))
+            kept_count(
+                group,
+                group.size - removed[i],
+                self.settings,
+                self.allowed.get(group.root),
+                self.floors[group.root],
+            )
             for i, group in enumerate(self.groups)
         ]
         return self.plan_from_counts(kept)
@@ -267,8 +298,9 @@ class Allocator:
         lowest = self.measured_ratio(lowest_plan, target.kind)
         if lowest > asked * (1 + self.settings.tolerance):
             raise SecateursError(
-                f"a {target.kind} ratio of {asked:g} cannot be met without emptying a layer: "
-                f"the most this method can prune leaves {lowest:.3f}"
+                f"a {target.kind} ratio of {asked:g} cannot be met above the channel floor: "
+                f"the most this method can prune leaves {lowest:.3f} (the floor: "
+                f"--min-fraction, --ends-min-fraction, --min-channels)"
             )
         internal = asked
         best: tuple[float, PruningPlan, float] | None = None
@@ -294,6 +326,7 @@ def allocate_layer_ratios(
 ) -> PruningPlan:
     """Prune ``ratios[root]`` of each named group's channels (its lowest scores)."""
     checked = check_scores(graph, scores)
+    floors = group_floors(graph, settings.floor())
     removals = {}
     for root, ratio in ratios.items():
         group = graph.group(root)
@@ -301,7 +334,9 @@ def allocate_layer_ratios(
             raise SecateursError(f"cannot prune group {root}: {group.reason}")
         if not 0 <= ratio < 1:
             raise SecateursError(f"the ratio for {root} must be in [0, 1), not {ratio}")
-        keep = kept_count(group, group.size - round(ratio * group.size), settings)
+        keep = kept_count(
+            group, group.size - round(ratio * group.size), settings, None, floors[root]
+        )
         order = torch.argsort(checked[root], stable=True)
         removals[root] = sorted(order[: group.size - keep].tolist())
     return PruningPlan(removals)

@@ -20,6 +20,7 @@ from torch import nn
 
 from secateurs.data import LabelledData
 from secateurs.pruning.bn_recalibration import recalibrate_batchnorm
+from secateurs.pruning.floor import Floor, floor_record
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods import ScoringData, create_method
 from secateurs.pruning.prune import prune_model
@@ -194,6 +195,8 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
     """The report's pruning record: the job's settings, the method's own, the channels kept."""
     recorded = pruned.manifest.pruning or {}
     target = job.target
+    before = ChannelGraph(original, pruned.manifest.input_size)
+    floor = floor_record(before, Floor(job.min_fraction, job.ends_min_fraction, job.min_channels))
     return PruningRecord(
         method=job.method,
         target_kind=target.kind if target else "macs",
@@ -206,11 +209,11 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         round_to=_round_to_used(job, recorded),
         steps=job.steps,
         bias_fold=job.fold_bias,
-        channels=_channels(original, pruned),
+        channels=_channels(before, pruned),
         certificate=pruned.certificate,
         protected=list(recorded.get("protected", [])),
         achieved_ratio=float(recorded.get("achieved", 1.0)),
-        details=_latency_details(job),
+        details={**_latency_details(job), "floor": floor},
     )
 
 
@@ -232,10 +235,9 @@ def _latency_details(job: PruneJob) -> dict[str, Any]:
                               "threads": spec.threads, "grid": spec.grid}}  # fmt: skip
 
 
-def _channels(original: nn.Module, pruned: Pruned) -> dict[str, dict[str, int]]:
+def _channels(before: ChannelGraph, pruned: Pruned) -> dict[str, dict[str, int]]:
     """Channels per prunable group before and after, by the group's root layer."""
     input_size = pruned.manifest.input_size
-    before = ChannelGraph(original, input_size)
     after = {g.root: g.size for g in ChannelGraph(pruned.model, input_size).groups}
     return {
         g.root: {"before": g.size, "after": after.get(g.root, g.size)}
