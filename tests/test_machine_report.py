@@ -76,6 +76,9 @@ def test_a_slower_pruned_model_is_said_in_one_line_at_the_top() -> None:
         "**Slower than the unpruned model: onnxruntime batch 1 at 0.95x, onnxruntime batch 64 "
         "at 0.79x.**"
     )
+    assert "Channel floor" not in markdown(report)
+    report.pruning.details["floor"] = {"fraction": 0.125, "ends_fraction": 0.25, "min_channels": 1}
+    assert "Channel floor: 0.125 of each group, 0.25 of the stem" in markdown(report)
     faster = hand_made({"eager": {"1": 1.8}, "onnxruntime": {"64": 1.0}})
     assert faster.slower == [] and slower_note(faster) == ""
     assert "Slower" not in markdown(faster)

@@ -54,6 +54,18 @@ def _summary(report: Report) -> str:
     return (
         f"Target: {_target(report)}; achieved {pruning.target_kind} ratio "
         f"{pruning.achieved_ratio:.4f}. Selection: {pruning.selection}. {training}"
+        f"{_floor_note(report)}"
+    )
+
+
+def _floor_note(report: Report) -> str:
+    """The channel floor the allocation kept to (pruning.details["floor"]), when recorded."""
+    floor = report.pruning.details.get("floor")
+    if not floor:
+        return ""
+    return (
+        f" Channel floor: {floor['fraction']:g} of each group, {floor['ends_fraction']:g} of the "
+        f"stem and the classifier's input, at least {floor['min_channels']} channels."
     )
 
 
