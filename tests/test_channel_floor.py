@@ -193,3 +193,29 @@ def test_a_one_shot_method_through_the_engine_keeps_the_floor() -> None:
     result = create_method("l1").plan(graph, None, Target("macs", 0.1), Allocation())
     kept = result.plan.kept(graph)
     assert all(kept[root] >= floor for root, floor in RESNET20_FLOORS.items())
+
+
+def test_a_small_model_whose_first_layer_would_be_wiped_keeps_a_quarter(caplog) -> None:
+    """Two 16-wide groups, the first (the stem) scored 100x below the second (the classifier's
+    input): bn_scale's global ranking at 10% of the MACs takes the stem to its floor,
+    ceil(16 / 4) = 4 and the second group to 4 as well (without the floor: the stem at 1 of 16,
+    the thin-layer warning, and the second group whole)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[1].weight.copy_(torch.linspace(0.001, 0.01, 16))
+        model[4].weight.copy_(torch.linspace(1.0, 2.0, 16))
+    graph = ChannelGraph(model, (3, 8, 8))
+    assert group_floors(graph, Floor()) == {"0": 4, "3": 4}
+    method = create_method("bn_scale")
+    with caplog.at_level("WARNING"):
+        plan = method.plan(graph, None, Target("macs", 0.1), Allocation()).plan
+    assert plan.kept(graph) == {"0": 4, "3": 4, "8": 4} and "under 10%" not in caplog.text
+    bare = Allocation(min_fraction=0, ends_fraction=0)
+    with caplog.at_level("WARNING"):
+        plan = method.plan(graph, None, Target("macs", 0.1), bare).plan
+    assert plan.kept(graph) == {"0": 1, "3": 16, "8": 4} and "0 1/16" in caplog.text
