@@ -50,6 +50,7 @@ def test_machine_info_and_its_line() -> None:
     assert describe(info) == (
         "Machine: AMD Ryzen 7 5800U (instruction sets not known); torch 2.4.0; 2 threads."
     )
+    assert describe({**info, "threads": 1}).endswith("; 1 thread.")
     assert machine_info(1, cpuinfo="")["cpu"]  # no model name: the platform's, never empty
 
 

@@ -85,4 +85,6 @@ def describe(info: dict[str, Any]) -> str:
     versions = ", ".join(
         f"{name} {info[name]}" for name in ("torch", "onnxruntime") if info.get(name)
     )
-    return f"Machine: {info.get('cpu')} ({flags}); {versions}; {info.get('threads')} threads."
+    threads = info.get("threads")
+    plural = "" if threads == 1 else "s"
+    return f"Machine: {info.get('cpu')} ({flags}); {versions}; {threads} thread{plural}."
