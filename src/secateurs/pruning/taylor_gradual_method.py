@@ -129,6 +129,11 @@ class GradualTaylorMethod(TrainingTimeMethod):
             )
         return Compaction(remove_channels(graph, plan))
 
+    def _floor_record(self) -> dict[str, object]:
+        """The floor the schedule kept to, per group of the model before pruning."""
+        graph = self._callback.graph_
+        return {} if graph is None else floor_record(graph, self.schedule.floor())
+
     def pruning_record(self, compaction: Compaction) -> PruningRecord:
         if not self._callback.over:
             log.warning(
@@ -145,11 +150,6 @@ class GradualTaylorMethod(TrainingTimeMethod):
             channels=self._callback.channel_counts(),
             details={"taylor_gradual": self._callback.record(), "floor": self._floor_record()},
         )
-
-    def _floor_record(self) -> dict[str, Any]:
-        """The floor the schedule kept to, per group of the model before pruning."""
-        graph = self._callback.graph_
-        return {} if graph is None else floor_record(graph, self.schedule.floor())
 
     def manifest_record(self, previous: dict[str, Any], compaction: Compaction) -> dict[str, Any]:
         return {

@@ -71,7 +71,7 @@ def run_prune(job: PruneJob) -> Report | None:
             run,
             (original, pruned.model),
             manifest,
-            _record(job, original, pruned),
+            _with_floor(_record(job, original, pruned), job, original, manifest),
             stages,
             pruning_seconds=round(pruned.seconds, 3),
             # every epoch of fine-tuning, the steps' included
@@ -195,8 +195,6 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
     """The report's pruning record: the job's settings, the method's own, the channels kept."""
     recorded = pruned.manifest.pruning or {}
     target = job.target
-    before = ChannelGraph(original, pruned.manifest.input_size)
-    floor = floor_record(before, Floor(job.min_fraction, job.ends_min_fraction, job.min_channels))
     return PruningRecord(
         method=job.method,
         target_kind=target.kind if target else "macs",
@@ -209,11 +207,11 @@ def _record(job: PruneJob, original: nn.Module, pruned: Pruned) -> PruningRecord
         round_to=_round_to_used(job, recorded),
         steps=job.steps,
         bias_fold=job.fold_bias,
-        channels=_channels(before, pruned),
+        channels=_channels(original, pruned),
         certificate=pruned.certificate,
         protected=list(recorded.get("protected", [])),
         achieved_ratio=float(recorded.get("achieved", 1.0)),
-        details={**_latency_details(job), "floor": floor},
+        details=_latency_details(job),
     )
 
 
@@ -235,12 +233,24 @@ def _latency_details(job: PruneJob) -> dict[str, Any]:
                               "threads": spec.threads, "grid": spec.grid}}  # fmt: skip
 
 
-def _channels(before: ChannelGraph, pruned: Pruned) -> dict[str, dict[str, int]]:
+def _channels(original: nn.Module, pruned: Pruned) -> dict[str, dict[str, int]]:
     """Channels per prunable group before and after, by the group's root layer."""
     input_size = pruned.manifest.input_size
+    before = ChannelGraph(original, input_size)
     after = {g.root: g.size for g in ChannelGraph(pruned.model, input_size).groups}
     return {
         g.root: {"before": g.size, "after": after.get(g.root, g.size)}
         for g in before.groups
         if g.prunable
     }
+
+
+def _with_floor(
+    record: PruningRecord, job: PruneJob, original: nn.Module, manifest: Manifest
+) -> PruningRecord:
+    """``record`` with the channel floor the allocation kept to in ``details["floor"]``
+    (:func:`~secateurs.pruning.floor.floor_record`, on the unpruned model's groups)."""
+    graph = ChannelGraph(original, manifest.input_size)
+    floor = Floor(job.min_fraction, job.ends_min_fraction, job.min_channels)
+    record.details["floor"] = floor_record(graph, floor)
+    return record
