@@ -16,13 +16,14 @@ MACs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
 
 from secateurs.errors import SecateursError
 from secateurs.latency.predict import LatencyModel, first_removed
+from secateurs.pruning.allocation import kept_count
 from secateurs.pruning.plan import PruningPlan
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def _steps_of(allocator: Allocator, model: LatencyModel) -> list[list[int]]:
     multiple = allocator.settings.round_to
     steps = []
     for group in allocator.groups:
-        floor = allocator.floors[group.root]
+        floor = kept_count(group, 0, replace(allocator.settings, round_to=1))  # the floor
         widths = set(allowed.get(group.root, [group.size]))
         if multiple > 1:
             multiples = set(range(multiple, group.size, multiple))

@@ -9,7 +9,7 @@ Two rankings:
 Channel counts kept are rounded up to a multiple (``round_to``), or with ``auto_widths`` to the
 next width the latency tables found efficient (:mod:`secateurs.latency`), and a group never keeps
 fewer than its floor (:mod:`secateurs.pruning.floor`: a fraction of its width, more for the stem
-and the classifier's input, and at least ``min_channels``), so a layer never collapses. The
+and the classifier's input, at least ``min_channels``), so a layer never collapses. The
 prediction (:class:`CostModel`) is then checked by real surgery on a copy and the internal
 target corrected until the achieved ratio is within ``tolerance`` of the asked one. Latency
 targets are met by the allocation's latency source
@@ -32,7 +32,7 @@ from torch import Tensor
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.cost_model import CostModel
-from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, Floor, group_floors
+from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, Floor
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.surgery import remove_channels
@@ -112,16 +112,11 @@ def _normalised(score: Tensor, how: str) -> Tensor:
 
 
 def kept_count(
-    group: ChannelGroup,
-    wanted: int,
-    settings: Allocation,
-    allowed: list[int] | None = None,
-    floor: int | None = None,
+    group: ChannelGroup, wanted: int, settings: Allocation, allowed: list[int] | None = None
 ) -> int:
-    """``wanted`` raised to the floor, then to the next ``allowed`` width or multiple.
-    ``floor``: the group's (:func:`~secateurs.pruning.floor.group_floors`); None: the settings'
-    floor for a group that is neither the stem nor the classifier's input."""
-    floor = settings.floor().of(group) if floor is None else floor
+    """``wanted`` raised to the group's floor (:meth:`Allocation.floor`), then to the next
+    ``allowed`` width or multiple."""
+    floor = settings.floor().of(group)
     kept = max(floor, wanted)
     if allowed:
         return min([width for width in allowed if width >= kept] or [group.size])
@@ -145,7 +140,6 @@ class Allocator:
         if not self.groups:
             raise SecateursError(f"{type(graph.model).__name__} has no prunable channel groups")
         self.cost_model = CostModel(graph)
-        self.floors = group_floors(graph, settings.floor())  # fewest channels kept, by root
         self.allowed: dict[str, list[int]] = {}  # efficient widths per group (auto_widths)
         if settings.auto_widths:
             if settings.latency is None:
@@ -177,13 +171,7 @@ class Allocator:
         """Every group keeps ``fraction`` of its channels (rounded as the settings say)."""
         allowed = self.allowed
         kept = [
-            kept_count(
-                group,
-                round(fraction * group.size),
-                self.settings,
-                allowed.get(group.root),
-                self.floors[group.root],
-            )
+            kept_count(group, round(fraction * group.size), self.settings, allowed.get(group.root))
             for group in self.groups
         ]
         return self.plan_from_counts(kept)
@@ -193,13 +181,7 @@ class Allocator:
         for position, _ in self.global_order[:removed_total]:
             removed[position] += 1
         kept = [
-            kept_count(
-                group,
-                group.size - removed[i],
-                self.settings,
-                self.allowed.get(group.root),
-                self.floors[group.root],
-            )
+            kept_count(group, group.size - removed[i], self.settings, self.allowed.get(group.root))
             for i, group in enumerate(self.groups)
         ]
         return self.plan_from_counts(kept)
@@ -326,7 +308,6 @@ def allocate_layer_ratios(
 ) -> PruningPlan:
     """Prune ``ratios[root]`` of each named group's channels (its lowest scores)."""
     checked = check_scores(graph, scores)
-    floors = group_floors(graph, settings.floor())
     removals = {}
     for root, ratio in ratios.items():
         group = graph.group(root)
@@ -334,9 +315,7 @@ def allocate_layer_ratios(
             raise SecateursError(f"cannot prune group {root}: {group.reason}")
         if not 0 <= ratio < 1:
             raise SecateursError(f"the ratio for {root} must be in [0, 1), not {ratio}")
-        keep = kept_count(
-            group, group.size - round(ratio * group.size), settings, None, floors[root]
-        )
+        keep = kept_count(group, group.size - round(ratio * group.size), settings)
         order = torch.argsort(checked[root], stable=True)
         removals[root] = sorted(order[: group.size - keep].tolist())
     return PruningPlan(removals)

@@ -24,10 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
 from secateurs.errors import SecateursError
-from secateurs.pruning.graph import IN, OUT, ChannelGraph, ChannelGroup
+from secateurs.pruning.graph import ChannelGraph, ChannelGroup
 
 DEFAULT_FRACTION = 0.125  # of each group's channels
 DEFAULT_ENDS_FRACTION = 0.25  # of the stem's and the classifier input's
@@ -51,9 +49,10 @@ class Floor:
         if self.min_channels < 1:
             raise SecateursError(f"min_channels must be at least 1, not {self.min_channels}")
 
-    def of(self, group: ChannelGroup, end: bool = False) -> int:
+    def of(self, group: ChannelGroup, end: bool | None = None) -> int:
         """The fewest channels ``group`` may keep (``end``: it is the stem or the classifier's
-        input)."""
+        input; None: as the graph marked it, :attr:`ChannelGroup.end`)."""
+        end = bool(group.end) if end is None else end
         fraction = max(self.fraction, self.ends_fraction) if end else self.fraction
         share = math.ceil(fraction * group.size - 1e-9)
         if share and group.size >= FLOOR_MULTIPLE_FROM:
@@ -62,25 +61,15 @@ class Floor:
 
 
 def end_groups(graph: ChannelGraph) -> dict[str, str]:
-    """``{root: "stem" or "classifier input"}``: the prunable group holding the first
-    convolution's output channels, and the one the final linear layer reads."""
-    found: dict[str, str] = {}
-    convolutions = [m for m in graph.names if isinstance(m, nn.modules.conv._ConvNd)]
-    linears = [m for m in graph.names if isinstance(m, nn.Linear)]
-    outputs = [m for m in linears if m in graph.output_layers] or linears[-1:]
-    for group in graph.prunable_groups:
-        members = {(m.module, m.direction) for m in group.members}
-        if convolutions and (convolutions[0], OUT) in members:
-            found[group.root] = "stem"
-        elif any((linear, IN) in members for linear in outputs):
-            found[group.root] = "classifier input"
-    return found
+    """``{root: "stem" or "classifier input"}`` (:attr:`ChannelGroup.end`, marked by the
+    graph): the prunable group holding the first convolution's output channels, and the one the
+    final linear layer reads."""
+    return {g.root: g.end for g in graph.prunable_groups if g.end}
 
 
 def group_floors(graph: ChannelGraph, floor: Floor) -> dict[str, int]:
     """The floor of every prunable group, by root."""
-    ends = end_groups(graph)
-    return {g.root: floor.of(g, g.root in ends) for g in graph.prunable_groups}
+    return {g.root: floor.of(g) for g in graph.prunable_groups}
 
 
 def floor_record(graph: ChannelGraph, floor: Floor) -> dict[str, Any]:
