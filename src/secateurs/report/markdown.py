@@ -54,18 +54,6 @@ def _summary(report: Report) -> str:
     return (
         f"Target: {_target(report)}; achieved {pruning.target_kind} ratio "
         f"{pruning.achieved_ratio:.4f}. Selection: {pruning.selection}. {training}"
-        f"{_floor_note(report)}"
-    )
-
-
-def _floor_note(report: Report) -> str:
-    """The channel floor the allocation kept to (pruning.details["floor"]), when recorded."""
-    floor = report.pruning.details.get("floor")
-    if not floor:
-        return ""
-    return (
-        f" Channel floor: {floor['fraction']:g} of each group, {floor['ends_fraction']:g} of the "
-        f"stem and the classifier's input, at least {floor['min_channels']} channels."
     )
 
 
@@ -77,7 +65,7 @@ def markdown(report: Report) -> str:
         f"# Pruning report: {report.settings.model} with {report.pruning.method}",
         "",
         *([f"**{slower_note(report)}**", ""] if report.slower else []),
-        _summary(report),
+        _summary(report) + _channel_floor_note(report),
         "",
         f"| measure | before | {middle} | {final} |",
         "|---|---:|---:|---:|",
@@ -101,6 +89,17 @@ def slower_note(report: Report) -> str:
     listed = ", ".join(f"{backend} batch {batch} at {speedup:.2f}x" for backend, batch, speedup
                        in slower)  # fmt: skip
     return f"Slower than the unpruned model: {listed}."
+
+
+def _channel_floor_note(report: Report) -> str:
+    """The channel floor the allocation kept to (pruning.details["floor"]), when recorded."""
+    floor = report.pruning.details.get("floor")
+    if not floor:
+        return ""
+    return (
+        f" Channel floor: {floor['fraction']:g} of each group, {floor['ends_fraction']:g} of the "
+        f"stem and the classifier's input, at least {floor['min_channels']} channels."
+    )
 
 
 def machine_note(report: Report) -> str:
