@@ -206,6 +206,7 @@ def test_train_eval_measure_cifar10(tmp_path: Path, cifar10_root: Path, capsys, 
     assert sorted(measured["latency_ms"]) == ["1", "64"]
     assert 0 < measured["latency_ms"]["1"] < measured["latency_ms"]["64"]
     assert measured["threads"] == 1
+    assert measured["machine"]["threads"] == 1 and measured["machine"]["cpu"]
 
 
 def write_mixed_tree(root: Path) -> None:

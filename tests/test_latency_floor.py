@@ -17,6 +17,7 @@ from secateurs.latency import LatencySource, LatencySpec
 from secateurs.measure.backends import register_backend
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
+from secateurs.pruning.floor import Floor, group_floors
 from secateurs.pruning.methods import create_method
 
 INPUT = (3, 32, 32)
@@ -59,9 +60,12 @@ def _measured(model: nn.Module, plan) -> float:
 
 
 def _floor_ratio(model: nn.Module, min_channels: int) -> float:
-    """The whole-model ratio of every prunable group at ``min_channels``."""
+    """The whole-model ratio of every prunable group at its default floor (1/8 of its width,
+    1/4 at the stem and the classifier's input, at least ``min_channels``)."""
     graph = ChannelGraph(model, INPUT)
-    plan = PruningPlan({g.root: list(range(g.size - min_channels)) for g in graph.prunable_groups})
+    floors = group_floors(graph, Floor(min_channels=min_channels))
+    plan = PruningPlan({root: list(range(graph.group(root).size - kept))
+                        for root, kept in floors.items()})  # fmt: skip
     return _measured(model, plan)
 
 

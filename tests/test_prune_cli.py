@@ -91,7 +91,7 @@ def test_prune_writes_model_and_report(trained: Path, tmp_path: Path, capsys) ->
         (["--method", "l1", "--target-macs", "1"], "between 0 and 1"),
         (["--method", "l1", "--target-macs", "1.5"], "between 0 and 1"),
         (["--method", "tailor", "--target-macs", "0.5"], "did you mean 'taylor'"),
-        (["--method", "l1", "--target-macs", "0.001"], "without emptying a layer"),
+        (["--method", "l1", "--target-macs", "0.001"], "above the channel floor"),
         (["--method", "l1", "--fold-bias"], "pass --data"),
         (["--method", "l1", "--layer-ratios", "layer1.0.conv1=0.5", "--steps", "2"], "one step"),
         (["--method", "pfp", "--method-param", "delta=0"], "delta must be in (0, 1)"),
@@ -122,6 +122,23 @@ def test_fold_bias_is_recorded_and_reloads(trained: Path, tmp_path: Path, capsys
     code, stdout, _ = _run(["eval", str(out), "--data", "digits", "--json"], capsys)
     assert code == 0
     assert json.loads(stdout)["top1"] == pytest.approx(report.top1("after"), abs=1e-9)
+
+
+def test_the_channel_floor_is_an_option_and_recorded(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "floored"
+    argv = ["prune", str(trained), "--method", "l1", "--target-macs", "0.3", "--threads", "1"]
+    argv += ["--min-fraction", "0.25", "--ends-min-fraction", "0.5", "--min-channels", "5"]
+    assert _run([*argv, "--latency-repeats", "0", "-o", str(out)], capsys)[0] == 0
+    floor = read_report(out).pruning.details["floor"]
+    assert (floor["fraction"], floor["ends_fraction"], floor["min_channels"]) == (0.25, 0.5, 5)
+    # 16 wide: max(5, 4) = 5; 32: 8; 64: 16; the stem: 8 of 16; the classifier input: 32 of 64
+    assert floor["per_group"]["layer1.0.conv1"] == 5 and floor["per_group"]["conv1"] == 8
+    assert floor["per_group"]["layer2.1.conv1"] == 8 and floor["per_group"]["layer3.1.conv1"] == 16
+    assert floor["per_group"]["layer3.0.shortcut.0"] == 32
+    channels = read_report(out).pruning.channels
+    assert all(channels[root]["after"] >= kept for root, kept in floor["per_group"].items())
+    code, _, err = _run([*argv[:4], "--min-fraction", "1", "-o", str(tmp_path / "x")], capsys)
+    assert code == 2 and "--min-fraction" in err
 
 
 def test_batchnorm_recalibration_is_applied_and_reported(

@@ -138,13 +138,13 @@ def test_coarse_rounding_gives_way_to_the_target() -> None:
 
 
 def test_a_target_missed_beyond_the_tolerance_is_said(caplog) -> None:
-    # 1% of VGG-11's MACs: the closest plan the allocator finds is far off, and it says so
+    # 1% of VGG-11's MACs with no fractional floor: the closest plan the allocator finds is far
+    # off, and it says so
     torch.manual_seed(0)
     graph = ChannelGraph(create_model("vgg11_bn_quarter"), INPUT)
+    allocation = Allocation(min_fraction=0, ends_fraction=0)
     with caplog.at_level("WARNING", logger="secateurs.pruning.allocation"):
-        achieved = (
-            create_method("l1").plan(graph, None, Target("macs", 0.01), Allocation()).achieved
-        )
+        achieved = create_method("l1").plan(graph, None, Target("macs", 0.01), allocation).achieved
     assert achieved == pytest.approx(0.00368, abs=1e-5)
     (warning,) = [r.getMessage() for r in caplog.records if r.name.endswith(".allocation")]
     assert warning.startswith("the closest plan found keeps a macs ratio of 0.0037")

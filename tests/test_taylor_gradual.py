@@ -80,7 +80,9 @@ def test_steps_remove_per_step_channels_and_stop_at_the_target() -> None:
 
 
 def test_a_group_never_goes_under_min_channels() -> None:
-    _, callback = prepared(target_macs=0.01, interval=1, momentum=0.0, per_step=100)
+    _, callback = prepared(
+        target_macs=0.01, interval=1, momentum=0.0, per_step=100, min_fraction=0, ends_fraction=0
+    )
     callback.sums_ = {"0": torch.zeros(8).double(), "3": torch.ones(6).double()}
     callback.prune_step()
     assert callback.over  # nothing left it may remove
@@ -152,7 +154,8 @@ def test_a_plan_leaving_a_layer_under_a_tenth_of_its_width_is_warned_about(caplo
         model[4].weight.copy_(torch.linspace(1.0, 2.0, 16))
     graph = ChannelGraph(model, INPUT)
     with caplog.at_level("WARNING"):
-        plan = create_method("bn_scale").plan(graph, None, Target("macs", 0.1), Allocation()).plan
+        allocation = Allocation(min_fraction=0, ends_fraction=0)  # no floor but one channel
+        plan = create_method("bn_scale").plan(graph, None, Target("macs", 0.1), allocation).plan
     assert thin_groups(graph, plan) == [("0", 1, 16)]
     assert "under 10% of their channels: 0 1/16" in caplog.text
     assert thin_groups(graph, plan, fraction=0.05) == []

@@ -137,8 +137,9 @@ def prune(
 
     ``options``: any of ``secateurs prune``'s options by their Python names (``layer_ratios``,
     ``steps``, ``fold_bias``, ``strategy``, ``normalize``, ``round_to``, ``min_channels``,
-    ``recalibrate_bn``, ``scoring_batches``, ``batch_size``, ``threads``, ...); anything else
-    is the method's own hyperparameter (e.g. PFP's ``selection="randomized"``), as
+    ``min_fraction`` and ``ends_min_fraction`` (the channel floor), ``recalibrate_bn``,
+    ``scoring_batches``, ``batch_size``, ``threads``, ...); anything else is the method's own
+    hyperparameter (e.g. PFP's ``selection="randomized"``), as
     ``--method-param`` on the command line.
 
     ``target_latency``: keep that fraction of the model's latency measured in ``backend``

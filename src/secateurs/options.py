@@ -59,6 +59,11 @@ def fraction(default: float | None, help: str, **spec: Any) -> Any:
     return option(default, help, parse=ratio, check=in_unit_interval, **spec)
 
 
+def share(default: float, help: str, **spec: Any) -> Any:
+    """A fraction in [0, 1), 0 meaning "off" (a channel floor)."""
+    return option(default, help, parse=number, check=in_half_open_unit, **spec)
+
+
 # parsers: text -> value, ValueError with a message a user can act on
 def ratio(text: str) -> float:
     """A number strictly between 0 and 1."""
@@ -69,6 +74,14 @@ def ratio(text: str) -> float:
     if not 0 < value < 1:
         raise ValueError(f"a ratio must be between 0 and 1 exclusive, not {value}")
     return value
+
+
+def number(text: str) -> float:
+    """Any real number."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
 
 
 def positive_int(text: str) -> int:
@@ -107,6 +120,11 @@ def in_unit_interval(value: float | None) -> str | None:
     if value is None or 0 < value < 1:
         return None
     return f"must be between 0 and 1 exclusive, not {value}"
+
+
+def in_half_open_unit(value: float) -> str | None:
+    """A fraction in [0, 1)."""
+    return None if 0 <= value < 1 else f"must be at least 0 and below 1, not {value}"
 
 
 def declared(job_type: type) -> list[tuple[dataclasses.Field, Option]]:

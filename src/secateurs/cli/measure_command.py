@@ -10,6 +10,7 @@ from secateurs.cli.parser import add_command, positive_int
 from secateurs.device import resolve_device
 from secateurs.measure import LatencySettings, count_cost, measure_latency
 from secateurs.measure.latency import synchronised
+from secateurs.measure.machine import describe, machine_info
 from secateurs.store import load_model
 
 DESCRIPTION = """Count MACs and parameters and time CPU inference of a saved model.
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "device": args.device,
         "synchronised": synchronised(model),  # each timed run waited for the GPU
+        "machine": machine_info(args.threads),
     }
     if args.onnx:
         from secateurs.measure.onnx_runtime import compare_onnx
@@ -74,4 +76,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"batch {batch:>4}: {row['median']:.2f} ms (IQR {row['iqr']:.2f}){waited}")
         for batch, value in result.get("onnx_latency_ms", {}).items():
             print(f"batch {batch:>4}: {value:.2f} ms in onnxruntime")
+        print(describe(result["machine"]))
     return 0

@@ -11,12 +11,12 @@ import hashlib
 import json
 import logging
 import os
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from secateurs.latency.table import LatencyTable
+from secateurs.measure.machine import cpu_description
 
 log = logging.getLogger(__name__)
 FORMAT = 3  # of the file; part of the key (2: calibrations added; 3: with their points)
@@ -24,13 +24,7 @@ FORMAT = 3  # of the file; part of the key (2: calibrations added; 3: with their
 
 def cpu_model() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo), else what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    return cpu_description()[0]
 
 
 def default_directory() -> Path:

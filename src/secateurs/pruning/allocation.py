@@ -8,10 +8,12 @@ Two rankings:
   bisection.
 Channel counts kept are rounded up to a multiple (``round_to``), or with ``auto_widths`` to the
 next width the latency tables found efficient (:mod:`secateurs.latency`), and a group never keeps
-fewer than ``min_channels`` (so a layer is never emptied). The prediction (:class:`CostModel`) is
-then checked by real surgery on a copy and the internal target corrected until the achieved ratio
-is within ``tolerance`` of the asked one. Latency targets are met by the allocation's latency
-source (:class:`~secateurs.pruning.latency_targets.LatencyTargets`, implemented in
+fewer than its floor (:mod:`secateurs.pruning.floor`: a fraction of its width, more for the stem
+and the classifier's input, at least ``min_channels``), so a layer never collapses. The
+prediction (:class:`CostModel`) is then checked by real surgery on a copy and the internal
+target corrected until the achieved ratio is within ``tolerance`` of the asked one. Latency
+targets are met by the allocation's latency source
+(:class:`~secateurs.pruning.latency_targets.LatencyTargets`, implemented in
 :mod:`secateurs.latency`, which the engine never imports).
 """
 
@@ -30,6 +32,7 @@ from torch import Tensor
 from secateurs.errors import SecateursError
 from secateurs.measure.cost import count_cost
 from secateurs.pruning.cost_model import CostModel
+from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, Floor
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup
 from secateurs.pruning.plan import PruningPlan
 from secateurs.pruning.surgery import remove_channels
@@ -67,10 +70,19 @@ class Allocation:
     # None: the method's own choice
     round_to: int = 1
     min_channels: int = 1
+    min_fraction: float = DEFAULT_FRACTION  # the floor: of each group's channels
+    ends_fraction: float = DEFAULT_ENDS_FRACTION  # of the stem's and the classifier input's
     tolerance: float = 0.01  # relative error allowed on the achieved ratio
     max_corrections: int = 6
     auto_widths: bool = False  # kept counts rounded up to the latency tables' efficient widths
     latency: LatencyTargets | None = None  # latency targets and auto widths (a LatencySource)
+
+    def __post_init__(self) -> None:
+        self.floor()  # checked
+
+    def floor(self) -> Floor:
+        """The fewest channels a group keeps (:mod:`secateurs.pruning.floor`)."""
+        return Floor(self.min_fraction, self.ends_fraction, max(self.min_channels, 1))
 
 
 def check_scores(graph: ChannelGraph, scores: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -102,8 +114,9 @@ def _normalised(score: Tensor, how: str) -> Tensor:
 def kept_count(
     group: ChannelGroup, wanted: int, settings: Allocation, allowed: list[int] | None = None
 ) -> int:
-    """``wanted`` raised to the floor, then to the next ``allowed`` width or multiple."""
-    floor = min(group.size, max(settings.min_channels, 1))
+    """``wanted`` raised to the group's floor (:meth:`Allocation.floor`), then to the next
+    ``allowed`` width or multiple."""
+    floor = settings.floor().of(group)
     kept = max(floor, wanted)
     if allowed:
         return min([width for width in allowed if width >= kept] or [group.size])
@@ -267,8 +280,9 @@ class Allocator:
         lowest = self.measured_ratio(lowest_plan, target.kind)
         if lowest > asked * (1 + self.settings.tolerance):
             raise SecateursError(
-                f"a {target.kind} ratio of {asked:g} cannot be met without emptying a layer: "
-                f"the most this method can prune leaves {lowest:.3f}"
+                f"a {target.kind} ratio of {asked:g} cannot be met above the channel floor: "
+                f"the most this method can prune leaves {lowest:.3f} (the floor: "
+                f"--min-fraction, --ends-min-fraction, --min-channels)"
             )
         internal = asked
         best: tuple[float, PruningPlan, float] | None = None

@@ -51,6 +51,7 @@ class ChannelGroup:
     reason: str = ""  # why it is not prunable
     structural: bool = False  # kept whole because the graph cannot follow its structure
     _root_module: nn.Module | None = field(default=None, repr=False)
+    end: str = ""  # "stem" or "classifier input" (held to a higher floor), else ""
 
     def layers(self, direction: str, types: tuple[type, ...] = (nn.Module,)) -> list[Member]:
         return [m for m in self.members if m.direction == direction and isinstance(m.module, types)]
@@ -99,6 +100,7 @@ class ChannelGraph:
         self.barriers = traced.barriers
         self.output_layers = self._find_output_layers()
         self.groups = self._collect_groups()
+        self._mark_ends()
 
     # -- construction --------------------------------------------------------------------------
     def _find_output_layers(self) -> set[nn.Module]:
@@ -165,6 +167,19 @@ class ChannelGraph:
         root = tp_group[0].dep.target.module
         size = len(tp_group[0].idxs)
         return ChannelGroup(self.names[root], size, members, _root_module=root), reached
+
+    def _mark_ends(self) -> None:
+        """``end`` of the prunable group holding the first convolution's output channels
+        ("stem") and of the one the final linear layer reads ("classifier input")."""
+        convolutions = [m for m in self.names if isinstance(m, nn.modules.conv._ConvNd)]
+        linears = [m for m in self.names if isinstance(m, nn.Linear)]
+        outputs = [m for m in linears if m in self.output_layers] or linears[-1:]
+        for group in self.prunable_groups:
+            members = {(m.module, m.direction) for m in group.members}
+            if convolutions and (convolutions[0], OUT) in members:
+                group.end = "stem"
+            elif any((linear, IN) in members for linear in outputs):
+                group.end = "classifier input"
 
     def _unbuilt_group(self, root: nn.Module, width: int, error: str) -> ChannelGroup:
         indices = list(range(width))

@@ -13,9 +13,10 @@ two channels. The paper prunes gradually while training instead:
   running score is smoothed: ``score <- momentum score + (1 - momentum) average`` (momentum 0.9);
 - then the ``per_step`` lowest-scoring channels still alive, ranked globally with no per-layer
   normalisation, are removed (their producers' weights, biases and BatchNorm scale and shift
-  zeroed, and kept at zero after every optimizer step), never leaving a group under
-  ``min_channels``; pruning stops as soon as the predicted MACs reach ``target_macs``, and
-  training goes on with the channels dead (fine-tuning).
+  zeroed, and kept at zero after every optimizer step), never leaving a group under its floor
+  (:mod:`secateurs.pruning.floor`: ``min_fraction`` of its channels, ``ends_fraction`` for the
+  stem and the classifier's input, at least ``min_channels``); pruning stops as soon as the
+  predicted MACs reach ``target_macs``, and training goes on with the channels dead (fine-tuning).
 
 A zeroed producer with a zeroed BatchNorm outputs exactly zero in training and eval mode, so the
 physically pruned model (:meth:`GradualTaylor.plan` through surgery) computes what the trained
@@ -37,6 +38,7 @@ from secateurs.device import model_device
 from secateurs.errors import SecateursError
 from secateurs.pruning.channel_scores import gate_gradient, producing_layers, scatter, tied_mean
 from secateurs.pruning.cost_model import CostModel
+from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, Floor, group_floors
 from secateurs.pruning.graph import OUT, ChannelGraph, ChannelGroup, Member
 from secateurs.pruning.masks import MASKED_TYPES
 from secateurs.pruning.plan import PruningPlan
@@ -63,6 +65,12 @@ class GradualSchedule:
     momentum: float = DEFAULT_MOMENTUM
     per_step: int | None = None
     min_channels: int = 1
+    min_fraction: float = DEFAULT_FRACTION  # the floor (secateurs.pruning.floor)
+    ends_fraction: float = DEFAULT_ENDS_FRACTION
+
+    def floor(self) -> Floor:
+        """The fewest channels a group keeps."""
+        return Floor(self.min_fraction, self.ends_fraction, self.min_channels)
 
     def __post_init__(self) -> None:
         if not 0 < self.target_macs < 1:
@@ -73,6 +81,7 @@ class GradualSchedule:
             raise SecateursError(f"the momentum must be in [0, 1), not {self.momentum}")
         if self.min_channels < 1:
             raise SecateursError(f"min_channels must be at least 1, not {self.min_channels}")
+        self.floor()  # checked
 
 
 def _gates(group: ChannelGroup) -> list[Member]:
@@ -103,6 +112,7 @@ class GradualTaylor(Callback):
         if not groups:
             raise SecateursError(f"{type(model).__name__} has no prunable channel groups")
         self.cost_model_ = CostModel(self.graph_)
+        self.floors_ = group_floors(self.graph_, self.schedule.floor())
         self.removed_ = {g.root: torch.zeros(g.size, dtype=torch.bool, device=CPU) for g in groups}
         self.device_ = model_device(model)  # the sums grow every step: no copy off the device
         self.sums_ = {
@@ -207,7 +217,7 @@ class GradualTaylor(Callback):
             if len(removed) == self.per_step_:
                 break
             alive = int((~self.removed_[root]).sum())
-            if alive <= self.schedule.min_channels:
+            if alive <= self.floors_[root]:
                 continue
             self.removed_[root][channel] = True
             removed.append((root, channel))

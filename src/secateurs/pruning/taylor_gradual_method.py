@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from secateurs.measure.latency import LatencySettings
-from secateurs.options import count, option
+from secateurs.options import count, option, share
 from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
+from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, floor_record
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.record import ChannelRounds, ManifestPruning, TaylorGradualRecord
 from secateurs.pruning.surgery import remove_channels
@@ -61,6 +62,17 @@ class TaylorGradualOptions:
         "run is too short to reach the target in its first half)",
     )
     min_channels: int = count(1, "never keep fewer channels than this in a group")
+    min_fraction: float = share(
+        DEFAULT_FRACTION,
+        help="never keep fewer than this fraction of a group's channels (rounded up, to a "
+        "multiple of 8 in groups of 64 or more; the larger of this and --min-channels "
+        "applies; 0: --min-channels alone)",
+    )
+    ends_min_fraction: float = share(
+        DEFAULT_ENDS_FRACTION,
+        help="the same for the stem (the first convolution's group) and the classifier's "
+        "input (the group the final linear layer reads); never below --min-fraction",
+    )
 
 
 @register_training_time
@@ -85,6 +97,8 @@ class GradualTaylorMethod(TrainingTimeMethod):
             options.momentum,
             options.per_step,
             options.min_channels,
+            options.min_fraction,
+            options.ends_min_fraction,
         )
         return cls(schedule, run.input_size, run.epochs)
 
@@ -108,12 +122,17 @@ class GradualTaylorMethod(TrainingTimeMethod):
         if thin:
             log.warning(
                 "gradual Taylor left %d group(s) under %d%% of their channels: %s "
-                "(--min-channels sets a floor)",
+                "(--min-fraction and --min-channels set the floor)",
                 len(thin),
                 round(100 * THIN_WIDTH),
                 describe_thin(thin),
             )
         return Compaction(remove_channels(graph, plan))
+
+    def _floor_record(self) -> dict[str, object]:
+        """The floor the schedule kept to, per group of the model before pruning."""
+        graph = self._callback.graph_
+        return {} if graph is None else floor_record(graph, self.schedule.floor())
 
     def pruning_record(self, compaction: Compaction) -> PruningRecord:
         if not self._callback.over:
@@ -129,7 +148,7 @@ class GradualTaylorMethod(TrainingTimeMethod):
             selection="gradual",
             granularity="channel",
             channels=self._callback.channel_counts(),
-            details={"taylor_gradual": self._callback.record()},
+            details={"taylor_gradual": self._callback.record(), "floor": self._floor_record()},
         )
 
     def manifest_record(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from secateurs.measure.machine import describe
 from secateurs.report.schema import Report
 
 
@@ -72,7 +73,8 @@ def markdown(report: Report) -> str:
     lines = [
         f"# Pruning report: {report.settings.model} with {report.pruning.method}",
         "",
-        _summary(report),
+        *([f"**{slower_note(report)}**", ""] if report.slower else []),
+        _summary(report) + _channel_floor_note(report),
         "",
         f"| measure | before | {middle} | {final} |",
         "|---|---:|---:|---:|",
@@ -85,6 +87,34 @@ def markdown(report: Report) -> str:
     lines += certificate_table(report.pruning.certificate)
     lines += protected_list(report.pruning.protected)
     return "\n".join(lines)
+
+
+def slower_note(report: Report) -> str:
+    """``Slower than the unpruned model: onnxruntime batch 64 at 0.79x.`` (every timing whose
+    speed-up is under 1), or "" when none is."""
+    slower = report.slower
+    if not slower:
+        return ""
+    listed = ", ".join(f"{backend} batch {batch} at {speedup:.2f}x" for backend, batch, speedup
+                       in slower)  # fmt: skip
+    return f"Slower than the unpruned model: {listed}."
+
+
+def _channel_floor_note(report: Report) -> str:
+    """The channel floor the allocation kept to (pruning.details["floor"]), when recorded."""
+    floor = report.pruning.details.get("floor")
+    if not floor:
+        return ""
+    return (
+        f" Channel floor: {floor['fraction']:g} of each group, {floor['ends_fraction']:g} of the "
+        f"stem and the classifier's input, at least {floor['min_channels']} channels."
+    )
+
+
+def machine_note(report: Report) -> str:
+    """The machine the timings were taken on, in one line ("" for a report that has none)."""
+    machine = report.settings.machine
+    return "" if machine is None else describe(vars(machine))
 
 
 def protected_list(rows: list[dict[str, str]]) -> list[str]:
@@ -140,7 +170,8 @@ def latency_table(report: Report) -> list[str]:
                 f"{entry.realisation:.2f}",
             ]
         lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    machine = machine_note(report)
+    return [*lines, "", *([machine, ""] if machine else [])]
 
 
 def _executed_note(report: Report) -> str:

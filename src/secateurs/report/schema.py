@@ -81,6 +81,19 @@ class PruningRecord:
 
 
 @dataclass
+class Machine:
+    """Where the timings were taken (:mod:`secateurs.measure.machine`): the CPU's model name, the
+    instruction sets of ``ISA_FLAGS`` it has (None: not known), the runtimes' versions, the
+    threads."""
+
+    cpu: str
+    isa: list[str] | None = None
+    torch: str | None = None
+    onnxruntime: str | None = None
+    threads: int | None = None
+
+
+@dataclass
 class RunSettings:
     """How the run was done: where the model came from, training, recalibration, timing."""
 
@@ -95,6 +108,7 @@ class RunSettings:
     bn_recalibration_batches: int = 0
     latency_threads: int = 2
     latency_repeats: int | None = None  # timed rounds per model (None: not recorded)
+    machine: Machine | None = None  # where it was timed (None: reports written before it)
 
 
 @dataclass
@@ -111,6 +125,17 @@ class Report:
     schema_version: int = SCHEMA_VERSION
 
     # the figures most readers want, by name
+    @property
+    def slower(self) -> list[tuple[str, str, float]]:
+        """(backend, batch, speed-up) of every timing where the pruned model was slower than the
+        unpruned one."""
+        return [
+            (backend, batch, row.speedup)
+            for backend, rows in self.latency.items()
+            for batch, row in sorted(rows.items(), key=lambda item: int(item[0]))
+            if row.speedup < 1
+        ]
+
     @property
     def macs_kept(self) -> float:
         return self.cost_after.macs / self.cost_before.macs
@@ -162,8 +187,11 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 
 
 def _from_v2(data: dict[str, Any]) -> Report:
+    settings = dict(data["settings"])
+    if settings.get("machine") is not None:
+        settings["machine"] = _build(Machine, settings["machine"])
     report = Report(
-        settings=_build(RunSettings, data["settings"]),
+        settings=_build(RunSettings, settings),
         pruning=_build(PruningRecord, data["pruning"]),
         cost_before=_build(Cost, data["cost_before"]),
         cost_after=_build(Cost, data["cost_after"]),

@@ -9,8 +9,9 @@ from typing import Any
 
 from secateurs.errors import SecateursError
 from secateurs.latency import LatencySource, LatencySpec, backend_names
-from secateurs.options import count, fraction, option, positive_int
+from secateurs.options import count, fraction, option, positive_int, share
 from secateurs.pruning.allocation import STRATEGIES, Allocation, Target
+from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION
 from secateurs.pruning.prune import PruneSettings
 from secateurs.runs.fine_tuning import FineTuning
 from secateurs.runs.job import RunJob
@@ -128,6 +129,17 @@ class PruneJob(FineTuning, RunJob):
         parse=Path,
     )
     min_channels: int = count(1, "never keep fewer channels than this in a group")
+    min_fraction: float = share(
+        DEFAULT_FRACTION,
+        help="never keep fewer than this fraction of a group's channels (rounded up, to a "
+        "multiple of 8 in groups of 64 or more; the larger of this and --min-channels "
+        "applies; 0: --min-channels alone)",
+    )
+    ends_min_fraction: float = share(
+        DEFAULT_ENDS_FRACTION,
+        help="the same for the stem (the first convolution's group) and the classifier's "
+        "input (the group the final linear layer reads); never below --min-fraction",
+    )
     steps: int = count(1, "reach the target in this many geometric steps, fine-tuning between them")
     fold_bias: bool = option(
         False, help="fold removed channels' mean output into the next layer's bias (needs --data)"
@@ -186,6 +198,8 @@ class PruneJob(FineTuning, RunJob):
             normalize=self.normalize,
             round_to=1 if auto else int(self.rounding),
             min_channels=self.min_channels,
+            min_fraction=self.min_fraction,
+            ends_fraction=self.ends_min_fraction,
             auto_widths=auto,
             latency=LatencySource(self.latency_spec()) if self.uses_latency else None,
         )

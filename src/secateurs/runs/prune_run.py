@@ -20,6 +20,7 @@ from torch import nn
 
 from secateurs.data import LabelledData
 from secateurs.pruning.bn_recalibration import recalibrate_batchnorm
+from secateurs.pruning.floor import Floor, floor_record
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.methods import ScoringData, create_method
 from secateurs.pruning.prune import prune_model
@@ -71,7 +72,7 @@ def run_prune(job: PruneJob) -> Report | None:
             run,
             (original, pruned.model),
             manifest,
-            _record(job, original, pruned),
+            _with_floor(_record(job, original, pruned), job, original, manifest),
             stages,
             pruning_seconds=round(pruned.seconds, 3),
             # every epoch of fine-tuning, the steps' included
@@ -248,3 +249,14 @@ def _channels(original: nn.Module, pruned: Pruned) -> dict[str, dict[str, int]]:
         for g in before.groups
         if g.prunable
     }
+
+
+def _with_floor(
+    record: PruningRecord, job: PruneJob, original: nn.Module, manifest: Manifest
+) -> PruningRecord:
+    """``record`` with the channel floor the allocation kept to in ``details["floor"]``
+    (:func:`~secateurs.pruning.floor.floor_record`, on the unpruned model's groups)."""
+    graph = ChannelGraph(original, manifest.input_size)
+    floor = Floor(job.min_fraction, job.ends_min_fraction, job.min_channels)
+    record.details["floor"] = floor_record(graph, floor)
+    return record

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 from torch import nn
 
-from secateurs.report import Accuracy, Cost, PruningRecord, Report, RunSettings, write_report
+from secateurs.measure.machine import machine_info
+from secateurs.report import (
+    Accuracy,
+    Cost,
+    Machine,
+    PruningRecord,
+    Report,
+    RunSettings,
+    write_report,
+)
+from secateurs.report.markdown import slower_note
 from secateurs.runs import measuring
 from secateurs.runs.run_dir import Run
 from secateurs.store import Manifest, save_model
+
+log = logging.getLogger(__name__)
 
 
 def assemble_report(
@@ -42,6 +55,7 @@ def assemble_report(
             seed=job.seed,
             latency_threads=job.threads,
             latency_repeats=job.latency_repeats,
+            machine=Machine(**machine_info(job.threads)),
             **settings,
         ),
         pruning=pruning,
@@ -70,4 +84,6 @@ def finish(run: Run, model: nn.Module, manifest: Manifest, report: Report) -> Re
     }
     save_model(model, run.directory, replace(manifest, metrics=metrics))
     write_report(report, run.directory)
+    if report.slower:
+        log.warning("%s (%s)", slower_note(report), run.directory / "report.md")
     return report

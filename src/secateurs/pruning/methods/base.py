@@ -103,7 +103,7 @@ class PruningMethod(abc.ABC):
         if thin:
             log.warning(
                 "%s leaves %d group(s) under %d%% of their channels: %s. A one-shot ranking can "
-                "collapse a layer; --strategy uniform, --min-channels or gradual Taylor avoid it",
+                "collapse a layer; the channel floor (--min-fraction, --min-channels) prevents it",
                 self.name,
                 len(thin),
                 round(100 * THIN_WIDTH),
