@@ -58,7 +58,8 @@ class PathPoint:
 
 def floor_width(allocator: Allocator, group: ChannelGroup) -> int:
     """The fewest channels ``allocator`` lets ``group`` keep: its kept count when none is wanted
-    (``--min-channels``, rounded up to ``--round-to``; a per-group floor there comes with it)."""
+    (a fraction of its width, more at the stem and the classifier's input, at least
+    ``--min-channels``, rounded up to ``--round-to``: :mod:`secateurs.pruning.floor`)."""
     return kept_count(group, 0, allocator.settings)
 
 
@@ -225,9 +226,10 @@ def _refusal(allocator: Allocator, source: LatencySource, asked: float, floor: f
     return (
         f"a latency ratio of {asked:g} cannot be met: the thinnest model the floor allows "
         f"measures {floor:.3f} of the dense latency in {source.spec.backend} at batch "
-        f"{source.spec.batch} (every group at its floor: --min-channels "
-        f"{allocator.settings.min_channels}{rounded}); ask for {math.ceil(floor * 100) / 100:g} "
-        "or more"
+        f"{source.spec.batch} (every group at its floor: --min-fraction "
+        f"{allocator.settings.min_fraction:g}, --ends-min-fraction "
+        f"{allocator.settings.ends_fraction:g}, --min-channels {allocator.settings.min_channels}"
+        f"{rounded}); ask for {math.ceil(floor * 100) / 100:g} or more"
     )
 
 
