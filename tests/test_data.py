@@ -580,3 +580,13 @@ def test_batches_come_in_the_layout_asked_for(channels_last: bool) -> None:
         for images, _ in loader:
             assert images.is_contiguous() != channels_last
             assert images.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_digits_scale_up_to_32_pixels_for_the_demo() -> None:
+    """Bilinear, half-pixel centres: an output corner maps inside the source corner pixel, so
+    the corners are the 8x8 corners exactly; the labels and the split do not change."""
+    small, large = read_digits("test"), read_digits("test", image_size=32)
+    assert tuple(large.images.shape[1:]) == (1, 32, 32) and large.images.dtype == torch.uint8
+    assert torch.equal(large.labels, small.labels)
+    assert torch.equal(large.images[:, :, 0, 0], small.images[:, :, 0, 0])
+    assert torch.equal(large.images[:, :, 31, 31], small.images[:, :, 7, 7])

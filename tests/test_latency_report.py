@@ -70,4 +70,4 @@ def test_the_demo_shows_each_runs_own_before_and_after_beside_its_speed_up() -> 
     assert found == [("10.00", "8.70", "1.15"), ("30.00", "20.00", "1.50")]
     for before, after, speedup in found:
         assert abs(float(before) / float(after) - float(speedup)) < 0.006
-    assert "batch 64, 2 threads" in text
+    assert "batch 64 (and 1), 2 threads" in text

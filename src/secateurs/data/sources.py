@@ -42,7 +42,7 @@ def load_split(data: str | Path, split: str, image_size: int | None = None) -> I
     """Read ``split`` of the data set at ``data``: "digits", a ``cifar-10-batches-py`` folder, or an
     ImageFolder root with ``train/`` and ``test/`` (or ``val/``)."""
     if str(data) == DIGITS_NAME:
-        return read_digits(split)
+        return read_digits(split, image_size=image_size)
     root = Path(data).expanduser()
     if root.is_dir() and is_cifar_pickle_folder(root):
         return read_cifar_pickle(root, split)
