@@ -18,8 +18,8 @@ import torch
 
 from secateurs.data import load_split
 from secateurs.data.sources import default_cifar10_root
-from secateurs.measure.latency import LatencySettings
-from secateurs.measure.robustness import AttackSettings, robust_accuracy
+from secateurs.measurement.latency import LatencySettings
+from secateurs.measurement.robustness import AttackSettings, robust_accuracy
 from secateurs.pruning.campfire.compaction import time_sparse_path
 from secateurs.report import read_report
 from secateurs.runs.measuring import latency

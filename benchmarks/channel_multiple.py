@@ -2,7 +2,7 @@
 
 Times a 3x3 convolution (stride 1, padding 1) at CIFAR resolutions for every channel count in a
 range, interleaved (all widths in one round, many rounds; the one timing loop,
-:mod:`secateurs.measure.timing`, in the eager backend), and prints the time per channel so that
+:mod:`secateurs.measurement.timing`, in the eager backend), and prints the time per channel so that
 the cost of "odd" widths shows. The answer sets ``--round-to``'s default.
 
     python benchmarks/channel_multiple.py --threads 2 --batch 64
@@ -14,7 +14,7 @@ import argparse
 
 from torch import nn
 
-from secateurs.measure.backends import Timing, create_backend
+from secateurs.measurement.backends import Timing, create_backend
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ G groups and a share of the connections kept, draws a random SG-CNN-like groupin
 unequal sizes, input sets of unequal sizes that overlap), and times the dense convolution with
 the pruned connections at zero, the ``grouped`` form and the ``per_group`` form of
 :class:`DiverseGroupConv2d`, interleaved (A B C A B C ...), in PyTorch eager
-(:func:`secateurs.measure.latency.compare`) and in onnxruntime
-(:func:`secateurs.measure.onnx_runtime.compare_onnx`). Prints a markdown table of speed-ups,
+(:func:`secateurs.measurement.latency.compare`) and in onnxruntime
+(:func:`secateurs.measurement.onnx_runtime.compare_onnx`). Prints a markdown table of speed-ups,
 dense median / form median (> 1: the form is faster than the dense convolution).
 
     python benchmarks/diverse_conv.py --threads 2 --batches 1 64 --repeats 50
@@ -21,7 +21,7 @@ import itertools
 import torch
 from torch import nn
 
-from secateurs.measure.latency import LatencySettings, compare
+from secateurs.measurement.latency import LatencySettings, compare
 from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
 
 SHAPES = [(64, 8), (32, 16), (16, 32)]  # (channels, feature map side): ResNet-20's stages
@@ -98,7 +98,7 @@ def time_forms(
     input_size = (channels, side, side)
     timings = {"eager": compare([dense, grouped, per_group], input_size, settings)}
     if onnx:
-        from secateurs.measure.onnx_runtime import compare_onnx
+        from secateurs.measurement.onnx_runtime import compare_onnx
 
         timings["onnx"] = compare_onnx([dense, grouped, per_group], input_size, settings)
     actual = float(grouped.keep().float().mean())

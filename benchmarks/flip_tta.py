@@ -18,7 +18,7 @@ import argparse
 import torch
 
 from secateurs.data import BatchLoader, load_split
-from secateurs.measure import evaluate
+from secateurs.measurement import evaluate
 from secateurs.store import load_model
 from secateurs.train.distill import Ensemble
 

@@ -28,7 +28,7 @@ import torch
 from scipy.stats import spearmanr
 
 from secateurs.latency import LatencySource, LatencySpec
-from secateurs.measure.backends import Timing
+from secateurs.measurement.backends import Timing
 from secateurs.pruning import ChannelGraph, PruningPlan, remove_channels
 from secateurs.store import load_model
 

@@ -40,7 +40,7 @@ import torch
 from secateurs import api
 from secateurs.data.sources import default_cifar10_root
 from secateurs.errors import SecateursError
-from secateurs.measure.backends import Timing, create_backend
+from secateurs.measurement.backends import Timing, create_backend
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
 from secateurs.store import load_model

@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 
 from secateurs import api
-from secateurs.measure import LatencySettings, compare
-from secateurs.measure.export import quantize_int8, write_checked
-from secateurs.measure.onnx_runtime import compare_graphs, compare_onnx, onnx_top1
+from secateurs.measurement import LatencySettings, compare
+from secateurs.measurement.export import quantize_int8, write_checked
+from secateurs.measurement.onnx_runtime import compare_graphs, compare_onnx, onnx_top1
 from secateurs.report import Report, read_report
 from secateurs.store import load_model
 from tables import spread

@@ -29,7 +29,7 @@ import torch_pruning as tp
 from bench_common import add_run_arguments
 from secateurs.data import LabelledData, load_split
 from secateurs.errors import SecateursError
-from secateurs.measure import LatencySettings, compare, count_cost
+from secateurs.measurement import LatencySettings, compare, count_cost
 from secateurs.report import PruningRecord, Report, RunSettings, read_report, write_report
 from secateurs.runs.measuring import accuracy, cost
 from secateurs.runs.prune_job import PruneJob, parse_method_params
@@ -176,7 +176,7 @@ def measure_latency(args: argparse.Namespace, out: Path) -> None:
         for i, name in enumerate(names)
     }
     if args.onnx:  # the same models exported and timed in onnxruntime, interleaved likewise
-        from secateurs.measure.onnx_runtime import compare_onnx
+        from secateurs.measurement.onnx_runtime import compare_onnx
 
         timings = compare_onnx(models, manifest.input_size, settings)
         result["onnx"] = {

@@ -3,7 +3,7 @@
 For each ResNet-20 CIFAR convolution shape (16, 32 and 64 channels at 32, 16 and 8 pixels) and
 25/50/75% of the im2col columns kept (a random set, as SPP leaves), times the dense 3x3
 convolution with the pruned columns at zero and :class:`CompactConv2d`, interleaved
-(:func:`secateurs.measure.latency.compare`), and prints the speed-up dense / compact (> 1: the
+(:func:`secateurs.measurement.latency.compare`), and prints the speed-up dense / compact (> 1: the
 compact module is faster) with the interquartile ranges, in PyTorch eager and optionally in
 onnxruntime.
 
@@ -19,7 +19,7 @@ import json
 import torch
 from torch import nn
 
-from secateurs.measure.latency import LatencySettings, compare
+from secateurs.measurement.latency import LatencySettings, compare
 from secateurs.pruning.compaction.compact_conv import CompactConv2d
 
 SHAPES = [(16, 32), (32, 16), (64, 8)]  # (channels, feature map side): ResNet-20's stages
@@ -69,7 +69,7 @@ def main() -> None:
             dense, compact = pair(channels, kept, channels, args.pattern)
             runtimes = {"eager": compare}
             if args.onnx:
-                from secateurs.measure.onnx_runtime import compare_onnx
+                from secateurs.measurement.onnx_runtime import compare_onnx
 
                 runtimes["onnxruntime"] = compare_onnx
             for runtime, timer in runtimes.items():

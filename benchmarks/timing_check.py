@@ -6,7 +6,7 @@ model directories) in onnxruntime two ways, alone on the machine, and prints bot
   25 rounds interleaved A B A B, each timed run alone; the ratio of medians. Nothing of
   secateurs' timing code is used.
 - **secateurs**: the one timing stack the reports, the compaction decisions and the latency
-  allocation use (:func:`secateurs.measure.onnx_runtime.compare_onnx`, same threads and rounds).
+  allocation use (:func:`secateurs.measurement.onnx_runtime.compare_onnx`, same threads and rounds).
 
 Each way runs ``--trials`` times, alternating (plain, secateurs, plain, ...), so a slow spell of
 the machine hits both. Run it alone; nothing else may compute meanwhile:
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from secateurs.measure.latency import LatencySettings
-from secateurs.measure.machine import describe, machine_info
-from secateurs.measure.onnx_runtime import compare_onnx
+from secateurs.measurement.latency import LatencySettings
+from secateurs.measurement.machine import describe, machine_info
+from secateurs.measurement.onnx_runtime import compare_onnx
 from secateurs.store import load_model
 
 

@@ -100,7 +100,7 @@ def probe_secateurs(name: str, size: int, target: float) -> dict[str, Any]:
 
     import secateurs
     from secateurs.errors import SecateursError
-    from secateurs.measure import count_cost
+    from secateurs.measurement import count_cost
     from secateurs.pruning import ChannelGraph, PruningPlan, apply_masks
 
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from secateurs.measure.backends import Backend, Timing, register_backend
+from secateurs.measurement.backends import Backend, Timing, register_backend
 
 CALL_MS = 0.01  # every call costs this much besides its layers (a runtime's overhead)
 

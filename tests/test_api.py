@@ -172,3 +172,16 @@ def test_measure_without_a_baseline_times_the_model_alone(monkeypatch) -> None:
     assert calls == [1]  # one model timed, not the model against itself
     assert set(found.latency_ms) == {"eager"} and found.latency_ms["eager"]["2"] > 0
     assert found.speedup == {} and found.baseline_cost is None
+
+
+def test_the_measure_function_no_longer_hides_the_measurement_package() -> None:
+    """``secateurs.measure`` is the function; the package that measures is
+    ``secateurs.measurement``, reachable as an attribute after ``import secateurs``."""
+    import secateurs.measurement.latency
+
+    assert callable(secateurs.measure)
+    assert secateurs.measure is secateurs.api.measure
+    assert secateurs.measurement.latency.measure_latency is not None
+    assert {"Pruned", "Measurement", "Report", "Manifest", "LabelledData", "Training"} <= set(
+        secateurs.__all__
+    )

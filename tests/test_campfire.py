@@ -100,7 +100,7 @@ def test_a_macs_target_becomes_window_counts_meeting_it() -> None:
         b.name: structure_keep(model.get_submodule(b.name).weight, "window", b.pruned["window"])
         for b in budgets
     }
-    from secateurs.measure import count_cost
+    from secateurs.measurement import count_cost
 
     ratio = nonzero_macs(model, INPUT, keep) / count_cost(model, INPUT)["macs"]
     # at or over the target (ceilings only while under it), within one 3x3 window of a layer
@@ -168,7 +168,7 @@ def test_filter_level_masked_model_equals_the_model_with_channels_removed() -> N
         masked = model(images)
         compact_filters(model, INPUT, level.plan())
         pruned = model(images)
-    from secateurs.measure import count_cost
+    from secateurs.measurement import count_cost
 
     assert torch.allclose(masked, pruned, rtol=1e-4, atol=1e-5)
     assert count_cost(model, INPUT)["macs"] / count_cost(_model(), INPUT)["macs"] == (

@@ -50,8 +50,8 @@ def test_a_device_that_is_not_there_is_one_line() -> None:
 
 def test_batches_and_timing_inputs_go_to_the_models_device() -> None:
     from secateurs.data import BatchLoader, load_split
-    from secateurs.measure.backends.eager import prepare_input
-    from secateurs.measure.latency import synchronised
+    from secateurs.measurement.backends.eager import prepare_input
+    from secateurs.measurement.latency import synchronised
 
     digits = load_split("digits", "test").subset(10)
     images, labels = next(iter(BatchLoader(digits, 4, [0.5], [0.25]).to("meta")))

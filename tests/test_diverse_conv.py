@@ -16,7 +16,7 @@ from torch import nn
 from ci_guard import require
 from pruning_helpers import relative_difference
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.models import create_model
 from secateurs.pruning import ChannelGraph
 from secateurs.pruning.compaction.diverse_conv import (
@@ -176,7 +176,7 @@ def test_auto_takes_the_grouped_form_unless_padding_costs_over_a_quarter_more() 
 @pytest.mark.parametrize("form", FORMS)
 def test_exports_to_onnx_with_the_same_outputs(form: str) -> None:
     require("onnxruntime")
-    from secateurs.measure.onnx_runtime import export_onnx, onnx_session
+    from secateurs.measurement.onnx_runtime import export_onnx, onnx_session
 
     torch.manual_seed(0)
     labels, keep = random_grouping(12, 10, 4, seed=3)

@@ -60,7 +60,7 @@ def test_export_folds_batchnorm_and_matches_pytorch_at_any_batch(
 
 
 def test_a_failed_check_writes_nothing(trained: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    from secateurs.measure import export
+    from secateurs.measurement import export
 
     monkeypatch.setattr(export, "max_relative_difference", lambda *args: 0.5)
     path = tmp_path / "model.onnx"

@@ -11,7 +11,7 @@ from torch import nn
 
 from ci_guard import require
 from pruning_helpers import randomise_batchnorm
-from secateurs.measure.export import fold_batchnorm, write_checked
+from secateurs.measurement.export import fold_batchnorm, write_checked
 from secateurs.models import create_model, list_models
 
 onnx = require("onnx")

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 import secateurs
 from secateurs.cli.main import main
 from secateurs.data import BatchLoader, load_split
-from secateurs.measure import evaluate
+from secateurs.measurement import evaluate
 from secateurs.models import user_factory
 
 TINY = """

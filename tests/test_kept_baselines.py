@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from secateurs.data import BatchLoader, load_split
-from secateurs.measure import evaluate
+from secateurs.measurement import evaluate
 from secateurs.store import load_model
 
 BASELINES = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines"

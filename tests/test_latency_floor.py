@@ -14,7 +14,7 @@ from torch import nn
 from latency_helpers import CALL_MS, ScriptedBackend, scripted_ms
 from secateurs.errors import SecateursError
 from secateurs.latency import LatencySource, LatencySpec
-from secateurs.measure.backends import register_backend
+from secateurs.measurement.backends import register_backend
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
 from secateurs.pruning.floor import Floor, group_floors

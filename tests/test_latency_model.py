@@ -249,7 +249,7 @@ def test_a_latency_target_out_of_reach_of_a_multiple_halves_it(tmp_path) -> None
 
 
 def test_each_timed_run_follows_an_untimed_one_of_the_same_model() -> None:
-    from secateurs.measure.backends import interleaved
+    from secateurs.measurement.backends import interleaved
 
     calls: list[str] = []
     times = interleaved([lambda: calls.append("a"), lambda: calls.append("b")], 1, 2)

@@ -2,7 +2,7 @@
 (module level, inside functions, under ``if TYPE_CHECKING:``).
 
 - The top-level packages and modules of secateurs (api, cli, runs, pruning, latency, store,
-  report, train, measure, data, models, ...) import each other without a cycle.
+  report, train, measurement, data, models, ...) import each other without a cycle.
 - No training-time or one-shot method package imports another; they share
   :mod:`secateurs.pruning.compaction` and :mod:`secateurs.pruning.channel_scores` instead.
 - Replay (:mod:`secateurs.pruning.history`) imports no method, only the compaction toolkit.

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from secateurs.measure.machine import describe, machine_info, read_cpuinfo
+from secateurs.measurement.machine import describe, machine_info, read_cpuinfo
 from secateurs.report import Cost, Latency, Machine, PruningRecord, Report, RunSettings, markdown
 from secateurs.report.markdown import slower_note
 

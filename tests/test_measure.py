@@ -13,7 +13,7 @@ from torch import nn
 
 from hand_counts import RESNET20_CONV_MACS, RESNET20_MACS, RESNET20_PARAMS
 from secateurs.cli.main import main
-from secateurs.measure import (
+from secateurs.measurement import (
     LatencySettings,
     compare,
     count_cost,
@@ -21,7 +21,7 @@ from secateurs.measure import (
     measure_latency,
     timing,
 )
-from secateurs.measure.timing import summarise
+from secateurs.measurement.timing import summarise
 from secateurs.models import create_model
 from secateurs.store import Manifest, save_model
 
@@ -139,7 +139,7 @@ def test_summarise_known_values() -> None:
 
 # -- the latency figures users read, from a timer whose readings are known --------------------
 class FakeClock:
-    """Stands in for ``time.perf_counter`` in secateurs.measure.timing (the one timing loop):
+    """Stands in for ``time.perf_counter`` in secateurs.measurement.timing (the one timing loop):
     time moves only when a :class:`Scripted` model runs."""
 
     def __init__(self) -> None:

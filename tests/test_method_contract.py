@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from pruning_helpers import two_convs
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
 from secateurs.pruning.methods import PruningMethod, ScoringData, create_method, list_methods
 from secateurs.pruning.methods.base import MethodPlan, PlanRequest

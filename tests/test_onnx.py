@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ci_guard import require
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement.latency import LatencySettings
 from secateurs.models import create_model
 from secateurs.pruning import Target
 from secateurs.pruning.methods import create_method
@@ -15,7 +15,7 @@ from secateurs.pruning.prune import PruneSettings, prune_model
 
 require("onnx")
 require("onnxruntime")
-from secateurs.measure.onnx_runtime import compare_onnx, export_onnx, onnx_session  # noqa: E402
+from secateurs.measurement.onnx_runtime import compare_onnx, export_onnx, onnx_session  # noqa: E402
 
 INPUT = (3, 32, 32)
 
@@ -51,7 +51,7 @@ def test_sessions_do_not_spin_between_runs() -> None:
 
 
 def test_channels_last_timing_leaves_the_model_exportable() -> None:
-    from secateurs.measure import measure_latency
+    from secateurs.measurement import measure_latency
 
     model = create_model("resnet20").eval()
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}

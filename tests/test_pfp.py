@@ -19,7 +19,7 @@ from pruning_helpers import (
     relative_difference,
     two_convs,
 )
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
 from secateurs.pruning.methods import ScoringData, create_method

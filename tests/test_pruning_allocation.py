@@ -7,7 +7,7 @@ import torch
 
 from pruning_helpers import two_convs
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, Target, remove_channels
 from secateurs.pruning.allocation import Allocator, allocate_layer_ratios

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pruning_helpers import masked_and_pruned_outputs, randomise_batchnorm, relative_difference
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.models import create_model, list_models
 from secateurs.pruning import Allocation, ChannelGraph, Target
 from secateurs.pruning.methods import ScoringData, create_method, list_methods

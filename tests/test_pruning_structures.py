@@ -13,7 +13,7 @@ from torch import nn
 
 from pruning_helpers import masked_and_pruned_outputs, randomise_batchnorm, relative_difference
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.pruning import Allocation, ChannelGraph, Target, tracing
 from secateurs.pruning.methods import create_method
 from secateurs.pruning.prune import PruneSettings, prune_model

@@ -11,7 +11,7 @@ import torch
 from ci_guard import require
 from pruning_helpers import masked_and_pruned_outputs, randomise_batchnorm, relative_difference
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, Target, apply_masks
 from secateurs.pruning.methods import create_method

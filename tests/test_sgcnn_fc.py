@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from secateurs.measure import LatencySettings, count_cost
+from secateurs.measurement import LatencySettings, count_cost
 from secateurs.models import create_model
 from secateurs.pruning.sgcnn.callback import SGCNNSettings
 from secateurs.pruning.sgcnn.layers import FC_CAP

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from pruning_helpers import randomise_batchnorm, relative_difference
-from secateurs.measure import count_cost
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement import count_cost
+from secateurs.measurement.latency import LatencySettings
 from secateurs.models import create_model, list_models
 from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
 from secateurs.pruning.sgcnn.callback import SGCNNSettings

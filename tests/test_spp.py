@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ci_guard import require
-from secateurs.measure.cost import count_cost
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement.cost import count_cost
+from secateurs.measurement.latency import LatencySettings
 from secateurs.models import create_model
 from secateurs.pruning.compaction.compact_conv import CompactConv2d
 from secateurs.pruning.compaction.dead_channels import max_relative_difference
@@ -376,7 +376,7 @@ def test_compact_conv_with_every_column_pruned_is_its_bias() -> None:
 
 def test_compact_conv_exports_to_onnx() -> None:
     require("onnxruntime")
-    from secateurs.measure.onnx_runtime import export_onnx, onnx_session
+    from secateurs.measurement.onnx_runtime import export_onnx, onnx_session
 
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 6, 3, 2, 1)

@@ -183,7 +183,7 @@ def test_default_step_grows_to_reach_the_target_in_half_the_run() -> None:
 def test_the_report_counts_channels_per_group_and_a_thin_group_is_warned_about(caplog) -> None:
     """15 of the first group's 16 channels removed (1/16 < 10%: warned, named) and 2 of the
     second's 6 (4/6: not); the record says before and after per group, surgery did it."""
-    from secateurs.measure.latency import LatencySettings
+    from secateurs.measurement.latency import LatencySettings
     from secateurs.pruning.taylor_gradual_method import GradualTaylorMethod
 
     model = convnet(width=16)

@@ -1,5 +1,5 @@
 """One timing stack: every latency (reports, keep-if-faster compaction decisions, latency
-tables) is timed by a registered backend through the one loop of secateurs.measure.timing. A
+tables) is timed by a registered backend through the one loop of secateurs.measurement.timing. A
 scripted clock and a scripted backend (no real timing): the clock moves only when a model runs,
 by a duration the test knows."""
 
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from secateurs.latency import LatencySource, LatencySpec
-from secateurs.measure import LatencySettings, timing
-from secateurs.measure.backends import Backend, Timing, base, interleaved
+from secateurs.measurement import LatencySettings, timing
+from secateurs.measurement.backends import Backend, Timing, base, interleaved
 from secateurs.pruning import ChannelGraph, PruningPlan, remove_channels
 
 

@@ -16,7 +16,7 @@ from torch import nn
 import secateurs
 from secateurs.cli.main import main
 from secateurs.errors import SecateursError
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement.latency import LatencySettings
 from secateurs.options import count
 from secateurs.pruning.graph import OUT, ChannelGraph
 from secateurs.pruning.plan import PruningPlan

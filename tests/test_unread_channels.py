@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from secateurs.errors import SecateursError
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement.latency import LatencySettings
 from secateurs.pruning.compaction import unread
 from secateurs.pruning.compaction.layer_groups import LayerGroups
 from secateurs.pruning.sgcnn.callback import SGCNNCallback, SGCNNSettings

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement.latency import LatencySettings
 from secateurs.pruning.compaction import fastest_form as compaction
 from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
 from secateurs.pruning.compaction.layer_groups import LayerGroups

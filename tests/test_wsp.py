@@ -15,8 +15,8 @@ from torch import nn
 
 from pruning_helpers import masked_and_pruned_outputs, randomise_batchnorm, relative_difference
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
-from secateurs.measure.cost import params_by_layer_type
+from secateurs.measurement import count_cost
+from secateurs.measurement.cost import params_by_layer_type
 from secateurs.models import create_model
 from secateurs.pruning import Allocation, ChannelGraph, PruningPlan, Target, remove_channels
 from secateurs.pruning.allocation import Allocator

@@ -20,7 +20,7 @@ from ci_guard import require
 from pruning_helpers import randomise_batchnorm, relative_difference
 from secateurs.api import Pruned
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.pruning import ChannelGraph, PruningPlan, apply_masks
 
 timm = require("timm")

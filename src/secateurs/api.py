@@ -21,7 +21,7 @@ from torch import nn
 from secateurs.data import LabelledData, load_split
 from secateurs.device import model_device, resolve_device
 from secateurs.errors import SecateursError
-from secateurs.measure import LatencySettings
+from secateurs.measurement import LatencySettings
 from secateurs.models.registry import FACTORY_PREFIX
 from secateurs.models.user_factory import allow_factory as allow_factory_spec
 from secateurs.pruning.record import ManifestPruning

@@ -16,7 +16,7 @@ from torch import nn
 from secateurs.api import IN_MEMORY, Pruned, _custom_manifest, _directory, _job, _split
 from secateurs.data import LabelledData
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
+from secateurs.measurement import count_cost
 from secateurs.runs.torch_state import preserved_torch_state
 from secateurs.store import Manifest
 

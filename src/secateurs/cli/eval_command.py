@@ -10,7 +10,7 @@ from secateurs.data import BatchLoader, load_split
 from secateurs.data.dataset import ImageSet
 from secateurs.device import resolve_device
 from secateurs.errors import SecateursError
-from secateurs.measure import evaluate
+from secateurs.measurement import evaluate
 from secateurs.store import Manifest, load_model
 
 DESCRIPTION = """Evaluate a saved model on the test (or val) split of a data set.

@@ -60,7 +60,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from secateurs.measure.export import write_checked
+    from secateurs.measurement.export import write_checked
     from secateurs.store import load_model
 
     if args.out.suffix != ".onnx":
@@ -109,9 +109,9 @@ def _check_images(args: argparse.Namespace, manifest, data) -> torch.Tensor:
 
 
 def _int8(args: argparse.Namespace, manifest, data) -> dict:
-    from secateurs.measure.export import quantize_int8
-    from secateurs.measure.latency import LatencySettings
-    from secateurs.measure.onnx_runtime import compare_graphs, onnx_top1
+    from secateurs.measurement.export import quantize_int8
+    from secateurs.measurement.latency import LatencySettings
+    from secateurs.measurement.onnx_runtime import compare_graphs, onnx_top1
 
     target = args.out.with_name(args.out.stem + ".int8.onnx")
     calibration = data.sample(args.calibration_images, 32, 0)

@@ -38,7 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from secateurs.importing import ImportJob, import_model
-    from secateurs.measure import count_cost
+    from secateurs.measurement import count_cost
     from secateurs.store import save_model
 
     job = job_from_args(ImportJob, args)

@@ -8,9 +8,9 @@ import json
 
 from secateurs.cli.parser import add_command, positive_int
 from secateurs.device import resolve_device
-from secateurs.measure import LatencySettings, count_cost, measure_latency
-from secateurs.measure.latency import synchronised
-from secateurs.measure.machine import describe, machine_info
+from secateurs.measurement import LatencySettings, count_cost, measure_latency
+from secateurs.measurement.latency import synchronised
+from secateurs.measurement.machine import describe, machine_info
 from secateurs.store import load_model
 
 DESCRIPTION = """Count MACs and parameters and time CPU inference of a saved model.
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine_info(args.threads),
     }
     if args.onnx:
-        from secateurs.measure.onnx_runtime import compare_onnx
+        from secateurs.measurement.onnx_runtime import compare_onnx
 
         onnx = compare_onnx([copy.deepcopy(model).cpu()], manifest.input_size, settings)
         result["onnx_latency_ms"] = {

@@ -11,7 +11,7 @@ from secateurs.cli.eval_command import checked_split
 from secateurs.cli.parser import add_command, positive_int
 from secateurs.device import resolve_device
 from secateurs.errors import SecateursError
-from secateurs.measure.robustness import AttackSettings, robust_accuracy
+from secateurs.measurement.robustness import AttackSettings, robust_accuracy
 from secateurs.store import load_model
 
 DESCRIPTION = """Accuracy of a saved model on clean test images and under adversarial attack:

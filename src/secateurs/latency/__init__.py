@@ -4,7 +4,7 @@ a plan, and the allocation that meets a latency target (docs/latency.md)."""
 
 from secateurs.latency.predict import LatencyModel
 from secateurs.latency.source import LatencySource, LatencySpec
-from secateurs.measure.backends import Backend, Timing, backend_names, create_backend
+from secateurs.measurement.backends import Backend, Timing, backend_names, create_backend
 
 __all__ = [
     "Backend",

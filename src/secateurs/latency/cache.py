@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from secateurs.latency.table import LatencyTable
-from secateurs.measure.machine import cpu_description
+from secateurs.measurement.machine import cpu_description
 
 log = logging.getLogger(__name__)
 FORMAT = 3  # of the file; part of the key (2: calibrations added; 3: with their points)

@@ -15,7 +15,7 @@ from secateurs.latency.allocate import LATENCY_TOLERANCE, meet_latency
 from secateurs.latency.calibration import calibration_plans, fit
 from secateurs.latency.layers import GRID, TabledLayer, tabled_layers
 from secateurs.latency.predict import LatencyModel, model_signature, removal_masks
-from secateurs.measure.backends import Backend, Timing, create_backend
+from secateurs.measurement.backends import Backend, Timing, create_backend
 from secateurs.progress import progress_bar
 from secateurs.pruning.allocation import Allocator, Target
 from secateurs.pruning.graph import ChannelGraph

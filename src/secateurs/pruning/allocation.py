@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from secateurs.errors import SecateursError
-from secateurs.measure.cost import count_cost
+from secateurs.measurement.cost import count_cost
 from secateurs.pruning.cost_model import CostModel
 from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, Floor
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup

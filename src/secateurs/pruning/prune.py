@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from secateurs.errors import SecateursError, first_line
-from secateurs.measure.cost import count_cost
+from secateurs.measurement.cost import count_cost
 from secateurs.pruning.allocation import Allocation, Target
 from secateurs.pruning.bias_fold import fold_removed_channels
 from secateurs.pruning.graph import ChannelGraph

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement.latency import LatencySettings
 from secateurs.options import count, option, share
 from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, floor_record

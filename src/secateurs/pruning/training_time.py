@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import nn
 
 from secateurs.errors import SecateursError
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement.latency import LatencySettings
 from secateurs.pruning.record import ManifestPruning
 from secateurs.report import PruningRecord
 from secateurs.train.callback import Callback

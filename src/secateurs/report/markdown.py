@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from secateurs.measure.machine import describe
+from secateurs.measurement.machine import describe
 from secateurs.report.schema import Report
 
 

@@ -82,8 +82,8 @@ class PruningRecord:
 
 @dataclass
 class Machine:
-    """Where the timings were taken (:mod:`secateurs.measure.machine`): the CPU's model name, the
-    instruction sets of ``ISA_FLAGS`` it has (None: not known), the runtimes' versions, the
+    """Where the timings were taken (:mod:`secateurs.measurement.machine`): the CPU's model
+    name, the instruction sets of ``ISA_FLAGS`` it has (None: not known), the runtimes' versions, the
     threads."""
 
     cpu: str

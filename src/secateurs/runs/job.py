@@ -9,10 +9,10 @@ from pathlib import Path
 
 from secateurs.device import device_check
 from secateurs.errors import SecateursError
-from secateurs.measure.backends import backend_names
+from secateurs.measurement.backends import backend_names
 from secateurs.options import check_fields, count, option, positive_int
 
-BACKENDS = tuple(backend_names())  # the one registry: measure/backends/
+BACKENDS = tuple(backend_names())  # the one registry: measurement/backends/
 
 
 def _backends(values: tuple[str, ...]) -> str | None:

@@ -1,6 +1,6 @@
 """Measuring a run's models: accuracy on the test split, and cost and latency before and after,
 the two models timed interleaved (before, after, before, ...) in each backend of the registry
-(:mod:`secateurs.measure.backends`), all through the one timing loop."""
+(:mod:`secateurs.measurement.backends`), all through the one timing loop."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from torch import nn
 from secateurs.data import LabelledData
 from secateurs.device import model_device
 from secateurs.errors import SecateursError
-from secateurs.measure import LatencySettings, count_cost, create_backend, evaluate
-from secateurs.measure.cost import params_by_layer_type
+from secateurs.measurement import LatencySettings, count_cost, create_backend, evaluate
+from secateurs.measurement.cost import params_by_layer_type
 from secateurs.report import Accuracy, Cost, Latency
 from secateurs.runs.job import RunJob
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from secateurs.measure.machine import machine_info
+from secateurs.measurement.machine import machine_info
 from secateurs.report import (
     Accuracy,
     Cost,

@@ -27,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from secateurs.data import Augmentation, BatchLoader, LabelledData
 from secateurs.device import model_device
 from secateurs.errors import SecateursError, first_line
-from secateurs.measure.accuracy import evaluate
+from secateurs.measurement.accuracy import evaluate
 from secateurs.progress import format_duration, progress_bar
 from secateurs.train.callback import Callback
 from secateurs.train.checkpoint import (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
-from secateurs.measure.cost import count_cost
+from secateurs.measurement.cost import count_cost
 from secateurs.pruning.campfire.structures import structure_size
 from secateurs.pruning.compaction.layers import input_layers, macs_per_weight
 

@@ -20,7 +20,7 @@ from dataclasses import asdict
 
 from torch import Tensor, nn
 
-from secateurs.measure.latency import LatencySettings, compare
+from secateurs.measurement.latency import LatencySettings, compare
 from secateurs.pruning.campfire.sparse_conv import CSRConv2d
 from secateurs.pruning.compaction.fastest_form import make_diverse_if_faster
 from secateurs.pruning.compaction.layer_groups import LayerGroups

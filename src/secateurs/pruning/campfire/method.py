@@ -11,8 +11,8 @@ from typing import Any
 
 from torch import nn
 
-from secateurs.measure import count_cost
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement import count_cost
+from secateurs.measurement.latency import LatencySettings
 from secateurs.pruning.campfire.budget import nonzero_macs
 from secateurs.pruning.campfire.callback import CampfireCallback, CampfireSettings
 from secateurs.pruning.campfire.compaction import (

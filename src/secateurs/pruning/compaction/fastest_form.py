@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from secateurs.measure.latency import LatencySettings, compare
+from secateurs.measurement.latency import LatencySettings, compare
 from secateurs.models.modules import swap_module
 from secateurs.pruning.compaction.diverse_conv import DiverseGroupConv2d
 from secateurs.pruning.compaction.layer_groups import LayerGroups, expand_keep
@@ -51,7 +51,7 @@ def timed_speedups(
     speedups = {"eager": _speedups(compare(models, input_size, timing))}
     deciding = "eager"
     try:
-        from secateurs.measure.onnx_runtime import compare_onnx
+        from secateurs.measurement.onnx_runtime import compare_onnx
 
         speedups["onnxruntime"] = _speedups(compare_onnx(models, input_size, timing))
         deciding = "onnxruntime"

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from secateurs.errors import SecateursError
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement.latency import LatencySettings
 from secateurs.pruning.compaction.dead_channels import dead_channels
 from secateurs.pruning.compaction.fastest_form import CONVS, timed_speedups
 from secateurs.pruning.compaction.layer_groups import LayerGroups

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from secateurs.errors import SecateursError
-from secateurs.measure.cost import count_cost
+from secateurs.measurement.cost import count_cost
 from secateurs.pruning.allocation import Allocation, Allocator, Target, allocate_layer_ratios
 from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.graph import ChannelGraph

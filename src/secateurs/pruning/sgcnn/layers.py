@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from torch import nn
 
 from secateurs.errors import SecateursError
-from secateurs.measure.cost import count_cost
+from secateurs.measurement.cost import count_cost
 from secateurs.pruning.compaction.layers import input_layers, is_depthwise, macs_per_weight
 from secateurs.pruning.sgcnn.schedule import MAX_SPARSITY
 

@@ -9,8 +9,8 @@ from dataclasses import asdict
 
 from torch import nn
 
-from secateurs.measure import count_cost
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement import count_cost
+from secateurs.measurement.latency import LatencySettings
 from secateurs.pruning.compaction.diverse_conv import diverse_convs_record
 from secateurs.pruning.compaction.fastest_form import make_diverse_if_faster
 from secateurs.pruning.compaction.layer_groups import LayerGroups

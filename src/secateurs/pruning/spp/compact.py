@@ -9,8 +9,8 @@ but only where that is measured to be faster.
    last channel. Channel-granularity SPP ends here: its plan is exactly the pruned channels.
 2. Columns: every remaining convolution with pruned columns gets its mask baked into its weights
    (the "dense" form) and is compared with a :class:`CompactConv2d` on its own input shape,
-   interleaved (:func:`secateurs.measure.latency.compare`). The compact module replaces the dense
-   one only where it is faster (geometric mean of the speed-ups over the measured batch sizes);
+   interleaved (:func:`secateurs.measurement.latency.compare`). The compact module replaces
+   the dense one only where it is faster (geometric mean of the speed-ups over the measured batch sizes);
    each layer's record says which form was chosen and the measured ratios.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from secateurs.measure.latency import LatencySettings, compare
+from secateurs.measurement.latency import LatencySettings, compare
 from secateurs.models.modules import swap_module
 from secateurs.pruning.compaction.compact_conv import CompactConv2d
 from secateurs.pruning.compaction.dead_channels import max_relative_difference, remove_dead_channels

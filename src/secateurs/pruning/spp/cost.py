@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from secateurs.errors import SecateursError
-from secateurs.measure.cost import count_cost
+from secateurs.measurement.cost import count_cost
 from secateurs.pruning.compaction.layers import conv_output_sizes
 from secateurs.pruning.cost_model import CostModel
 from secateurs.pruning.graph import ChannelGraph

@@ -14,8 +14,8 @@ from torch import nn
 
 from secateurs.device import model_device
 from secateurs.errors import SecateursError
-from secateurs.measure import count_cost
-from secateurs.measure.latency import LatencySettings
+from secateurs.measurement import count_cost
+from secateurs.measurement.latency import LatencySettings
 from secateurs.pruning.compaction.compact_conv import compact_columns_record
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.record import ChannelRounds, CompactColumns, ManifestPruning, SPPRecord

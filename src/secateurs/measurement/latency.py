@@ -1,5 +1,5 @@
 """Latency in PyTorch eager: warm-up, many repeats, median and spread, a fixed thread count,
-timed by the ``eager`` backend through the one loop (:mod:`secateurs.measure.timing`).
+timed by the ``eager`` backend through the one loop (:mod:`secateurs.measurement.timing`).
 
 On a GPU (the model's device) every timed run ends with a synchronisation, so a time covers the
 work queued, not only its launch; :func:`synchronised` says whether a model's timings did.
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from torch import nn
 
 from secateurs.device import model_device
-from secateurs.measure.backends import create_backend
-from secateurs.measure.backends.eager import torch_threads
-from secateurs.measure.timing import LatencySettings, summarise
+from secateurs.measurement.backends import create_backend
+from secateurs.measurement.backends.eager import torch_threads
+from secateurs.measurement.timing import LatencySettings, summarise
 
 __all__ = [
     "LatencySettings",

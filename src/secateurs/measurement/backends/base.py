@@ -1,6 +1,6 @@
 """What a latency backend is: a runtime that can run a module on an input of a given shape and
 say which versions of itself it is. Timing is not the backend's: every backend times through
-:func:`secateurs.measure.timing.interleaved` (warm-up, interleaved rounds, medians), so a new
+:func:`secateurs.measurement.timing.interleaved` (warm-up, interleaved rounds, medians), so a new
 runtime is one file: a subclass with :meth:`Backend.versions` and :meth:`Backend.runner`,
 registered with :func:`register_backend`."""
 
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from secateurs.errors import SecateursError
-from secateurs.measure.timing import LatencySettings, Runner, Timing, interleaved, with_ratios
+from secateurs.measurement.timing import LatencySettings, Runner, Timing, interleaved, with_ratios
 
 
 class Backend(abc.ABC):

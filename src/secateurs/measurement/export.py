@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from secateurs.errors import SecateursError, first_line
-from secateurs.measure.onnx_runtime import export_onnx, onnx_session
+from secateurs.measurement.onnx_runtime import export_onnx, onnx_session
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| / max |PyTorch| on the check images

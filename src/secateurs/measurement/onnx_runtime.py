@@ -3,7 +3,7 @@
 PyTorch eager latency is what a researcher sees; an engineer shipping to a CPU or an edge device
 runs an exported graph. Export uses the TorchScript-based exporter (no extra dependencies), with a
 dynamic batch dimension; timing is the ``onnxruntime`` backend's, through the one loop of
-:mod:`secateurs.measure.timing` (warm-up, interleaved repeats, median). Every session is made by
+:mod:`secateurs.measurement.timing` (warm-up, interleaved repeats, median). Every session is made by
 :func:`onnx_session`, the one place its thread and spinning settings are set.
 """
 
@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from secateurs.errors import SecateursError, first_line
-from secateurs.measure.backends.base import create_backend
-from secateurs.measure.timing import LatencySettings
+from secateurs.measurement.backends.base import create_backend
+from secateurs.measurement.timing import LatencySettings
 
 INTER_OP_THREADS = 1  # operators run one after another (sequential execution)
 # Spinning off: without it each session's thread pool busy-waits after a run; with several
@@ -87,7 +87,7 @@ def compare_onnx(
     input_size: Sequence[int],
     settings: LatencySettings | None = None,
 ) -> dict[int, list[dict[str, float]]]:
-    """Like :func:`secateurs.measure.latency.compare`, in onnxruntime (each model exported once,
+    """Like :func:`secateurs.measurement.latency.compare`, in onnxruntime (each model exported once,
     a CPU copy of one on another device)."""
     return compare_graphs(models, input_size, settings)
 

@@ -1,17 +1,17 @@
 """Measurement: MACs and parameters, CPU latency (interleaved comparisons through one timing
 loop and one backend registry), accuracy."""
 
-from secateurs.measure.accuracy import evaluate
-from secateurs.measure.backends import (
+from secateurs.measurement.accuracy import evaluate
+from secateurs.measurement.backends import (
     Backend,
     Timing,
     backend_names,
     create_backend,
     register_backend,
 )
-from secateurs.measure.cost import count_cost
-from secateurs.measure.latency import compare, measure_latency
-from secateurs.measure.timing import LatencySettings
+from secateurs.measurement.cost import count_cost
+from secateurs.measurement.latency import compare, measure_latency
+from secateurs.measurement.timing import LatencySettings
 
 __all__ = [
     "Backend",

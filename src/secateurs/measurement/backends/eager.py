@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from secateurs.device import model_device, synchronize
-from secateurs.measure.backends.base import Backend, register_backend
-from secateurs.measure.timing import LatencySettings, Runner
+from secateurs.measurement.backends.base import Backend, register_backend
+from secateurs.measurement.timing import LatencySettings, Runner
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 """onnxruntime on the CPU: the module exported to ONNX (as ``secateurs export`` does) and run in
-a session made by :func:`secateurs.measure.onnx_runtime.onnx_session` (where its thread and
+a session made by :func:`secateurs.measurement.onnx_runtime.onnx_session` (where its thread and
 spinning settings are). A model already exported (ONNX bytes) is run as it is."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from secateurs.device import model_device
-from secateurs.measure.backends.base import Backend, register_backend
-from secateurs.measure.onnx_runtime import export_onnx, onnx_session
-from secateurs.measure.timing import Runner
+from secateurs.measurement.backends.base import Backend, register_backend
+from secateurs.measurement.onnx_runtime import export_onnx, onnx_session
+from secateurs.measurement.timing import Runner
 
 
 @register_backend
