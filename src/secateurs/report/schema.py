@@ -83,8 +83,8 @@ class PruningRecord:
 @dataclass
 class Machine:
     """Where the timings were taken (:mod:`secateurs.measurement.machine`): the CPU's model
-    name, the instruction sets of ``ISA_FLAGS`` it has (None: not known), the runtimes' versions, the
-    threads."""
+    name, the instruction sets of ``ISA_FLAGS`` it has (None: not known), the runtimes'
+    versions, the threads."""
 
     cpu: str
     isa: list[str] | None = None

@@ -10,8 +10,8 @@ but only where that is measured to be faster.
 2. Columns: every remaining convolution with pruned columns gets its mask baked into its weights
    (the "dense" form) and is compared with a :class:`CompactConv2d` on its own input shape,
    interleaved (:func:`secateurs.measurement.latency.compare`). The compact module replaces
-   the dense one only where it is faster (geometric mean of the speed-ups over the measured batch sizes);
-   each layer's record says which form was chosen and the measured ratios.
+   the dense one only where it is faster (geometric mean of the speed-ups over the measured
+   batch sizes); each layer's record says which form was chosen and the measured ratios.
 """
 
 from __future__ import annotations
