@@ -169,8 +169,8 @@ def prune(
     input_size = tuple(example_input.shape[1:])
     with preserved_torch_state():
         torch.manual_seed(job.seed)
-        done = prune_copy(job, model.eval(), _custom_manifest(model, None, example_input), data,
-                          model_device(model))  # fmt: skip
+        manifest = _custom_manifest(model, None, example_input)
+        done = prune_copy(job, model, manifest, data, model_device(model))
     record = done.manifest.pruning
     assert record is not None and record.oneshot is not None  # prune_copy always records
     return Pruned(done.model, float(record.oneshot.achieved), record, input_size)
@@ -301,8 +301,10 @@ def _custom_manifest(
     if example_input is None and pruned is None:
         raise SecateursError("save needs example_input (or a manifest) to record the input size")
     size = list(pruned.input_size if pruned else example_input.shape[1:])  # type: ignore[union-attr]
+    was_training = module.training
     with torch.no_grad():
         classes = module.eval()(torch.zeros(1, *size, device=model_device(module))).shape[-1]
+    module.train(was_training)
     kind = type(module)
     return Manifest(
         f"{CUSTOM_PREFIX}{kind.__module__}.{kind.__qualname__}",
