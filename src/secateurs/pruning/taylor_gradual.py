@@ -75,6 +75,12 @@ class GradualSchedule:
             raise SecateursError(f"min_channels must be at least 1, not {self.min_channels}")
 
 
+def kept_floor(group: ChannelGroup, min_channels: int) -> int:
+    """The fewest channels ``group`` may keep: the one place gradual Taylor (by MACs or by
+    latency) reads a group's floor."""
+    return min(group.size, max(min_channels, 1))
+
+
 def _gates(group: ChannelGroup) -> list[Member]:
     """The gates of a group: its BatchNorms, or its producing layers when it has none."""
     return group.layers(OUT, (nn.modules.batchnorm._BatchNorm,)) or producing_layers(group)
@@ -108,6 +114,7 @@ class GradualTaylor(Callback):
         self.sums_ = {
             g.root: torch.zeros(g.size, dtype=torch.float64, device=self.device_) for g in groups
         }
+        self.floors_ = {g.root: kept_floor(g, self.schedule.min_channels) for g in groups}
         total = sum(g.size for g in groups)
         self.per_step_ = self.schedule.per_step or max(1, math.ceil(DEFAULT_STEP_SHARE * total))
         if self._pending is not None:
@@ -173,9 +180,16 @@ class GradualTaylor(Callback):
 
     def prune_step(self) -> list[tuple[str, int]]:
         """Average and smooth the scores, remove up to ``per_step`` channels; returns them."""
-        momentum, interval = self.schedule.momentum, self.schedule.interval
+        self.update_scores(self.schedule.interval)
+        self.steps_ += 1
+        return self._remove_lowest()
+
+    def update_scores(self, iterations: int) -> None:
+        """The sums of the last ``iterations`` averaged, tied-mean'd and smoothed into the
+        score; the sums reset."""
+        momentum = self.schedule.momentum
         averaged = {
-            g.root: tied_mean(self.sums_[g.root] / interval, _gates(g))
+            g.root: tied_mean(self.sums_[g.root] / iterations, _gates(g))
             for g in self.graph.prunable_groups
         }
         if self.score_ is None:
@@ -187,8 +201,6 @@ class GradualTaylor(Callback):
             }
         for total in self.sums_.values():
             total.zero_()
-        self.steps_ += 1
-        return self._remove_lowest()
 
     def _remove_lowest(self) -> list[tuple[str, int]]:
         assert self.score_ is not None
@@ -207,7 +219,7 @@ class GradualTaylor(Callback):
             if len(removed) == self.per_step_:
                 break
             alive = int((~self.removed_[root]).sum())
-            if alive <= self.schedule.min_channels:
+            if alive <= self.floors_[root]:
                 continue
             self.removed_[root][channel] = True
             removed.append((root, channel))

@@ -1,0 +1,264 @@
+"""Gradual latency pruning (after HALP, Shen et al., NeurIPS 2022): the decisions of each step of
+``secateurs taylor-gradual --target-latency R``, made on the latency side of the layers.
+
+The training-time callback (:mod:`secateurs.pruning.taylor_gradual_latency`) scores channels
+while the model trains and hands every step here (:class:`~secateurs.pruning.latency_targets.
+GradualStep`). A step:
+
+- prunes to its budget, which descends exponentially from the dense latency to ``R x dense``:
+  step ``k`` of ``K`` aims at ``R ** (k / K)`` (:func:`latency_budgets`);
+- prices removals at the *current* widths: the latency model's prediction
+  (:meth:`LatencyModel.predict` on the dense model's graph with the channels removed so far, the
+  table being indexed by widths) before and after shrinking one group to its next narrower
+  efficient width (never below the group's floor), and takes the move with the least importance
+  (the summed scores of the lowest-scoring channels it removes) per millisecond saved, until
+  the prediction is at or under the budget;
+- times the pruned model whole against the dense one (interleaved,
+  :meth:`LatencySource.measured_ratio`, on CPU copies), and scales the next step's aim by how
+  far that measurement was from the prediction;
+- the last step then corrects, as the one-shot allocation does: ``aim *= R / measured``, removing
+  more moves or giving back the latest ones, measured again, until within
+  ``LATENCY_TOLERANCE`` of R (at most ``MAX_CORRECTIONS`` times; the closest state is kept).
+
+A decision is plain JSON (the channels removed and given back, the figures it was made on), so
+the callback checkpoints it and a resumed run replays it without timing again.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from secateurs.latency.allocate import LATENCY_TOLERANCE
+from secateurs.latency.predict import LatencyModel
+from secateurs.latency.source import LatencySource
+from secateurs.pruning.graph import ChannelGraph
+from secateurs.pruning.latency_targets import GradualStep
+from secateurs.pruning.plan import PruningPlan
+
+log = logging.getLogger(__name__)
+MAX_CORRECTIONS = 6  # measured corrections after the last step (as the one-shot allocation)
+Move = list[Any]  # [group root, [channels]]: one group shrunk to its next efficient width
+
+
+def latency_budgets(target: float, steps: int) -> list[float]:
+    """The latency ratio each of ``steps`` steps prunes to: ``target ** (k / steps)``, k = 1..K,
+    descending exponentially from the dense model (1) to ``target``."""
+    return [target ** ((k + 1) / steps) for k in range(steps)]
+
+
+def allowed_widths(
+    graph: ChannelGraph, model: LatencyModel, floors: dict[str, int]
+) -> dict[str, list[int]]:
+    """Per group, the widths a step may leave it at, widest first: its efficient widths not
+    under its floor, and its full width."""
+    efficient = model.efficient_widths(graph)
+    return {
+        group.root: sorted(
+            {w for w in efficient.get(group.root, []) if w >= floors.get(group.root, 1)}
+            | {group.size},
+            reverse=True,
+        )
+        for group in graph.prunable_groups
+    }
+
+
+class Pricer:
+    """The latency model at the current widths: per-layer milliseconds kept up to date as groups
+    shrink or grow, so a candidate move is priced on the layers it touches only."""
+
+    def __init__(self, model: LatencyModel, graph: ChannelGraph, removed: dict[str, Tensor]):
+        self.model, self.removed = model, removed
+        self.touching = {
+            group.root: [
+                i
+                for i, layer in enumerate(model.layers)
+                if any(k.root == group.root for k in layer.links)
+            ]
+            for group in graph.prunable_groups
+        }
+        self.layer_ms = [model.layer_ms(layer, removed) for layer in model.layers]
+
+    def ratio(self) -> float:
+        ms = self.model.calibrated_ms(self.model.fixed_ms + sum(self.layer_ms), self.removed)
+        return ms / self.model.dense_ms
+
+    def trial(self, root: str, mask: Tensor) -> tuple[float, list[float]]:
+        """Milliseconds saved with ``root``'s mask replaced, and the new per-layer figures."""
+        trial = {**self.removed, root: mask}
+        new = [self.model.layer_ms(self.model.layers[i], trial) for i in self.touching[root]]
+        return sum(self.layer_ms[i] for i in self.touching[root]) - sum(new), new
+
+    def apply(self, root: str, mask: Tensor, new: list[float] | None = None) -> None:
+        self.removed[root] = mask
+        if new is None:
+            layers = [self.model.layers[i] for i in self.touching[root]]
+            new = [self.model.layer_ms(layer, self.removed) for layer in layers]
+        for i, ms in zip(self.touching[root], new, strict=True):
+            self.layer_ms[i] = ms
+
+
+def shrink(
+    pricer: Pricer, widths: dict[str, list[int]], scores: dict[str, Tensor], aim: float
+) -> list[Move]:
+    """Moves, least importance per millisecond saved first, until the predicted ratio is at or
+    under ``aim`` (or nothing is left to remove); applied to ``pricer``."""
+    moves: list[Move] = []
+    while pricer.ratio() > aim:
+        best: tuple[float, str, list[int], Tensor, list[float]] | None = None
+        for root, allowed in widths.items():
+            mask = pricer.removed[root]
+            alive = torch.nonzero(~mask).flatten().tolist()
+            narrower = [w for w in allowed if w < len(alive)]
+            if not narrower:
+                continue
+            score = scores[root].tolist()
+            channels = sorted(alive, key=lambda c: (score[c], c))[: len(alive) - narrower[0]]
+            trial = mask.clone()
+            trial[channels] = True
+            saved, new = pricer.trial(root, trial)
+            if saved <= 0:
+                continue  # a move that saves nothing never pays for the channels it removes
+            value = sum(score[c] for c in channels) / saved
+            if best is None or value < best[0]:
+                best = (value, root, sorted(channels), trial, new)
+        if best is None:
+            break
+        _, root, channels, trial, new = best
+        pricer.apply(root, trial, new)
+        moves.append([root, channels])
+    return moves
+
+
+def give_back(pricer: Pricer, moves: list[Move], aim: float) -> list[Move]:
+    """Earlier ``moves`` undone, latest first, each one whose undoing keeps the predicted ratio at
+    or under ``aim`` (those that do not are skipped); returns those undone (taken out of
+    ``moves``)."""
+    undone: list[Move] = []
+    for index in range(len(moves) - 1, -1, -1):
+        root, channels = moves[index]
+        before = pricer.removed[root]
+        mask = before.clone()
+        mask[channels] = False
+        pricer.apply(root, mask)
+        if pricer.ratio() > aim:
+            pricer.apply(root, before)
+            continue
+        undone.append(moves.pop(index))
+    return undone
+
+
+def plan_of(removed: dict[str, Tensor]) -> PruningPlan:
+    return PruningPlan(
+        {r: torch.nonzero(m).flatten().tolist() for r, m in removed.items() if bool(m.any())}
+    )
+
+
+class GradualLatency:
+    """The latency side of gradual pruning for one :class:`LatencySource`: it satisfies
+    :class:`~secateurs.pruning.latency_targets.GradualLatencyTargets`. Models are timed as CPU
+    copies of the dense model (as the reports time them), whatever device trains."""
+
+    def __init__(self, source: LatencySource) -> None:
+        self.source = source
+        self._graph: ChannelGraph | None = None
+
+    def budgets(self, target: float, steps: int) -> list[float]:
+        return latency_budgets(target, steps)
+
+    def cpu_graph(self, graph: ChannelGraph) -> ChannelGraph:
+        """The channel graph of a CPU copy of the model (taken once: timing reads no weights)."""
+        if self._graph is None:
+            model = copy.deepcopy(graph.model).cpu().eval()
+            self._graph = ChannelGraph(model, graph.input_size)
+        return self._graph
+
+    def measured(self, graph: ChannelGraph, removed: dict[str, Tensor]) -> float:
+        return self.source.measured_ratio(graph, plan_of(removed))
+
+    def prune_step(self, step: GradualStep) -> dict[str, Any]:
+        graph = self.cpu_graph(step.graph)
+        model = self.source.model_for(graph)
+        widths = allowed_widths(graph, model, step.floors)
+        scores = {root: value.detach().double().cpu() for root, value in step.scores.items()}
+        pricer = Pricer(model, graph, {r: m.clone() for r, m in step.removed.items()})
+        budget = latency_budgets(step.target, step.steps)[step.index]
+        last = step.previous[-1] if step.previous else None
+        scale = last["measured"] / last["predicted"] if last else 1.0  # the model's last error
+        aim = budget / scale
+        moves = shrink(pricer, widths, scores, aim)
+        predicted, measured = pricer.ratio(), self.measured(graph, pricer.removed)
+        decision: dict[str, Any] = {
+            "step": step.index + 1, "budget": budget, "aim": aim, "predicted": predicted,
+            "measured": measured, "moves": moves, "corrections": [],
+        }  # fmt: skip
+        log.info("gradual latency step %d/%d: budget %.3f, predicted %.3f, measured %.3f",
+                 step.index + 1, step.steps, budget, predicted, measured)  # fmt: skip
+        if step.final:
+            history = [m for d in step.previous for m in d["moves"]] + moves
+            self._correct(decision, pricer, graph, widths, scores, history, step.target)
+        decision["removed"], decision["restored"] = _changes(step.removed, pricer.removed)
+        return decision
+
+    def _correct(
+        self,
+        decision: dict[str, Any],
+        pricer: Pricer,
+        graph: ChannelGraph,
+        widths: dict[str, list[int]],
+        scores: dict[str, Tensor],
+        history: list[Move],
+        target: float,
+    ) -> None:
+        """Remove more or give back channels until the measured ratio is within the tolerance
+        of ``target``; the closest state measured is left in ``pricer`` and recorded as the
+        decision's ``chosen`` figures."""
+        measured, aim = decision["measured"], decision["aim"]
+        tried = [_state(pricer, measured, target)]
+        for _ in range(MAX_CORRECTIONS):
+            if tried[-1][0] <= LATENCY_TOLERANCE:
+                break
+            aim = min(0.999, max(1e-4, aim * target / measured))
+            if measured > target:
+                added, undone = shrink(pricer, widths, scores, aim), []
+                history.extend(added)
+            else:
+                added, undone = [], give_back(pricer, history, aim)
+            if _key(pricer.removed) in {_key(state[1]) for state in tried}:
+                break  # nothing new to measure: the widths' steps are too coarse
+            measured = self.measured(graph, pricer.removed)
+            decision["corrections"].append(
+                {"aim": aim, "predicted": pricer.ratio(), "measured": measured,
+                 "moves": added, "given_back": undone}
+            )  # fmt: skip
+            tried.append(_state(pricer, measured, target))
+        error, removed, measured, predicted = min(tried, key=lambda t: t[0])
+        for root, mask in removed.items():
+            pricer.apply(root, mask)
+        decision["chosen"] = {"predicted": predicted, "measured": measured}
+        if error > LATENCY_TOLERANCE:
+            log.warning("gradual latency pruning ends at a measured ratio of %.3f for a target "
+                        "of %g (the widths' steps are too coarse)", measured, target)  # fmt: skip
+
+
+def _key(removed: dict[str, Tensor]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple((root, tuple(torch.nonzero(m).flatten().tolist())) for root, m in removed.items())
+
+
+def _state(pricer: Pricer, measured: float, target: float) -> tuple[float, dict, float, float]:
+    """A state tried: (error against ``target``, masks, measured, predicted)."""
+    return abs(measured / target - 1), dict(pricer.removed), measured, pricer.ratio()
+
+
+def _changes(before: dict[str, Tensor], after: dict[str, Tensor]) -> tuple[list[Move], list[Move]]:
+    """([root, channel] pairs removed, pairs given back) from ``before`` to ``after``."""
+    removed, restored = [], []
+    for root, old in before.items():
+        new = after[root]
+        removed += [[root, c] for c in torch.nonzero(new & ~old).flatten().tolist()]
+        restored += [[root, c] for c in torch.nonzero(old & ~new).flatten().tolist()]
+    return removed, restored
