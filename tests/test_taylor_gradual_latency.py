@@ -205,3 +205,33 @@ def test_a_resumed_run_replays_its_recorded_decisions_without_timing_them(
     first, second = whole.model.state_dict(), resumed.model.state_dict()
     assert list(first) == list(second)
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_the_run_reports_the_latency_target_the_measured_ratio_and_each_step(
+    digits_model: Path, tmp_path: Path
+) -> None:
+    from secateurs.report import read_report
+    from secateurs.runs.training_time_run import TrainingJob, run_training_time
+
+    job = TrainingJob.for_method(
+        "taylor-gradual", model=digits_model, out=tmp_path / "run", data="digits", epochs=2,
+        target_latency=0.6, backend="scripted", latency_cache=tmp_path / "cache", steps=3,
+        train_subset=640, batch_size=64, threads=1, latency_repeats=0,
+    )  # fmt: skip
+    job.check()
+    run_training_time(job)
+    pruning = read_report(tmp_path / "run").pruning
+    assert (pruning.target_kind, pruning.target_ratio) == ("latency", 0.6)
+    record = pruning.details["taylor_gradual"]
+    assert pruning.achieved_ratio == record["measured_ratio"]
+    assert abs(pruning.achieved_ratio / 0.6 - 1) <= 0.03
+    assert record["iterations"] == [3, 6, 10] and record["steps"] == 3
+    assert [d["budget"] for d in record["decisions"]] == pytest.approx(latency_budgets(0.6, 3))
+    assert all({"predicted", "measured", "removed"} <= set(d) for d in record["decisions"])
+    assert pruning.details["latency_model"] == {"backend": "scripted", "batch": 1}
+    assert pruning.method_params == {"momentum": 0.9, "steps": 3, "prune_until": 0.5}
+    with pytest.raises(SecateursError, match="--per-step sizes MACs steps"):
+        TrainingJob.for_method(
+            "taylor-gradual", model=digits_model, out=tmp_path / "bad", data="digits",
+            target_latency=0.6, per_step=4,
+        ).make_method((3, 8, 8))  # fmt: skip

@@ -11,10 +11,12 @@ least importance per millisecond first between efficient widths, never under a g
 (:func:`~secateurs.pruning.taylor_gradual.kept_floor`), and after the last step the model is
 timed and corrected to within 3% of the target.
 
-Every decision is recorded (JSON) in the callback's state, which the trainer checkpoints every
-epoch, so a resumed run carries the decisions of the steps before its checkpoint and never times
-them again; a decision already in the record is replayed, not re-timed. Under torchrun rank 0
-decides (and times) and broadcasts the decision; the other ranks wait in the broadcast.
+Every decision is recorded (JSON: the channels removed and given back, the budget, the predicted
+and measured ratios) in the callback's state, which the trainer checkpoints every epoch with the
+step schedule, so a resumed run carries the decisions of the steps before its checkpoint and
+never times them again; the steps after it are decided on the same scores (exact resume) and
+the same table. Under torchrun rank 0 decides (and times) and broadcasts the decision; the
+other ranks block in the broadcast.
 """
 
 from __future__ import annotations
@@ -108,16 +110,13 @@ class GradualTaylorLatency(GradualTaylor):
             self.zero_removed()
 
     def latency_step(self) -> dict[str, Any]:
-        """Score the iterations since the last step, then take this step's decision (the
-        recorded one when there is one) and apply it."""
+        """Score the iterations since the last step, then take this step's decision (rank 0's,
+        timed there), record it and apply it."""
         since = self.decisions_[-1]["iteration"] if self.decisions_ else 0
         self.update_scores(max(1, self.step_ - since))
-        if self.steps_ < len(self.decisions_):  # recorded: replay, never re-time
-            decision = self.decisions_[self.steps_]
-        else:
-            decision = self._shared(self._decide)
-            decision["iteration"] = self.step_
-            self.decisions_.append(decision)
+        decision = self._shared(self._decide)
+        decision["iteration"] = self.step_
+        self.decisions_.append(decision)
         for root, channel in decision["removed"]:
             self.removed_[root][channel] = True
         for root, channel in decision["restored"]:

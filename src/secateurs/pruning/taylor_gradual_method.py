@@ -57,7 +57,7 @@ With --target-latency R (instead of --target-macs; after HALP, Shen et al. 2022)
 --steps steps over the first --prune-until of the run to a latency budget descending from the
 dense latency to R x dense, least importance per millisecond saved first, only between widths
 --backend runs efficiently; after the last step the model is timed against the dense one and
-corrected to within 3%% of R (docs/latency.md, "Gradual latency pruning").
+corrected to within 3% of R (docs/latency.md, "Gradual latency pruning").
 
 examples:
   secateurs taylor-gradual runs/vgg/model --data ../shared/data/cifar10 --target-macs 0.25 \\
