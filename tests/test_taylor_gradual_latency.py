@@ -235,3 +235,30 @@ def test_the_run_reports_the_latency_target_the_measured_ratio_and_each_step(
             "taylor-gradual", model=digits_model, out=tmp_path / "bad", data="digits",
             target_latency=0.6, per_step=4,
         ).make_method((3, 8, 8))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_0_times_and_both_ranks_apply_its_decisions(
+    digits_model: Path, tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from secateurs.report import read_report
+    from secateurs.runs.training import RANKS_FILE
+
+    out = tmp_path / "run"
+    script = Path(__file__).parent / "ddp_gradual_latency.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(script), str(digits_model), str(out)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=child_env, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    timed = {rank: json.loads((tmp_path / f"timed-{rank}.json").read_text()) for rank in "01"}
+    assert timed["0"] > 0 and timed["1"] == 0  # rank 1 never timed anything
+    digests = json.loads((out / "train" / RANKS_FILE).read_text())["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]  # the same channels removed on both
+    record = read_report(out).pruning.details["taylor_gradual"]
+    assert record["pruning_steps"] == 2 and abs(record["measured_ratio"] / 0.6 - 1) <= 0.03

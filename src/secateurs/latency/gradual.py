@@ -177,6 +177,9 @@ class GradualLatency:
             self._graph = ChannelGraph(model, graph.input_size)
         return self._graph
 
+    def warm(self, graph: ChannelGraph) -> None:
+        self.source.model_for(self.cpu_graph(graph))
+
     def measured(self, graph: ChannelGraph, removed: dict[str, Tensor]) -> float:
         return self.source.measured_ratio(graph, plan_of(removed))
 

@@ -70,6 +70,11 @@ class GradualLatencyTargets(Protocol):
         """The latency ratio each step prunes to, descending to ``target`` at the last."""
         ...
 
+    def warm(self, graph: ChannelGraph) -> None:
+        """Build (or read from the cache) what the steps will need for ``graph``'s model, so
+        that timing a table happens before training rather than inside a step."""
+        ...
+
     def prune_step(self, step: GradualStep) -> dict[str, Any]:
         """The step's decision: ``removed`` ([root, channel] pairs to remove now), ``restored``
         (pairs removed before and given back), with the figures it was made on."""

@@ -101,6 +101,9 @@ class GradualTaylorLatency(GradualTaylor):
             iterations = trainer.config.epochs * trainer.steps_per_epoch
             self.at_ = step_iterations(self.latency_schedule, iterations)
         self.context = getattr(trainer, "context", None)
+        main = self.context is None or self.context.is_main
+        if not self.over and self.latency is not None and main:
+            self.latency.warm(self.graph)  # the table timed now, not inside the first step
 
     def after_step(self, trainer: Trainer | None = None) -> None:
         self.zero_removed()
