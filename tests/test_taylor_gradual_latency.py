@@ -262,3 +262,39 @@ def test_under_torchrun_rank_0_times_and_both_ranks_apply_its_decisions(
     assert len(digests) == 2 and digests[0] == digests[1]  # the same channels removed on both
     record = read_report(out).pruning.details["taylor_gradual"]
     assert record["pruning_steps"] == 2 and abs(record["measured_ratio"] / 0.6 - 1) <= 0.03
+
+
+class Scripted:
+    """A latency side that decides what the test says: step 1 removes channels 0 and 1 of the
+    stem's group, step 2 gives channel 0 back."""
+
+    def warm(self, graph) -> None:
+        return None
+
+    def prune_step(self, step) -> dict:
+        figures = {"step": step.index + 1, "budget": 1.0, "aim": 1.0, "predicted": 1.0}
+        figures |= {"measured": 1.0, "moves": [], "corrections": []}
+        if step.index == 0:
+            return {**figures, "removed": [["conv1", 0], ["conv1", 1]], "restored": []}
+        return {**figures, "removed": [], "restored": [["conv1", 0]]}
+
+
+def test_a_channel_given_back_after_it_was_zeroed_trains_again() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet20")
+    callback = GradualTaylorLatency(LatencySchedule(0.5, 2), INPUT, Scripted())
+    trainer = SimpleNamespace(
+        model=model, config=SimpleNamespace(epochs=4), steps_per_epoch=1, context=None
+    )
+    callback.on_train_start(trainer)  # steps at iterations 1 and 2
+    callback.after_step()
+    weights = model.conv1.weight.detach()
+    assert float(model.bn1.weight.detach()[0]) == 0 and float(weights[0].abs().sum()) == 0
+    callback.after_step()
+    assert callback.removed_["conv1"][:2].tolist() == [False, True]
+    assert float(model.bn1.weight.detach()[0]) == 1 and float(model.bn1.weight.detach()[1]) == 0
+    assert float(weights[0].abs().min()) > 0 and float(weights[1].abs().sum()) == 0
+    assert float(weights[0].abs().max()) <= 1 / 27**0.5  # PyTorch's initial bound: 3 x 3 x 3
+    model.train()
+    model(torch.randn(4, *INPUT)).square().sum().backward()
+    assert float(model.conv1.weight.grad[0].abs().sum()) > 0  # channel 0 learns again

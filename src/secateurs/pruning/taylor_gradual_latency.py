@@ -23,12 +23,18 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import nn
+
 from secateurs.errors import SecateursError
+from secateurs.pruning.graph import OUT
 from secateurs.pruning.latency_targets import GradualLatencyTargets, GradualStep
+from secateurs.pruning.masks import MASKED_TYPES
 from secateurs.pruning.taylor_gradual import DEFAULT_MOMENTUM, GradualSchedule, GradualTaylor
 from secateurs.train.distributed import DistributedContext, broadcast_object
 
@@ -124,10 +130,26 @@ class GradualTaylorLatency(GradualTaylor):
             self.removed_[root][channel] = True
         for root, channel in decision["restored"]:
             self.removed_[root][channel] = False
+        self._revive(decision["restored"])
         self.steps_ += 1
         if self.steps_ == self.latency_schedule.steps:
             self.finished_step_ = self.step_
         return decision
+
+    def _revive(self, restored: list[list[Any]]) -> None:
+        """Channels an earlier step zeroed, given back: their producers re-initialised as
+        PyTorch initialises a layer (weights uniform in +-1/sqrt(fan in), BatchNorm scale 1 and
+        shift 0), drawn from a generator seeded by the iteration so every rank draws the same.
+        Left at zero they would stay dead: no gradient reaches a zero channel through its ReLU."""
+        given = {(root, channel) for root, channel in restored}
+        generator = torch.Generator().manual_seed(self.step_)
+        with torch.no_grad():
+            for group in self.graph.prunable_groups:
+                for member in group.layers(OUT, MASKED_TYPES):
+                    pairs = zip(member.indices, member.root_indices, strict=True)
+                    indices = [i for i, r in pairs if (group.root, r) in given]
+                    if indices:
+                        _reinitialise(member.module, indices, generator)
 
     def _decide(self) -> dict[str, Any]:
         if self.latency is None:
@@ -181,6 +203,26 @@ class GradualTaylorLatency(GradualTaylor):
         super()._load(state)
         self.decisions_ = copy.deepcopy(state["decisions"])
         self.at_ = list(state["at"])
+
+
+def _reinitialise(module: nn.Module, indices: list[int], generator: torch.Generator) -> None:
+    """Output channels ``indices`` of a convolution, linear layer or BatchNorm set as a fresh
+    layer of PyTorch's would have them."""
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if weight is not None:
+            weight[indices] = 1.0
+        if bias is not None:
+            bias[indices] = 0.0
+        return
+    if isinstance(module, nn.modules.conv._ConvTransposeNd) or weight is None:
+        return  # never a gradual Taylor producer (its channels stay zero)
+    bound = 1 / math.sqrt(weight[0].numel())
+    for index in indices:
+        fresh = (torch.rand(weight[index].shape, generator=generator) * 2 - 1) * bound
+        weight[index] = fresh.to(weight.device, weight.dtype)
+        if bias is not None:
+            bias[index] = float((torch.rand(1, generator=generator) * 2 - 1) * bound)
 
 
 def _summary(decision: dict[str, Any]) -> dict[str, Any]:
