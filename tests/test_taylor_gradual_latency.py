@@ -298,3 +298,20 @@ def test_a_channel_given_back_after_it_was_zeroed_trains_again() -> None:
     model.train()
     model(torch.randn(4, *INPUT)).square().sum().backward()
     assert float(model.conv1.weight.grad[0].abs().sum()) > 0  # channel 0 learns again
+
+
+def test_a_step_carries_the_last_error_clamped_and_an_unreachable_target_is_warned_about(
+    tmp_path, caplog
+) -> None:
+    from secateurs.latency.gradual import carried_error
+
+    assert carried_error([]) == 1.0
+    assert carried_error([{"measured": 0.55, "predicted": 0.5}]) == pytest.approx(1.1)
+    assert carried_error([{"measured": 1.41, "predicted": 0.9}]) == 1.25  # a noisy timing
+    assert carried_error([{"measured": 0.3, "predicted": 0.9}]) == 0.8
+    # every group keeps at least 16 channels: ResNet-20's 16-channel groups stay whole
+    _, callback = started(tmp_path, ScriptedBackend(), 0.1, 2, min_channels=16)
+    with caplog.at_level("WARNING"):
+        drive(callback)
+    assert callback.measured_ratio > 0.2
+    assert "finds nothing more to remove that saves time" in caplog.text

@@ -42,6 +42,7 @@ from secateurs.pruning.plan import PruningPlan
 
 log = logging.getLogger(__name__)
 MAX_CORRECTIONS = 6  # measured corrections after the last step (as the one-shot allocation)
+MAX_CARRIED_ERROR = 1.25  # a step's measured / predicted carried to the next, clamped to this
 Move = list[Any]  # [group root, [channels]]: one group shrunk to its next efficient width
 
 
@@ -49,6 +50,16 @@ def latency_budgets(target: float, steps: int) -> list[float]:
     """The latency ratio each of ``steps`` steps prunes to: ``target ** (k / steps)``, k = 1..K,
     descending exponentially from the dense model (1) to ``target``."""
     return [target ** ((k + 1) / steps) for k in range(steps)]
+
+
+def carried_error(previous: list[dict[str, Any]]) -> float:
+    """The last step's measured / predicted ratio, by which the next step divides its budget;
+    clamped to [1 / MAX_CARRIED_ERROR, MAX_CARRIED_ERROR] so one noisy timing cannot make a
+    step prune far past its budget (the last step's measured correction has no such bound)."""
+    if not previous:
+        return 1.0
+    error = previous[-1]["measured"] / previous[-1]["predicted"]
+    return min(MAX_CARRIED_ERROR, max(1 / MAX_CARRIED_ERROR, error))
 
 
 def allowed_widths(
@@ -167,9 +178,6 @@ class GradualLatency:
         self.source = source
         self._graph: ChannelGraph | None = None
 
-    def budgets(self, target: float, steps: int) -> list[float]:
-        return latency_budgets(target, steps)
-
     def cpu_graph(self, graph: ChannelGraph) -> ChannelGraph:
         """The channel graph of a CPU copy of the model (taken once: timing reads no weights)."""
         if self._graph is None:
@@ -190,9 +198,7 @@ class GradualLatency:
         scores = {root: value.detach().double().cpu() for root, value in step.scores.items()}
         pricer = Pricer(model, graph, {r: m.clone() for r, m in step.removed.items()})
         budget = latency_budgets(step.target, step.steps)[step.index]
-        last = step.previous[-1] if step.previous else None
-        scale = last["measured"] / last["predicted"] if last else 1.0  # the model's last error
-        aim = budget / scale
+        aim = budget / carried_error(step.previous)
         moves = shrink(pricer, widths, scores, aim)
         predicted, measured = pricer.ratio(), self.measured(graph, pricer.removed)
         decision: dict[str, Any] = {
@@ -221,7 +227,7 @@ class GradualLatency:
         of ``target``; the closest state measured is left in ``pricer`` and recorded as the
         decision's ``chosen`` figures."""
         measured, aim = decision["measured"], decision["aim"]
-        tried = [_state(pricer, measured, target)]
+        tried, exhausted = [_state(pricer, measured, target)], False
         for _ in range(MAX_CORRECTIONS):
             if tried[-1][0] <= LATENCY_TOLERANCE:
                 break
@@ -232,7 +238,8 @@ class GradualLatency:
             else:
                 added, undone = [], give_back(pricer, history, aim)
             if _key(pricer.removed) in {_key(state[1]) for state in tried}:
-                break  # nothing new to measure: the widths' steps are too coarse
+                exhausted = measured > target and not added
+                break  # nothing new to measure
             measured = self.measured(graph, pricer.removed)
             decision["corrections"].append(
                 {"aim": aim, "predicted": pricer.ratio(), "measured": measured,
@@ -244,8 +251,13 @@ class GradualLatency:
             pricer.apply(root, mask)
         decision["chosen"] = {"predicted": predicted, "measured": measured}
         if error > LATENCY_TOLERANCE:
+            why = (
+                "the latency model finds nothing more to remove that saves time"
+                if exhausted
+                else "the widths' steps are too coarse"
+            )
             log.warning("gradual latency pruning ends at a measured ratio of %.3f for a target "
-                        "of %g (the widths' steps are too coarse)", measured, target)  # fmt: skip
+                        "of %g (%s)", measured, target, why)  # fmt: skip
 
 
 def _key(removed: dict[str, Tensor]) -> tuple[tuple[str, tuple[int, ...]], ...]:

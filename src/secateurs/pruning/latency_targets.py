@@ -66,10 +66,6 @@ class GradualLatencyTargets(Protocol):
     """What gradual latency pruning needs from the latency side (``secateurs.latency.gradual.
     GradualLatency``): one decision per step, JSON, so it is checkpointed and replayed."""
 
-    def budgets(self, target: float, steps: int) -> list[float]:
-        """The latency ratio each step prunes to, descending to ``target`` at the last."""
-        ...
-
     def warm(self, graph: ChannelGraph) -> None:
         """Build (or read from the cache) what the steps will need for ``graph``'s model, so
         that timing a table happens before training rather than inside a step."""
