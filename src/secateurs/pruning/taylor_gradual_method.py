@@ -116,7 +116,7 @@ class GradualTaylorMethod(TrainingTimeMethod):
         "Taylor scores (BN gates) averaged over batches and smoothed with momentum while "
         "training, the lowest few channels removed every M iterations (Molchanov et al. 2019)"
     )
-    usage = "secateurs taylor-gradual MODEL --data PATH --target-macs R"
+    usage = "secateurs taylor-gradual MODEL --data PATH (--target-macs R | --target-latency R)"
     description = DESCRIPTION
     Options = TaylorGradualOptions
 
