@@ -16,9 +16,10 @@ GradualStep`). A step:
 - times the pruned model whole against the dense one (interleaved,
   :meth:`LatencySource.measured_ratio`, on CPU copies), and scales the next step's aim by how
   far that measurement was from the prediction;
-- the last step then corrects, as the one-shot allocation does: ``aim *= R / measured``, removing
-  more moves or giving back the latest ones, measured again, until within
-  ``LATENCY_TOLERANCE`` of R (at most ``MAX_CORRECTIONS`` times; the closest state is kept).
+- the last step then corrects, as the one-shot allocation does, by measurement: it is planned
+  again from the state before it to ``aim = predicted x R / measured`` (more moves, fewer, or
+  earlier steps' moves given back), measured again, until within ``LATENCY_TOLERANCE`` of R
+  (at most ``MAX_CORRECTIONS`` times; the closest state is kept).
 
 A decision is plain JSON (the channels removed and given back, the figures it was made on), so
 the callback checkpoints it and a resumed run replays it without timing again.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -104,6 +106,12 @@ class Pricer:
         new = [self.model.layer_ms(self.model.layers[i], trial) for i in self.touching[root]]
         return sum(self.layer_ms[i] for i in self.touching[root]) - sum(new), new
 
+    def ratio_after(self, root: str, mask: Tensor, saved: float) -> float:
+        """The predicted ratio with ``root``'s mask replaced, saving ``saved`` ms of table."""
+        table_ms = self.model.fixed_ms + sum(self.layer_ms) - saved
+        trial = {**self.removed, root: mask}
+        return self.model.calibrated_ms(table_ms, trial) / self.model.dense_ms
+
     def apply(self, root: str, mask: Tensor, new: list[float] | None = None) -> None:
         self.removed[root] = mask
         if new is None:
@@ -113,33 +121,56 @@ class Pricer:
             self.layer_ms[i] = ms
 
 
+Candidate = tuple[float, str, list[int], Tensor, list[float], float]
+
+
+def candidates(
+    pricer: Pricer, widths: dict[str, list[int]], scores: dict[str, Tensor]
+) -> list[Candidate]:
+    """Every group's next move: (importance per millisecond saved, root, the lowest-scoring
+    alive channels down to its next narrower allowed width, its mask, the per-layer figures,
+    the predicted ratio after); moves that save nothing are left out."""
+    found: list[Candidate] = []
+    for root, allowed in widths.items():
+        mask = pricer.removed[root]
+        alive = torch.nonzero(~mask).flatten().tolist()
+        narrower = [w for w in allowed if w < len(alive)]
+        if not narrower:
+            continue
+        score = scores[root].tolist()
+        channels = sorted(alive, key=lambda c: (score[c], c))[: len(alive) - narrower[0]]
+        trial = mask.clone()
+        trial[channels] = True
+        saved, new = pricer.trial(root, trial)
+        if saved <= 0:
+            continue  # a move that saves nothing never pays for the channels it removes
+        value = sum(score[c] for c in channels) / saved
+        found.append(
+            (value, root, sorted(channels), trial, new, pricer.ratio_after(root, trial, saved))
+        )
+    return found
+
+
 def shrink(
     pricer: Pricer, widths: dict[str, list[int]], scores: dict[str, Tensor], aim: float
 ) -> list[Move]:
     """Moves, least importance per millisecond saved first, until the predicted ratio is at or
-    under ``aim`` (or nothing is left to remove); applied to ``pricer``."""
+    under ``aim`` (or nothing is left to remove); applied to ``pricer``. When the next move
+    would cross the aim, the crossing move taken is the one landing closest under it, and if
+    even that lands more than the tolerance under it, the best move that does not cross is
+    taken first where there is one (small moves fill the gap a coarse one would overshoot)."""
     moves: list[Move] = []
     while pricer.ratio() > aim:
-        best: tuple[float, str, list[int], Tensor, list[float]] | None = None
-        for root, allowed in widths.items():
-            mask = pricer.removed[root]
-            alive = torch.nonzero(~mask).flatten().tolist()
-            narrower = [w for w in allowed if w < len(alive)]
-            if not narrower:
-                continue
-            score = scores[root].tolist()
-            channels = sorted(alive, key=lambda c: (score[c], c))[: len(alive) - narrower[0]]
-            trial = mask.clone()
-            trial[channels] = True
-            saved, new = pricer.trial(root, trial)
-            if saved <= 0:
-                continue  # a move that saves nothing never pays for the channels it removes
-            value = sum(score[c] for c in channels) / saved
-            if best is None or value < best[0]:
-                best = (value, root, sorted(channels), trial, new)
-        if best is None:
+        found = candidates(pricer, widths, scores)
+        if not found:
             break
-        _, root, channels, trial, new = best
+        best = min(found, key=lambda c: c[0])
+        if best[5] <= aim:
+            best = max((c for c in found if c[5] <= aim), key=lambda c: (c[5], -c[0]))
+            short = [c for c in found if c[5] > aim]
+            if best[5] < aim * (1 - LATENCY_TOLERANCE) and short:
+                best = min(short, key=lambda c: c[0])
+        _, root, channels, trial, new, _ = best
         pricer.apply(root, trial, new)
         moves.append([root, channels])
     return moves
@@ -199,6 +230,7 @@ class GradualLatency:
         pricer = Pricer(model, graph, {r: m.clone() for r, m in step.removed.items()})
         budget = latency_budgets(step.target, step.steps)[step.index]
         aim = budget / carried_error(step.previous)
+        start = dict(pricer.removed)
         moves = shrink(pricer, widths, scores, aim)
         predicted, measured = pricer.ratio(), self.measured(graph, pricer.removed)
         decision: dict[str, Any] = {
@@ -208,47 +240,42 @@ class GradualLatency:
         log.info("gradual latency step %d/%d: budget %.3f, predicted %.3f, measured %.3f",
                  step.index + 1, step.steps, budget, predicted, measured)  # fmt: skip
         if step.final:
-            history = [m for d in step.previous for m in d["moves"]] + moves
-            self._correct(decision, pricer, graph, widths, scores, history, step.target)
+            earlier = [m for d in step.previous for m in d["moves"]]
+            replan = Replan(pricer, widths, scores, start, earlier)
+            self._correct(decision, replan, graph, step.target)
         decision["removed"], decision["restored"] = _changes(step.removed, pricer.removed)
         return decision
 
     def _correct(
-        self,
-        decision: dict[str, Any],
-        pricer: Pricer,
-        graph: ChannelGraph,
-        widths: dict[str, list[int]],
-        scores: dict[str, Tensor],
-        history: list[Move],
-        target: float,
+        self, decision: dict[str, Any], replan: Replan, graph: ChannelGraph, target: float
     ) -> None:
-        """Remove more or give back channels until the measured ratio is within the tolerance
-        of ``target``; the closest state measured is left in ``pricer`` and recorded as the
-        decision's ``chosen`` figures."""
-        measured, aim = decision["measured"], decision["aim"]
+        """Re-plan the last step to a corrected aim (``aim = predicted x target / measured``)
+        until the measured ratio is within the tolerance of ``target``; a re-plan landing on a
+        state measured before is redone halfway between it and the last one. The closest state
+        measured is left in the pricer and recorded as the decision's ``chosen`` figures."""
+        pricer, measured = replan.pricer, decision["measured"]
         tried, exhausted = [_state(pricer, measured, target)], False
         for _ in range(MAX_CORRECTIONS):
             if tried[-1][0] <= LATENCY_TOLERANCE:
                 break
-            aim = min(0.999, max(1e-4, aim * target / measured))
-            if measured > target:
-                added, undone = shrink(pricer, widths, scores, aim), []
-                history.extend(added)
-            else:
-                added, undone = [], give_back(pricer, history, aim)
-            if _key(pricer.removed) in {_key(state[1]) for state in tried}:
-                exhausted = measured > target and not added
+            aim = min(0.999, max(1e-4, pricer.ratio() * target / measured))
+            moves, given_back = replan(aim)
+            repeated = _repeated(pricer.removed, tried)
+            if repeated is not None and repeated is not tried[-1]:
+                aim = (tried[-1][3] + repeated[3]) / 2
+                moves, given_back = replan(aim)
+                repeated = _repeated(pricer.removed, tried)
+            if repeated is not None:
+                exhausted = measured > target and pricer.ratio() > aim
                 break  # nothing new to measure
             measured = self.measured(graph, pricer.removed)
             decision["corrections"].append(
                 {"aim": aim, "predicted": pricer.ratio(), "measured": measured,
-                 "moves": added, "given_back": undone}
+                 "moves": moves, "given_back": given_back}
             )  # fmt: skip
             tried.append(_state(pricer, measured, target))
         error, removed, measured, predicted = min(tried, key=lambda t: t[0])
-        for root, mask in removed.items():
-            pricer.apply(root, mask)
+        _restore(pricer, removed)
         decision["chosen"] = {"predicted": predicted, "measured": measured}
         if error > LATENCY_TOLERANCE:
             why = (
@@ -258,6 +285,37 @@ class GradualLatency:
             )
             log.warning("gradual latency pruning ends at a measured ratio of %.3f for a target "
                         "of %g (%s)", measured, target, why)  # fmt: skip
+
+
+@dataclass
+class Replan:
+    """The last step planned again from the state before it: moves to a lower aim, or the
+    earlier steps' moves given back (latest first) to a higher one."""
+
+    pricer: Pricer
+    widths: dict[str, list[int]]
+    scores: dict[str, Tensor]
+    start: dict[str, Tensor]  # the masks before the last step
+    earlier: list[Move]  # the earlier steps' moves
+
+    def __call__(self, aim: float) -> tuple[list[Move], list[Move]]:
+        """(the step's moves, the earlier moves given back) for ``aim``, applied."""
+        _restore(self.pricer, self.start)
+        if self.pricer.ratio() > aim:
+            return shrink(self.pricer, self.widths, self.scores, aim), []
+        return [], give_back(self.pricer, list(self.earlier), aim)
+
+
+def _restore(pricer: Pricer, removed: dict[str, Tensor]) -> None:
+    for root, mask in removed.items():
+        if pricer.removed[root] is not mask:
+            pricer.apply(root, mask)
+
+
+def _repeated(removed: dict[str, Tensor], tried: list[tuple]) -> tuple | None:
+    """The state of ``tried`` with these removals, if one has them."""
+    key = _key(removed)
+    return next((state for state in tried if _key(state[1]) == key), None)
 
 
 def _key(removed: dict[str, Tensor]) -> tuple[tuple[str, tuple[int, ...]], ...]:
