@@ -26,6 +26,7 @@ METHODS = {
     "methods": "methods",
     "taylor_gradual": "taylor_gradual",
     "taylor_gradual_method": "taylor_gradual",
+    "taylor_gradual_latency": "taylor_gradual",
 }
 
 

@@ -6,11 +6,18 @@ is handed an object satisfying :class:`LatencyTargets` (``secateurs.latency.Late
 the engine reads only these members (the allocator three, the prune step ``floor``); in return
 the latency side drives the allocator through its public methods (``normalised_scores``,
 ``plan_from_counts``, ``settings``, ``groups``, ``graph``).
+
+Gradual latency pruning (``secateurs taylor-gradual --target-latency``) is handed an object
+satisfying :class:`GradualLatencyTargets` the same way: the callback scores and applies, the
+latency side (``secateurs.latency.gradual``) decides each step's channels and times the result.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from torch import Tensor
 
 if TYPE_CHECKING:
     from secateurs.pruning.allocation import Allocator, Target
@@ -33,4 +40,41 @@ class LatencyTargets(Protocol):
     def meet(self, allocator: Allocator, target: Target) -> tuple[PruningPlan, float]:
         """A plan of ``allocator``'s whose measured latency ratio meets ``target`` (within
         ``tolerance``), and that measured ratio; a :class:`SecateursError` when out of reach."""
+        ...
+
+
+@dataclass
+class GradualStep:
+    """One step of gradual latency pruning, as the training-time callback hands it to the latency
+    side: the channel graph of the model being trained, the channels removed so far (a bool mask
+    per group root, on the CPU), the current importance of every channel, the fewest channels
+    each group keeps, the target latency ratio, which step of how many this is, and the decisions
+    of the steps before (JSON, as :meth:`GradualLatencyTargets.prune_step` returned them)."""
+
+    graph: ChannelGraph
+    removed: dict[str, Tensor]
+    scores: dict[str, Tensor]
+    floors: dict[str, int]
+    target: float
+    index: int  # 0-based
+    steps: int
+    previous: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def final(self) -> bool:
+        return self.index == self.steps - 1
+
+
+class GradualLatencyTargets(Protocol):
+    """What gradual latency pruning needs from the latency side (``secateurs.latency.gradual.
+    GradualLatency``): one decision per step, JSON, so it is checkpointed and replayed."""
+
+    def warm(self, graph: ChannelGraph) -> None:
+        """Build (or read from the cache) what the steps will need for ``graph``'s model, so
+        that timing a table happens before training rather than inside a step."""
+        ...
+
+    def prune_step(self, step: GradualStep) -> dict[str, Any]:
+        """The step's decision: ``removed`` ([root, channel] pairs to remove now), ``restored``
+        (pairs removed before and given back), with the figures it was made on."""
         ...

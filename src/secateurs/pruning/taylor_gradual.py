@@ -183,9 +183,16 @@ class GradualTaylor(Callback):
 
     def prune_step(self) -> list[tuple[str, int]]:
         """Average and smooth the scores, remove up to ``per_step`` channels; returns them."""
-        momentum, interval = self.schedule.momentum, self.schedule.interval
+        self.update_scores(self.schedule.interval)
+        self.steps_ += 1
+        return self._remove_lowest()
+
+    def update_scores(self, iterations: int) -> None:
+        """The sums of the last ``iterations`` averaged, tied-mean'd and smoothed into the
+        score; the sums reset."""
+        momentum = self.schedule.momentum
         averaged = {
-            g.root: tied_mean(self.sums_[g.root] / interval, _gates(g))
+            g.root: tied_mean(self.sums_[g.root] / iterations, _gates(g))
             for g in self.graph.prunable_groups
         }
         if self.score_ is None:
@@ -197,8 +204,6 @@ class GradualTaylor(Callback):
             }
         for total in self.sums_.values():
             total.zero_()
-        self.steps_ += 1
-        return self._remove_lowest()
 
     def _remove_lowest(self) -> list[tuple[str, int]]:
         assert self.score_ is not None

@@ -1,16 +1,25 @@
-"""Gradual Taylor as a training-time method: the callback (:class:`GradualTaylor`) and its
-compaction (the removed channels taken out through the engine's surgery)."""
+"""Gradual Taylor as a training-time method: the callback (:class:`GradualTaylor` to a MACs
+target, :class:`GradualTaylorLatency` to a latency target) and its compaction (the removed
+channels taken out through the engine's surgery).
+
+With ``--target-latency`` the method asks the run for a latency source
+(:meth:`latency_request`); the run, which sits above both the engine and ``secateurs.latency``,
+builds it and hands it in (:meth:`use_latency`) before training."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from torch import nn
 
+from secateurs.errors import SecateursError
+from secateurs.measurement.backends import backend_names
 from secateurs.measurement.latency import LatencySettings
-from secateurs.options import count, option, share
+from secateurs.options import count, fraction, option, share
 from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
 from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, floor_record
 from secateurs.pruning.graph import ChannelGraph
@@ -22,8 +31,15 @@ from secateurs.pruning.taylor_gradual import (
     GradualSchedule,
     GradualTaylor,
 )
+from secateurs.pruning.taylor_gradual_latency import (
+    DEFAULT_PRUNE_UNTIL,
+    DEFAULT_STEPS,
+    GradualTaylorLatency,
+    LatencySchedule,
+)
 from secateurs.pruning.training_time import (
     Compaction,
+    LatencyRequest,
     TrainingRun,
     TrainingTimeMethod,
     register_training_time,
@@ -39,9 +55,17 @@ with --momentum; every --interval iterations the lowest channels go (--per-step)
 MACs target; then training goes on with the smaller network. Slower than `secateurs prune
 --method taylor`, which scores once and can leave a layer with one or two channels.
 
-example:
+With --target-latency R (instead of --target-macs; after HALP, Shen et al. 2022) it prunes in
+--steps steps over the first --prune-until of the run to a latency budget descending from the
+dense latency to R x dense, least importance per millisecond saved first, only between widths
+--backend runs efficiently; after the last step the model is timed against the dense one and
+corrected to within 3% of R (docs/latency.md, "Gradual latency pruning").
+
+examples:
   secateurs taylor-gradual runs/vgg/model --data ../shared/data/cifar10 --target-macs 0.25 \\
       --epochs 10 -o runs/vgg-taylor-gradual
+  secateurs taylor-gradual runs/resnet20/model --data ../shared/data/cifar10 \\
+      --target-latency 0.5 --backend onnxruntime --latency-batch 64 --epochs 10 -o runs/r20-lat
 """
 
 
@@ -73,6 +97,26 @@ class TaylorGradualOptions:
         help="the same for the stem (the first convolution's group) and the classifier's "
         "input (the group the final linear layer reads); never below --min-fraction",
     )
+    target_latency: float | None = fraction(
+        None,
+        "keep this fraction of the unpruned model's latency measured in --backend at "
+        "--latency-batch, instead of --target-macs (pruned in --steps steps, then measured)",
+    )
+    steps: int = count(DEFAULT_STEPS, "with --target-latency: pruning steps to the target")
+    prune_until: float = fraction(
+        DEFAULT_PRUNE_UNTIL, "with --target-latency: the share of the run the steps spread over"
+    )
+    backend: str = option(
+        "onnxruntime",
+        help="the runtime --target-latency measures in",
+        choices=tuple(backend_names()),
+    )
+    latency_batch: int = count(1, "images per run when --target-latency times")
+    latency_cache: Path | None = option(
+        None,
+        help="directory of the latency tables (default: ~/.cache/secateurs/latency)",
+        parse=Path,
+    )
 
 
 @register_training_time
@@ -85,7 +129,7 @@ class GradualTaylorMethod(TrainingTimeMethod):
         "Taylor scores (BN gates) averaged over batches and smoothed with momentum while "
         "training, the lowest few channels removed every M iterations (Molchanov et al. 2019)"
     )
-    usage = "secateurs taylor-gradual MODEL --data PATH --target-macs R"
+    usage = "secateurs taylor-gradual MODEL --data PATH (--target-macs R | --target-latency R)"
     description = DESCRIPTION
     Options = TaylorGradualOptions
 
@@ -100,12 +144,48 @@ class GradualTaylorMethod(TrainingTimeMethod):
             options.min_fraction,
             options.ends_min_fraction,
         )
-        return cls(schedule, run.input_size, run.epochs)
+        method = cls(schedule, run.input_size, run.epochs)
+        if options.target_latency is not None:
+            if options.per_step is not None:
+                raise SecateursError(
+                    "--per-step sizes MACs steps; with --target-latency each step removes what "
+                    "its latency budget asks (set --steps)"
+                )
+            method.use_latency_target(options)
+        return method
 
     def __init__(self, schedule: GradualSchedule, input_size: Sequence[int], epochs: int) -> None:
         self.schedule = schedule
         self.epochs = epochs
-        self._callback = GradualTaylor(schedule, input_size)
+        self._callback: GradualTaylor = GradualTaylor(schedule, input_size)
+        self.latency_schedule: LatencySchedule | None = None
+        self._request: LatencyRequest | None = None
+        self._input_size = tuple(input_size)
+
+    def use_latency_target(self, options: TaylorGradualOptions) -> None:
+        """Prune to ``options.target_latency`` instead of the MACs target."""
+        assert options.target_latency is not None
+        self.latency_schedule = LatencySchedule(
+            options.target_latency,
+            options.steps,
+            options.prune_until,
+            options.momentum,
+            options.min_channels,
+            options.min_fraction,
+            options.ends_min_fraction,
+        )
+        self._callback = GradualTaylorLatency(self.latency_schedule, self._input_size)
+        self._request = LatencyRequest(
+            options.backend, options.latency_batch, options.latency_cache
+        )
+
+    def latency_request(self) -> LatencyRequest | None:
+        return self._request
+
+    def use_latency(self, latency: Any) -> None:
+        if not isinstance(self._callback, GradualTaylorLatency):
+            raise SecateursError("gradual Taylor takes a latency source with --target-latency")
+        self._callback.latency = latency
 
     def callback(self) -> GradualTaylor:
         return self._callback
@@ -141,7 +221,7 @@ class GradualTaylorMethod(TrainingTimeMethod):
                 "pruned (more epochs, or more channels per step)",
                 self.epochs,
             )
-        return PruningRecord(
+        record = PruningRecord(
             method=self.name,
             target_ratio=self.schedule.target_macs,
             method_params={"interval": self.schedule.interval, "momentum": self.schedule.momentum},
@@ -150,6 +230,20 @@ class GradualTaylorMethod(TrainingTimeMethod):
             channels=self._callback.channel_counts(),
             details={"taylor_gradual": self._callback.record(), "floor": self._floor_record()},
         )
+        if isinstance(self._callback, GradualTaylorLatency):
+            assert self.latency_schedule is not None and self._request is not None
+            record.target_kind, record.target_ratio = "latency", self.latency_schedule.target
+            record.achieved_ratio = self._callback.measured_ratio or 1.0
+            record.method_params = {
+                "momentum": self.schedule.momentum,
+                "steps": self.latency_schedule.steps,
+                "prune_until": self.latency_schedule.prune_until,
+            }
+            record.details["latency_model"] = {
+                "backend": self._request.backend,
+                "batch": self._request.batch,
+            }
+        return record
 
     def manifest_record(
         self, previous: ManifestPruning | None, compaction: Compaction

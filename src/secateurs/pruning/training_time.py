@@ -47,6 +47,18 @@ class TrainingRun:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class LatencyRequest:
+    """A method's request for a latency source (a latency target): the backend and batch size to
+    time in, and the table cache (None: the default directory). The run builds the source (the
+    run's --threads and --latency-repeats) and hands it to :meth:`TrainingTimeMethod.use_latency`:
+    the engine never imports ``secateurs.latency``."""
+
+    backend: str
+    batch: int
+    cache: Path | None = None
+
+
 @dataclass
 class NoOptions:
     """A method without options of its own."""
@@ -89,6 +101,15 @@ class TrainingTimeMethod(ABC):
         """Settle what needs the model and data before training (e.g. SPP's sensitivity scan).
         Most methods need nothing."""
         return None
+
+    def latency_request(self) -> LatencyRequest | None:
+        """The latency source the method needs, if any (most methods: None)."""
+        return None
+
+    def use_latency(self, latency: Any) -> None:
+        """Take the latency source the run built for :meth:`latency_request` (before training;
+        for gradual Taylor a ``GradualLatencyTargets``)."""
+        raise SecateursError(f"{self.name} takes no latency source")
 
     def recipe_settings(self) -> dict[str, Any]:
         """Training settings of the method's own over the inherited recipe (e.g. schedule)."""

@@ -130,6 +130,7 @@ def train_and_compact(
     input_size = manifest.input_size
     context = context or init_distributed(model_device(original))
     method = job.make_method(input_size)
+    attach_latency(job, method)
     method.prepare(original, data)
     # compaction traces the model after training: a model Torch-Pruning cannot trace fails now
     ChannelGraph(copy.deepcopy(original), input_size)
@@ -182,6 +183,27 @@ def run_training_time(job: TrainingJob) -> Report | None:
         )
         pruning = done.method.manifest_record(manifest.pruning, done.compaction)
         return finish(run, done.model, replace(manifest, pruning=pruning), report)
+
+
+def attach_latency(job: TrainingJob, method: TrainingTimeMethod) -> None:
+    """Build the latency source ``method`` asks for, if any (gradual Taylor's
+    ``--target-latency``: a :class:`~secateurs.latency.gradual.GradualLatency` on the job's
+    threads and timed rounds) and hand it in: the run sits above both the engine and
+    ``secateurs.latency``, so the engine never imports the latency side."""
+    request = method.latency_request()
+    if request is None:
+        return
+    from secateurs.latency import LatencySource, LatencySpec
+    from secateurs.latency.gradual import GradualLatency
+
+    spec = LatencySpec(
+        request.backend,
+        request.batch,
+        job.threads,
+        model_repeats=job.latency_repeats or 30,
+        cache=request.cache,
+    )
+    method.use_latency(GradualLatency(LatencySource(spec)))
 
 
 def training_recipe(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -56,6 +57,17 @@ def all_gather(value: object, context: DistributedContext) -> list[object]:
     gathered: list[object] = [None] * context.world_size
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def broadcast_object(value: Any, context: DistributedContext) -> Any:
+    """Rank 0's ``value`` on every rank (picklable); the other ranks block in the collective
+    until rank 0 gets here (a decision only rank 0 times)."""
+    if not context.enabled:
+        return value
+    box = [value if context.is_main else None]
+    device = context.device if context.device.type == "cuda" else None
+    dist.broadcast_object_list(box, src=0, device=device)
+    return box[0]
 
 
 def barrier(context: DistributedContext) -> None:
