@@ -146,6 +146,25 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]
 
 
+def table(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Markdown: each run's top-1 after and its cost in summary A beside summary B."""
+    rows = [
+        "| run | top-1 before | top-1 after (A / B) | MACs after (A / B) | params after (A / B) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, old in a.items():
+        new = b.get(name, {})
+        top1 = [run.get("accuracy", {}).get("after", {}).get("top1") for run in (old, new)]
+        macs = [run.get("cost_after", {}).get("macs") for run in (old, new)]
+        params = [run.get("cost_after", {}).get("params") for run in (old, new)]
+        before = old["accuracy"]["before"]["top1"]
+        rows.append(
+            f"| {name} | {before:.2f} | {top1[0]:.2f} / {top1[1]:.2f} | {macs[0]:,} / {macs[1]:,} "
+            f"| {params[0]:,} / {params[1]:,} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="directory of the runs and summary.json")
@@ -153,11 +172,15 @@ def main() -> None:
     parser.add_argument("--model", default=MODEL, help="the dense model (relative to cwd)")
     parser.add_argument("--only", nargs="+", help=f"these runs only: {', '.join(RUNS)}, demo")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="two summaries")
+    parser.add_argument("--table", action="store_true", help="with --compare: a Markdown table")
     args = parser.parse_args()
     if args.compare:
         a, b = (
             json.loads((p / "summary.json" if p.is_dir() else p).read_text()) for p in args.compare
         )
+        if args.table:
+            print(table(a, b))
+            return
         lines = differences(a, b)
         print("\n".join(lines) if lines else "identical")
         sys.exit(1 if lines else 0)
