@@ -5,15 +5,19 @@ Per model and latency target R (a fraction of the dense model's latency in onnxr
 
 - ``latency``: l1 scores, ``--target-latency R`` (the latency table's efficient widths, then
   measured and corrected); ``latency@16``: the same at efficient widths that are multiples of 16;
-- ``l1``, ``taylor`` (exact widths), ``l1@16``, ``taylor@16`` (widths in multiples of 16) and
+- ``gradual``: ``taylor-gradual --target-latency R`` (after HALP: steps over the first half of the
+  same epochs, each measured, the last corrected), trained as long as the others fine-tune;
+- ``l1``, ``taylor`` (exact widths), ``l1@16``, ``taylor@16``, ``random@16`` (the control;
+  widths in multiples of 16) and
   ``tp-magnitude`` (Torch-Pruning's MetaPruner, uniform ratio, L1), each MACs-targeted: its MACs
   target is bisected until the pruned model's measured latency ratio (interleaved with the dense
   model, same backend and batch) is within 3% of R. A comparator that cannot get that fast at
   any MACs target is recorded as such and not trained.
 
-Every run keeps at least ``--min-channels`` (default 4) per group: without a floor the latency
-allocation cut ResNet-20's first residual stream to 1 of 16 channels at R = 0.5, batch 64 (its
-channels save the most milliseconds at the largest maps). Every run fine-tunes the same epochs on
+Every run keeps the library's default channel floor (1/8 of a group, 1/4 at the stem and the
+classifier's input; ``--min-channels`` on top): without a floor the latency allocation cut
+ResNet-20's first residual stream to 1 of 16 channels at R = 0.5, batch 64 (its channels save
+the most milliseconds at the largest maps). Every run fine-tunes the same epochs on
 the same images (a PruneJob: report.json and model in
 OUT/<model>-R<R>-<run>-s<seed>/; a run with a report.json is skipped, so the benchmark resumes).
 ``--time`` times the dense model and every pruned one in ONE interleaved loop (onnxruntime and
@@ -43,10 +47,12 @@ from secateurs.errors import SecateursError
 from secateurs.measurement.backends import Timing, create_backend
 from secateurs.runs.prune_job import PruneJob
 from secateurs.runs.prune_run import run_prune
+from secateurs.runs.training_time_run import TrainingJob, run_training_time
 from secateurs.store import load_model
 
 log = logging.getLogger("benchmark")
-COMPARATORS = ["l1", "taylor", "l1@16", "taylor@16"]
+COMPARATORS = ["l1", "taylor", "l1@16", "taylor@16", "random@16"]
+LATENCY_RUNS = ("latency", "gradual")  # pruned to the target by the library itself
 TOLERANCE = 0.03
 
 
@@ -135,7 +141,7 @@ def prune_all(args) -> None:
             for run in [*args.latency_runs, *args.comparators]:
                 key = f"{Path(model_dir).name}-R{ratio:g}-{run}"
                 method, _, multiple = run.partition("@")
-                latency = method == "latency"
+                latency = method in LATENCY_RUNS
                 if not latency and key not in found:
                     log.info("=== bisecting %s", key)
                     found[key] = (
@@ -157,6 +163,9 @@ def prune_all(args) -> None:
                         train_tp(args, model_dir, found[key], directory)
                         break  # one seed: Torch-Pruning's run takes none
                     try:
+                        if run == "gradual":
+                            run_training_time(gradual_job(args, model_dir, ratio, seed, directory))
+                            continue
                         run_prune(job(args, model_dir, run, ratio, found.get(key), seed, directory))
                     except SecateursError as error:  # recorded, and the other runs go on
                         log.warning("%s: %s", directory.name, error)
@@ -189,6 +198,27 @@ def job(args, model_dir: str, run: str, ratio: float, macs, seed: int, out: Path
     )
 
 
+def gradual_job(args, model_dir: str, ratio: float, seed: int, out: Path) -> TrainingJob:
+    """Gradual latency pruning (``taylor-gradual --target-latency``): its steps over the first
+    half of the same epochs of training the one-shot runs fine-tune for."""
+    return TrainingJob.for_method(
+        "taylor-gradual",
+        model=Path(model_dir),
+        out=out,
+        data=args.data,
+        epochs=args.epochs,
+        train_subset=args.train_subset,
+        seed=seed,
+        threads=args.threads,
+        resume=out.is_dir() and any(out.iterdir()),
+        latency_repeats=0,  # its steps time with the latency source; --time times the result
+        target_latency=ratio,
+        backend=args.backend,
+        latency_batch=args.batch,
+        min_channels=args.min_channels,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["benchmarks/baselines/resnet20-cifar10"])
@@ -196,7 +226,11 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.33])
     parser.add_argument("--comparators", nargs="*", default=COMPARATORS)
     parser.add_argument(
-        "--latency-runs", nargs="*", default=["latency"], help="latency or latency@16 (multiples)"
+        "--latency-runs",
+        nargs="*",
+        default=["latency", "gradual"],
+        help="latency (one-shot knapsack), latency@16 (its widths in multiples of 16), gradual "
+        "(taylor-gradual --target-latency)",
     )
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--batch", type=int, default=64)
@@ -204,7 +238,11 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument(
-        "--min-channels", type=int, default=4, help="every run's floor per group (equal terms)"
+        "--min-channels",
+        type=int,
+        default=1,
+        help="every run's --min-channels (the default floor of 1/8 of a group, 1/4 at the stem "
+        "and the classifier's input, applies to every run alike)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds in --time/--int8")
