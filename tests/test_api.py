@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,11 @@ def pinned(code: str) -> str:
 
 @pytest.mark.slow
 def test_the_readme_example_runs_as_written_and_matches_its_command_line_twin(
-    cifar10_root: Path, monkeypatch: pytest.MonkeyPatch, run_secateurs, tmp_path: Path
+    cifar10_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    child_env: dict[str, str],
+    tmp_path: Path,
+    both_cores: None,
 ) -> None:
     """The README's Python example, then the same prune on the command line (same seed, data
     subsets and epochs): the same channels removed, bitwise-identical weights after the
@@ -64,11 +70,17 @@ def test_the_readme_example_runs_as_written_and_matches_its_command_line_twin(
     finally:
         shutil.rmtree(saved, ignore_errors=True)
     twin = tmp_path / "cli"
-    done = run_secateurs(
+    argv = [
         "prune", ROOT / "benchmarks/baselines/resnet20-cifar10", "--method", "taylor",
         "--target-macs", "0.5", "--round-to", "1", "--data", cifar10_root,
         "--train-subset", "2048", "--test-subset", "1000", "--finetune-epochs", "1",
         "--latency-repeats", "0", "-o", twin,
+    ]  # fmt: skip
+    # the twin scores on as many threads as the example did here (both_cores: 2)
+    env = dict(child_env, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    done = subprocess.run(
+        [sys.executable, "-m", "secateurs", *map(str, argv)],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     cli_model, cli_manifest = secateurs.load(twin)
