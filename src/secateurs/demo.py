@@ -23,7 +23,7 @@ from secateurs.train.trainer import CHECKPOINT_FILE
 log = logging.getLogger(__name__)
 DEMO_METHODS = ("l1", "taylor")
 DEMO_IMAGE_SIZE = 32
-DEMO_TARGET_MACS = 0.4
+DEMO_TARGET_MACS = 0.25
 
 
 def demo_config(epochs: int) -> TrainConfig:
@@ -43,7 +43,7 @@ def demo_config(epochs: int) -> TrainConfig:
     )
 
 
-def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 3) -> list[Report]:
+def run_demo(out: str | Path, epochs: int = 15, finetune_epochs: int = 6) -> list[Report]:
     """Train, prune with each demo method, print the table; returns one report per method."""
     out = Path(out)
     if out.exists() and not out.is_dir():

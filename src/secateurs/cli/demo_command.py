@@ -8,9 +8,10 @@ import tempfile
 from secateurs.cli.parser import add_command, positive_int
 from secateurs.demo import run_demo
 
-DESCRIPTION = """Train a ResNet-20 on scikit-learn's digits (bundled, no download), prune it to half
-its MACs with two methods, fine-tune briefly, and print accuracy, MACs, parameters and latency
-(PyTorch eager and onnxruntime) before and after as one table.
+DESCRIPTION = """Train a ResNet-20 on scikit-learn's digits (bundled, no download; scaled to 32x32),
+prune it to a quarter of its MACs at widths onnxruntime runs efficiently with two methods,
+fine-tune briefly, and print accuracy, MACs, parameters and latency (PyTorch eager and
+onnxruntime, batch 64 and 1) before and after as one table.
 
 example:
   secateurs demo --out runs/demo
