@@ -56,8 +56,11 @@ def plain_session(graph: bytes, threads: int):
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
-def plain_ratio(graphs: list[bytes], shape: list[int], threads: int, rounds: int) -> float:
-    """Median dense time / median pruned time, plain onnxruntime, interleaved."""
+def plain_ratio(
+    graphs: list[bytes], shape: list[int], threads: int, rounds: int, warm_each: bool = False
+) -> float:
+    """Median dense time / median pruned time, plain onnxruntime, interleaved; ``warm_each``:
+    each timed run right after an untimed run of the same model (secateurs' rule)."""
     sessions = [plain_session(graph, threads) for graph in graphs]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     for _ in range(5):
@@ -66,6 +69,8 @@ def plain_ratio(graphs: list[bytes], shape: list[int], threads: int, rounds: int
     times: list[list[float]] = [[], []]
     for _ in range(rounds):
         for index, session in enumerate(sessions):
+            if warm_each:
+                session.run(None, {"x": x})
             started = time.perf_counter()
             session.run(None, {"x": x})
             times[index].append(time.perf_counter() - started)
@@ -81,6 +86,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument(
+        "--warm-each", action="store_true", help="plain: an untimed run before each timed one"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     (dense, manifest), (pruned, _) = load_model(args.dense), load_model(args.pruned)
@@ -91,7 +99,10 @@ def main() -> None:
         rows = found.setdefault(str(batch), {"plain": [], "secateurs": []})
         settings = LatencySettings((batch,), args.threads, warmup=5, repeats=args.rounds)
         for _ in range(args.trials):
-            rows["plain"].append(plain_ratio(graphs, [batch, *size], args.threads, args.rounds))
+            shape = [batch, *size]
+            rows["plain"].append(
+                plain_ratio(graphs, shape, args.threads, args.rounds, args.warm_each)
+            )
             timed = compare_onnx([dense, pruned], size, settings)
             rows["secateurs"].append(timed[batch][1]["ratio"])
         plain, ours = statistics.median(rows["plain"]), statistics.median(rows["secateurs"])
