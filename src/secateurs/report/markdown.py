@@ -133,7 +133,9 @@ def timing_note(report: Report) -> str:
     rounds = f", median of {repeats} interleaved rounds" if repeats else ", interleaved rounds"
     return (
         f"Timed in {backends} at batch {' and '.join(map(str, batches)) or '-'}, "
-        f"{report.settings.latency_threads} threads{rounds} (before, after, before, ...)."
+        f"{report.settings.latency_threads} threads{rounds} (before, after, before, ...; each "
+        "timed run right after an untimed run of the same model, as a deployed model serving "
+        "request after request)."
     )
 
 
