@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from secateurs.errors import SecateursError
+from secateurs.options import count, share
 from secateurs.pruning.graph import ChannelGraph, ChannelGroup
 
 DEFAULT_FRACTION = 0.125  # of each group's channels
@@ -81,3 +82,22 @@ def floor_record(graph: ChannelGraph, floor: Floor) -> dict[str, Any]:
         "ends": end_groups(graph),
         "per_group": group_floors(graph, floor),
     }
+
+
+@dataclass(kw_only=True)
+class FloorOptions:
+    """The floor's options, declared once for every command that allocates channel counts
+    (``secateurs prune``, ``secateurs taylor-gradual``)."""
+
+    min_channels: int = count(1, "never keep fewer channels than this in a group")
+    min_fraction: float = share(
+        DEFAULT_FRACTION,
+        help="never keep fewer than this fraction of a group's channels (rounded up, to a "
+        "multiple of 8 in groups of 64 or more; the larger of this and --min-channels "
+        "applies; 0: --min-channels alone)",
+    )
+    ends_min_fraction: float = share(
+        DEFAULT_ENDS_FRACTION,
+        help="the same for the stem (the first convolution's group) and the classifier's "
+        "input (the group the final linear layer reads); never below --min-fraction",
+    )

@@ -19,9 +19,9 @@ from torch import nn
 from secateurs.errors import SecateursError
 from secateurs.measurement.backends import backend_names
 from secateurs.measurement.latency import LatencySettings
-from secateurs.options import count, fraction, option, share
+from secateurs.options import count, fraction, option
 from secateurs.pruning.channel_scores import THIN_WIDTH, describe_thin, thin_groups
-from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION, floor_record
+from secateurs.pruning.floor import FloorOptions, floor_record
 from secateurs.pruning.graph import ChannelGraph
 from secateurs.pruning.record import ChannelRounds, ManifestPruning, TaylorGradualRecord
 from secateurs.pruning.surgery import remove_channels
@@ -70,7 +70,7 @@ examples:
 
 
 @dataclass(kw_only=True)
-class TaylorGradualOptions:
+class TaylorGradualOptions(FloorOptions):
     """Gradual Taylor's own options (the run's --target-macs, --epochs and --seed are shared)."""
 
     interval: int = count(DEFAULT_INTERVAL, "iterations between pruning steps")
@@ -84,18 +84,6 @@ class TaylorGradualOptions:
         None,
         "channels removed per step (default: 0.5%% of the prunable channels, more if the "
         "run is too short to reach the target in its first half)",
-    )
-    min_channels: int = count(1, "never keep fewer channels than this in a group")
-    min_fraction: float = share(
-        DEFAULT_FRACTION,
-        help="never keep fewer than this fraction of a group's channels (rounded up, to a "
-        "multiple of 8 in groups of 64 or more; the larger of this and --min-channels "
-        "applies; 0: --min-channels alone)",
-    )
-    ends_min_fraction: float = share(
-        DEFAULT_ENDS_FRACTION,
-        help="the same for the stem (the first convolution's group) and the classifier's "
-        "input (the group the final linear layer reads); never below --min-fraction",
     )
     target_latency: float | None = fraction(
         None,

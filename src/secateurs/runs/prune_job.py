@@ -9,9 +9,9 @@ from typing import Any
 
 from secateurs.errors import SecateursError
 from secateurs.latency import LatencySource, LatencySpec, backend_names
-from secateurs.options import count, fraction, option, positive_int, share
+from secateurs.options import count, fraction, option, positive_int
 from secateurs.pruning.allocation import STRATEGIES, Allocation, Target
-from secateurs.pruning.floor import DEFAULT_ENDS_FRACTION, DEFAULT_FRACTION
+from secateurs.pruning.floor import FloorOptions
 from secateurs.pruning.prune import PruneSettings
 from secateurs.runs.fine_tuning import FineTuning
 from secateurs.runs.job import RunJob
@@ -66,7 +66,7 @@ def _round_to(value: int | str | None) -> str | None:
 
 
 @dataclass(kw_only=True)
-class PruneJob(FineTuning, RunJob):
+class PruneJob(FloorOptions, FineTuning, RunJob):
     """Prune a saved model once (in one step or several), fine-tune it, measure it."""
 
     method: str = option(help="a pruning method (`secateurs methods` lists them)")
@@ -127,18 +127,6 @@ class PruneJob(FineTuning, RunJob):
         None,
         help="directory of the latency tables (default: ~/.cache/secateurs/latency)",
         parse=Path,
-    )
-    min_channels: int = count(1, "never keep fewer channels than this in a group")
-    min_fraction: float = share(
-        DEFAULT_FRACTION,
-        help="never keep fewer than this fraction of a group's channels (rounded up, to a "
-        "multiple of 8 in groups of 64 or more; the larger of this and --min-channels "
-        "applies; 0: --min-channels alone)",
-    )
-    ends_min_fraction: float = share(
-        DEFAULT_ENDS_FRACTION,
-        help="the same for the stem (the first convolution's group) and the classifier's "
-        "input (the group the final linear layer reads); never below --min-fraction",
     )
     steps: int = count(1, "reach the target in this many geometric steps, fine-tuning between them")
     fold_bias: bool = option(
