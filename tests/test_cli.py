@@ -309,3 +309,16 @@ def test_every_flag_of_every_command_says_what_it_does() -> None:
             "demo",
         ]
     )
+
+
+def test_under_torchrun_only_rank_0_logs_the_run() -> None:
+    """torchrun sets RANK: rank 0 logs at info (debug with -v), the other ranks warnings only."""
+    import logging
+
+    from secateurs.cli.main import log_level
+
+    assert log_level(False, "0") == logging.INFO
+    assert log_level(True, "0") == logging.DEBUG
+    assert log_level(False, "") == logging.INFO
+    assert log_level(False, "1") == logging.WARNING
+    assert log_level(True, "3") == logging.WARNING

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -63,10 +64,18 @@ def build_parser() -> Parser:
     return parser
 
 
+def log_level(verbose: bool, rank: str) -> int:
+    """Under ``torchrun`` only rank 0 tells the story (every rank would print every epoch, each
+    with its own images/s); the other ranks log warnings and errors."""
+    if rank not in ("", "0"):
+        return logging.WARNING
+    return logging.DEBUG if verbose else logging.INFO
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=log_level(args.verbose, os.environ.get("RANK", "0")),
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
