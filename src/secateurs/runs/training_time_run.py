@@ -123,10 +123,12 @@ def train_and_compact(
     data: LabelledData,
     directory: Path,
     context: DistributedContext | None = None,
+    every_rank: bool = False,
 ) -> TrainedAndCompacted | None:
     """Train a copy of ``original`` with ``job``'s method (checkpoints in ``directory/train``),
-    then compact it and check it against the masked model. Returns None on the ranks of a
-    distributed run other than rank 0, which only train."""
+    then compact it and check it against the masked model. Under ``torchrun`` the ranks other
+    than 0 only train and return None, unless ``every_rank`` (the Python API, whose every rank
+    returns a model) has each compact its own copy."""
     input_size = manifest.input_size
     context = context or init_distributed(model_device(original))
     method = job.make_method(input_size)
@@ -140,7 +142,7 @@ def train_and_compact(
     training = train_model(
         model, data, recipe, directory / "train", callbacks=callbacks, context=context
     )
-    if not context.is_main:
+    if not (context.is_main or every_rank):
         return None
     masked = copy.deepcopy(model.eval())
     # 0 repeats: layers compacted untimed (rerun with --resume on a quiet machine to time)
